@@ -1,0 +1,268 @@
+"""Users' own data: a folder of ``*.jsonl`` files, one query per line (see docs/data-format.md).
+
+Record: ``{"image": "x.jpg", "query": "...", "answer": optional, "targets": [...],
+"is_sentence": optional}``; each target is ``{"mask": "m.png"}``, ``{"polygons": [[x1, y1,
+...], ...]}`` or ``{"rle": {"size": [h, w], "counts": "..."}}``. Paths are relative to the JSONL
+file's folder. Kinds: segmentation (>= 1 target), no-target (no target, no answer) and
+text-only (no target, an answer without ``[SEG]``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lisa.data import templates
+from lisa.data.images import image_size
+from lisa.data.polygons import coco_polygons_mask, coco_rle_mask
+from lisa.data.sample import SEG_TOKEN, Conversation, EvalItem, Sample
+from lisa.errors import LisaError
+
+KNOWN_KEYS = {"image", "query", "answer", "targets", "is_sentence", "id", "meta"}
+SEG, NO_TARGET, TEXT_ONLY = "segmentation", "no_target", "text_only"
+
+
+@dataclass
+class Record:
+    """One parsed line. ``base`` is the JSONL file's folder; ``line`` counts from 1."""
+
+    file: Path
+    line: int
+    image: Path
+    query: str
+    answer: str | None
+    targets: list[dict[str, Any]]
+    is_sentence: bool
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @property
+    def kind(self) -> str:
+        if self.targets:
+            return SEG
+        return TEXT_ONLY if self.answer is not None else NO_TARGET
+
+    @property
+    def one_mask_per_target(self) -> bool:
+        """True when the answer has one ``[SEG]`` per target (else the targets are unioned)."""
+        return self.answer is not None and len(self.targets) > 1 and self.answer.count(SEG_TOKEN) == len(self.targets)
+
+
+class RecordError(ValueError):
+    """A problem with one record; the message does not repeat the file and line."""
+
+
+def _check_target(target: Any, index: int) -> None:
+    if not isinstance(target, dict) or len(set(target) & {"mask", "polygons", "rle"}) != 1:
+        raise RecordError(f"targets[{index}] must be an object with exactly one of 'mask', 'polygons', 'rle'")
+    if "mask" in target and not isinstance(target["mask"], str):
+        raise RecordError(f"targets[{index}].mask must be a path string")
+    if "polygons" in target:
+        polys = target["polygons"]
+        if not isinstance(polys, list) or not polys or not all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
+            for p in polys
+        ):
+            raise RecordError(f"targets[{index}].polygons must be a list of [x1, y1, x2, y2, x3, y3, ...] "
+                              "lists of numbers (at least 3 points each)")
+    if "rle" in target:
+        rle = target["rle"]
+        if not (isinstance(rle, dict) and isinstance(rle.get("size"), list) and len(rle["size"]) == 2
+                and isinstance(rle.get("counts"), (str, list))):
+            raise RecordError(f"targets[{index}].rle must be {{'size': [h, w], 'counts': str}}")
+
+
+def _check_answer(answer: str | None, n_targets: int) -> None:
+    if answer is None:
+        return
+    n_seg = answer.count(SEG_TOKEN)
+    if n_targets == 0 and n_seg:
+        raise RecordError(f"answer has {n_seg} {SEG_TOKEN} but there are no targets")
+    if n_targets and n_seg not in (1, n_targets):
+        raise RecordError(f"answer has {n_seg} {SEG_TOKEN} for {n_targets} targets; use 1 (union) or {n_targets}")
+
+
+def parse_record(obj: Any, file: Path, line: int) -> Record:
+    """Check the structure of one decoded JSON line (files are not opened here)."""
+    if not isinstance(obj, dict):
+        raise RecordError("a record must be a JSON object")
+    for key, kind in (("image", str), ("query", str)):
+        if not isinstance(obj.get(key), kind) or not obj[key].strip():
+            raise RecordError(f"'{key}' is required and must be a non-empty string")
+    answer = obj.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise RecordError("'answer' must be a string when given")
+    targets = obj.get("targets", [])
+    if not isinstance(targets, list):
+        raise RecordError("'targets' must be a list (empty for no target)")
+    for index, target in enumerate(targets):
+        _check_target(target, index)
+    is_sentence = obj.get("is_sentence", False)
+    if not isinstance(is_sentence, bool):
+        raise RecordError("'is_sentence' must be true or false")
+    _check_answer(answer, len(targets))
+    base = file.parent
+    return Record(file, line, base / obj["image"], obj["query"], answer, targets, is_sentence, obj)
+
+
+def iter_lines(file: Path) -> Iterator[tuple[int, Record | RecordError]]:
+    """(line number, Record or the error) for every non-blank line of a JSONL file."""
+    with open(file, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, parse_record(json.loads(text), file, number)
+            except json.JSONDecodeError as error:
+                yield number, RecordError(f"not valid JSON ({error.msg} at column {error.colno})")
+            except RecordError as error:
+                yield number, error
+
+
+def jsonl_files(data_dir: Path, split: str | None = None) -> list[Path]:
+    """``*.jsonl`` directly in ``data_dir/split`` (when given and present) or ``data_dir``."""
+    data_dir = Path(data_dir)
+    folder = data_dir / split if split and (data_dir / split).is_dir() else data_dir
+    if not folder.is_dir():
+        raise LisaError(f"data folder {folder} does not exist; expected a folder of *.jsonl files "
+                        "(see docs/data-format.md)")
+    files = sorted(folder.glob("*.jsonl"))
+    if not files:
+        raise LisaError(f"{folder} holds no *.jsonl files; expected one record per line "
+                        "(see docs/data-format.md)")
+    return files
+
+
+def read_records(data_dir: Path, split: str | None = None) -> list[Record]:
+    """All records; the first malformed line raises LisaError with its file and line."""
+    records = []
+    for file in jsonl_files(data_dir, split):
+        for number, item in iter_lines(file):
+            if isinstance(item, RecordError):
+                raise LisaError(f"{file}:{number}: {item} (run `lisa data check` to list every problem)")
+            records.append(item)
+    return records
+
+
+def decode_target(target: dict[str, Any], base: Path, height: int, width: int) -> np.ndarray:
+    """One target -> [H, W] uint8 {0, 1}; raises RecordError on a missing file or wrong size."""
+    if "mask" in target:
+        path = base / target["mask"]
+        if not path.is_file():
+            raise RecordError(f"mask file {path} not found")
+        array = np.array(Image.open(path))
+        if array.ndim == 3:
+            array = array.max(axis=2)
+        if array.shape != (height, width):
+            raise RecordError(f"mask {path} is {array.shape[1]}x{array.shape[0]} but the image is {width}x{height}")
+        return (array != 0).astype(np.uint8)
+    if "polygons" in target:
+        return coco_polygons_mask(target["polygons"], height, width)
+    try:
+        return coco_rle_mask(target["rle"], height, width)
+    except ValueError as error:
+        raise RecordError(f"rle: {error}") from None
+
+
+def record_masks(record: Record, height: int, width: int) -> np.ndarray:
+    """Masks for the record's ``[SEG]``s: [n_targets, H, W] one per target or [1, H, W] union; [0, H, W] if none."""
+    masks = [decode_target(t, record.file.parent, height, width) for t in record.targets]
+    if not masks:
+        return np.zeros((0, height, width), dtype=np.uint8)
+    stacked = np.stack(masks)
+    return stacked if record.one_mask_per_target else stacked.max(axis=0, keepdims=True)
+
+
+def _image_hw(record: Record) -> tuple[int, int]:
+    if not record.image.is_file():
+        raise LisaError(f"{record.where}: image {record.image} not found")
+    return image_size(record.image)
+
+
+def _masks_or_error(record: Record, height: int, width: int) -> np.ndarray:
+    try:
+        return record_masks(record, height, width)
+    except RecordError as error:
+        raise LisaError(f"{record.where}: {error}") from None
+
+
+def train_turn(record: Record, rng: random.Random) -> tuple[str, str]:
+    """(user, assistant) text for training, templates applied as docs/data-format.md says."""
+    if record.kind == TEXT_ONLY:
+        return record.query, str(record.answer)
+    user = templates.question(record.query, record.is_sentence, rng)
+    if record.answer is not None:
+        return user, record.answer
+    return user, templates.NO_TARGET_ANSWER if record.kind == NO_TARGET else templates.answer(rng)
+
+
+def eval_query(record: Record) -> str:
+    """The evaluation prompt: the official short / long evaluation templates."""
+    return templates.eval_query(record.query, record.is_sentence)
+
+
+class JsonlTrain:
+    """Training samples; records of one image (from one file) are grouped, up to ``max_queries``
+    per sample. Text-only records are samples of their own."""
+
+    def __init__(self, data_dir: Path, split: str | None = None, max_queries: int = 3, source: str = "jsonl") -> None:
+        self.source = source
+        self.max_queries = max_queries
+        groups: dict[tuple[Path, Path], list[Record]] = {}
+        self.groups: list[list[Record]] = []
+        for record in read_records(data_dir, split):
+            if record.kind == TEXT_ONLY:
+                self.groups.append([record])
+            else:
+                groups.setdefault((record.file, record.image), []).append(record)
+        self.groups.extend(groups.values())
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def sample(self, index: int, rng: random.Random) -> Sample:
+        group = self.groups[index]
+        height, width = _image_hw(group[0])
+        chosen = rng.sample(group, min(self.max_queries, len(group)))
+        conversations = []
+        for record in chosen:
+            turn = train_turn(record, rng)
+            masks = _masks_or_error(record, height, width)
+            if SEG_TOKEN not in turn[1]:
+                masks = masks[:0]
+            conversations.append(Conversation([turn], masks))
+        return Sample(group[0].image, conversations, self.source, {"lines": [r.where for r in chosen]})
+
+
+class JsonlEval(Sequence[EvalItem]):
+    """Segmentation and no-target records as EvalItems; text-only records are counted in
+    ``skipped_text_only`` (they have nothing to score)."""
+
+    def __init__(self, data_dir: Path, split: str | None = None) -> None:
+        records = read_records(data_dir, split)
+        self.records = [r for r in records if r.kind != TEXT_ONLY]
+        self.skipped_text_only = len(records) - len(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, position: int) -> EvalItem:  # type: ignore[override]
+        record = self.records[position]
+        height, width = _image_hw(record)
+        masks = _masks_or_error(record, height, width)
+        target = masks.max(axis=0) if len(masks) else np.zeros((height, width), dtype=np.uint8)
+        item_id = str(record.raw.get("id", f"{record.file.stem}:{record.line}"))
+        return EvalItem(record.image, eval_query(record), target, item_id, record.is_sentence,
+                        {"text": record.query, "where": record.where, "kind": record.kind})
+
+    def __iter__(self) -> Iterator[EvalItem]:
+        return (self[i] for i in range(len(self)))

@@ -1,0 +1,94 @@
+"""Polygon and RLE rasterisation shared by the loaders.
+
+Two conventions live here, on purpose kept apart:
+
+* ReasonSeg (labelme polygons, reference 4.1): OpenCV closed 1-px outline plus fill,
+  coordinates truncated to int32, polygons painted largest first so that smaller ones
+  overwrite larger ones; ``ignore`` polygons paint 255, ``flag`` polygons are skipped.
+* COCO (refCOCO family, PACO, users' JSONL): ``pycocotools`` polygons / RLE.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from pycocotools import mask as coco_mask
+
+IGNORE = 255
+
+
+def _cv_points(points: Sequence[Sequence[float]]) -> np.ndarray:
+    """labelme points [[x, y], ...] -> int32 array [1, K, 2], truncated as the official tooling."""
+    return np.array([points], dtype=np.int32)
+
+
+def draw_polygon(canvas: np.ndarray, points: Sequence[Sequence[float]], value: int) -> None:
+    """Paint one polygon in place: closed 1-px polyline plus fillPoly. canvas: [H, W] uint8."""
+    pts = _cv_points(points)
+    cv2.polylines(canvas, pts, True, int(value), 1)
+    cv2.fillPoly(canvas, pts, int(value))
+
+
+def reasonseg_mask(shapes: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """Rasterise ReasonSeg ``shapes`` into [H, W] uint8 with values {0, 1, 255}.
+
+    Shapes whose label is exactly "flag" (any case) are skipped; labels containing "ignore"
+    paint 255, every other label paints 1. Order: area descending (area of each polygon drawn
+    alone), ties broken as ``np.argsort(areas)[::-1]`` does in the official code.
+    """
+    valid: list[dict[str, Any]] = []
+    areas: list[int] = []
+    for shape in shapes:
+        if str(shape["label"]).lower() == "flag":
+            continue
+        alone = np.zeros((height, width), dtype=np.uint8)
+        draw_polygon(alone, shape["points"], 1)
+        areas.append(int(alone.sum()))
+        valid.append(shape)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for index in np.argsort(np.array(areas, dtype=np.int64))[::-1]:
+        shape = valid[int(index)]
+        value = IGNORE if "ignore" in str(shape["label"]).lower() else 1
+        draw_polygon(mask, shape["points"], value)
+    return mask
+
+
+def coco_polygons_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """COCO polygons [[x1, y1, x2, y2, ...], ...] -> [H, W] uint8 union in {0, 1}.
+
+    The official refer loader sums the parts (overlaps can give 2, defect 15); we take the union.
+    """
+    parts = [p for p in polygons if len(p) >= 6]
+    if not parts:
+        return np.zeros((height, width), dtype=np.uint8)
+    rles = coco_mask.frPyObjects(parts, height, width)
+    decoded = coco_mask.decode(rles)  # [H, W, P]
+    return (decoded.max(axis=2) > 0).astype(np.uint8)
+
+
+def coco_rle_mask(rle: dict[str, Any], height: int | None = None, width: int | None = None) -> np.ndarray:
+    """COCO RLE (compressed ``counts`` str/bytes or uncompressed list) -> [H, W] uint8 {0, 1}."""
+    size = [int(v) for v in rle["size"]]
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        encoded = coco_mask.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
+    else:
+        encoded = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
+    mask = coco_mask.decode(encoded).astype(np.uint8)
+    if height is not None and width is not None and mask.shape != (height, width):
+        raise ValueError(f"RLE size {tuple(mask.shape)} differs from the image size {(height, width)}")
+    return mask
+
+
+def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO annotation's ``segmentation`` (polygon list or RLE dict) -> [H, W] uint8 {0, 1}.
+
+    Empty segmentations give an all-zero mask.
+    """
+    if isinstance(segmentation, dict):
+        return coco_rle_mask(segmentation, height, width)
+    if not segmentation:
+        return np.zeros((height, width), dtype=np.uint8)
+    return coco_polygons_mask(segmentation, height, width)

@@ -1,0 +1,98 @@
+"""``lisa eval``: score a model (generation or teacher-forced) or a folder of predicted masks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DATASET_CHOICES = ("reasonseg", "refcoco", "refcoco+", "refcocog", "refclef", "grefcoco", "jsonl")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
+        description="Score a model (--model) or precomputed masks (--pred-dir P/<image stem>.png).")
+    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    parser.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
+    parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
+    parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model folder for LisaPipeline.from_pretrained")
+    source.add_argument("--pred-dir", type=Path, help="folder of predicted masks <image stem>.png (nonzero = fg)")
+    parser.add_argument("--teacher-forced", action="store_true",
+                        help='official protocol: the answer "[SEG]." is given instead of generated')
+    parser.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
+    parser.add_argument("--batch-size", type=int, default=8, help="queries per model call")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--device", default=None, help="cuda / cpu / mps (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: the model's)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N items")
+    parser.add_argument("--out", type=Path, default=None, help="write the report JSON here")
+    parser.add_argument("--visualize", type=Path, default=None, help="write worst-case PNGs to this folder")
+    parser.add_argument("--worst", type=int, default=20, help="how many worst cases to list / draw")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run_eval)
+
+
+def _predictor(args: argparse.Namespace):
+    from lisa.eval.evaluate import pipeline_predictor, pred_dir_predictor
+
+    if args.pred_dir is not None:
+        if args.teacher_forced:
+            from lisa.errors import LisaError
+
+            raise LisaError("--teacher-forced needs --model; --pred-dir scores masks that already exist")
+        return pred_dir_predictor(args.pred_dir)
+    from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
+
+    if not args.model.is_dir():
+        from lisa.errors import LisaError
+
+        raise LisaError(f"model folder {args.model} does not exist")
+    kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    pipe = LisaPipeline.from_pretrained(args.model, **kwargs)
+    return pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
+
+
+class _Head:
+    """The first ``n`` items of a sequence, still lazy."""
+
+    def __init__(self, items, n: int) -> None:
+        self.items, self.n = items, min(n, len(items))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.items[i]
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate, print ``gIoU=... cIoU=... n=...``, optionally write the report and pictures."""
+    from lisa.eval.evaluate import evaluate, load_eval_dataset
+    from lisa.eval.report import build_report, summary_line, write_report
+    from lisa.eval.visualize import write_case
+
+    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by)
+    if args.limit is not None:
+        items = _Head(items, args.limit)
+    skipped = getattr(items, "skipped_text_only", 0)
+    if skipped:
+        print(f"note: {skipped} text-only record(s) have no mask to score and are not evaluated", file=sys.stderr)
+    predict = _predictor(args)
+    keep = args.worst if args.visualize else 0
+    results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
+    mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")
+    info = {"dataset": args.dataset, "split": args.split, "mode": mode,
+            "source": str(args.pred_dir or args.model), "all_texts": args.all_texts}
+    report = build_report(results, info, args.worst)
+    if args.out:
+        write_report(report, args.out)
+    if args.visualize:
+        for rank, (item, pred, iou) in enumerate(keeper.cases()):
+            write_case(args.visualize, rank, item.item_id, iou, item.image, item.target, pred)
+    print(summary_line(report))
+    return 0

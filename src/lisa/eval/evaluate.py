@@ -1,0 +1,155 @@
+"""Run an evaluation: dataset items -> predicted masks (a model or a folder of PNGs) -> scores.
+
+Predictors take a batch of EvalItems and return one [H, W] bool mask per item (the union of the
+masks of every ``[SEG]`` in the answer; empty when the answer has none) plus the answer text.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from lisa.data.sample import EvalItem
+from lisa.errors import LisaError
+from lisa.eval.metrics import score_mask
+from lisa.eval.report import ItemScore, Results
+
+REFER_DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "grefcoco")
+DATASETS = ("reasonseg", *REFER_DATASETS, "jsonl")
+TEACHER_FORCED_ANSWER = "[SEG]."
+
+Prediction = tuple[np.ndarray, str | None]  # ([H, W] bool mask, answer text or None)
+Predictor = Callable[[list[EvalItem]], list[Prediction]]
+
+
+def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = False,
+                      split_by: str | None = None) -> Sequence[EvalItem]:
+    """The evaluation items of ``name`` (reasonseg, refcoco..., grefcoco, jsonl) and ``split``."""
+    if name == "reasonseg":
+        from lisa.data.reason_seg import ReasonSegEval
+
+        return ReasonSegEval(data_dir, split, all_texts=all_texts)
+    if name in REFER_DATASETS:
+        from lisa.data.refer_seg import ReferEval
+
+        return ReferEval(data_dir, name, split, split_by)
+    if name == "jsonl":
+        from lisa.data.jsonl import JsonlEval
+
+        return JsonlEval(data_dir, split)
+    raise LisaError(f"unknown evaluation dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def pred_stem(item: EvalItem) -> str:
+    """The prediction file stem of an item: the image's stem."""
+    return str(item.meta.get("stem") or Path(item.image).stem)
+
+
+def pred_dir_predictor(pred_dir: Path) -> Predictor:
+    """Read ``pred_dir/<image stem>.png`` (nonzero = foreground, same size as the image)."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise LisaError(f"prediction folder {pred_dir} does not exist; expected <image stem>.png files")
+
+    def predict(items: list[EvalItem]) -> list[Prediction]:
+        out = []
+        for item in items:
+            path = pred_dir / f"{pred_stem(item)}.png"
+            if not path.is_file():
+                raise LisaError(f"prediction {path} not found for item {item.item_id} "
+                                f"(expected {pred_dir}/<image stem>.png for every image)")
+            array = np.array(Image.open(path))
+            array = array.max(axis=2) if array.ndim == 3 else array
+            if array.shape != item.target.shape:
+                raise LisaError(f"prediction {path} is {array.shape[1]}x{array.shape[0]} but the image "
+                                f"is {item.target.shape[1]}x{item.target.shape[0]}")
+            out.append((array != 0, None))
+        return out
+
+    return predict
+
+
+def union_mask(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[N, H, W] bool -> [H, W] bool union (all False when N == 0)."""
+    if masks is None or len(masks) == 0:
+        return np.zeros((height, width), dtype=bool)
+    return np.asarray(masks).astype(bool).any(axis=0)
+
+
+def pipeline_predictor(pipe: Any, teacher_forced: bool, max_new_tokens: int) -> Predictor:
+    """Batched calls to a ``LisaPipeline``; teacher-forced passes the answer "[SEG]."."""
+
+    def predict(items: list[EvalItem]) -> list[Prediction]:
+        images = [item.image for item in items]
+        queries = [item.query for item in items]
+        if teacher_forced:
+            results = pipe(images, queries, answers=[TEACHER_FORCED_ANSWER] * len(items))
+        else:
+            results = pipe(images, queries, max_new_tokens=max_new_tokens)
+        return [(union_mask(r.masks, *item.target.shape), r.text) for r, item in zip(results, items)]
+
+    return predict
+
+
+@dataclass
+class _Kept:
+    """A kept case; ordered so that the heap's top is the *best* kept case (evicted first)."""
+
+    key: tuple[float, str]  # (iou, item_id)
+    item: EvalItem
+    pred: np.ndarray
+
+    def __lt__(self, other: "_Kept") -> bool:
+        return self.key > other.key
+
+
+@dataclass
+class WorstKeeper:
+    """The ``k`` lowest-(IoU, id) items and their predictions, for visualisation."""
+
+    k: int
+    heap: list[_Kept] = field(default_factory=list)
+
+    def offer(self, score: ItemScore, item: EvalItem, pred: np.ndarray) -> None:
+        if self.k <= 0:
+            return
+        kept = _Kept((score.iou, score.item_id), item, pred)
+        if len(self.heap) < self.k:
+            heapq.heappush(self.heap, kept)
+        elif kept.key < self.heap[0].key:
+            heapq.heapreplace(self.heap, kept)
+
+    def cases(self) -> list[tuple[EvalItem, np.ndarray, float]]:
+        """Kept cases, worst first: (item, prediction [H, W] bool, iou)."""
+        return [(k.item, k.pred, k.key[0]) for k in sorted(self.heap, key=lambda k: k.key)]
+
+
+def batches(items: Sequence[EvalItem], size: int) -> Iterable[list[EvalItem]]:
+    """Consecutive batches of ``size`` items (the items are built lazily)."""
+    for start in range(0, len(items), size):
+        yield [items[i] for i in range(start, min(start + size, len(items)))]
+
+
+def evaluate(items: Sequence[EvalItem], predict: Predictor, batch_size: int = 1, keep_worst: int = 0,
+             progress: bool = True) -> tuple[Results, WorstKeeper]:
+    """Score every item; returns the results and the kept worst cases."""
+    from tqdm import tqdm
+
+    results, keeper = Results(), WorstKeeper(keep_worst)
+    bar = tqdm(total=len(items), desc="eval", unit="query", disable=not progress)
+    for batch in batches(items, max(1, batch_size)):
+        for item, (pred, text) in zip(batch, predict(batch)):
+            mask_score = score_mask(pred, item.target)
+            score = ItemScore(item.item_id, mask_score.iou, mask_score.intersection, mask_score.union,
+                              item.is_sentence, str(item.image), item.query, text)
+            results.add(score)
+            keeper.offer(score, item, pred)
+        bar.update(len(batch))
+        bar.set_postfix(giou=f"{results.overall.giou:.4f}", ciou=f"{results.overall.ciou:.4f}")
+    bar.close()
+    return results, keeper
