@@ -1,0 +1,62 @@
+"""Samples -> one LisaBatch: both image views, tokenised conversations, target masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lisa.data.image_io import load_image
+from lisa.data.sample import Sample
+from lisa.data.transforms import sam_view, vlm_view
+from lisa.model.lisa import LisaBatch
+from lisa.model.prompting import IGNORE_INDEX, PromptBuilder
+
+
+class Collator:
+    """Callable for a DataLoader: list[Sample] -> LisaBatch (right padding)."""
+
+    def __init__(self, builder: PromptBuilder, image_processor, sam_image_size: int) -> None:
+        self.builder = builder
+        self.image_processor = image_processor
+        self.sam_image_size = sam_image_size
+        pad = builder.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else builder.eos_id)
+
+    def __call__(self, samples: list[Sample]) -> LisaBatch:
+        images = [load_image(sample.image) for sample in samples]
+        sam_views = [sam_view(image, self.sam_image_size) for image in images]
+        encoded, image_index, masks = [], [], []
+        for index, sample in enumerate(samples):
+            for conversation in sample.conversations:
+                encoded.append(self.builder.build(list(conversation.turns)))
+                image_index.append(index)
+                masks.append(torch.from_numpy(np.ascontiguousarray(conversation.masks)))
+        input_ids, labels, attention = pad_right(
+            [e.input_ids for e in encoded], [e.labels for e in encoded], self.pad_id
+        )
+        return LisaBatch(
+            input_ids=input_ids,
+            attention_mask=attention,
+            labels=labels,
+            image_index=torch.tensor(image_index, dtype=torch.long),
+            vlm_pixels=vlm_view(images, self.image_processor),
+            sam_pixels=torch.stack([v.pixels for v in sam_views]),
+            resized_sizes=[v.resized_size for v in sam_views],
+            original_sizes=[v.original_size for v in sam_views],
+            masks=masks,
+            meta=[{"source": s.source, **s.meta} for s in samples],
+        )
+
+
+def pad_right(
+    ids: list[list[int]], labels: list[list[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    length = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+    label_ids = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(ids), length), dtype=torch.long)
+    for row, (tokens, targets) in enumerate(zip(ids, labels)):
+        input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        label_ids[row, : len(targets)] = torch.tensor(targets)
+        attention[row, : len(tokens)] = 1
+    return input_ids, label_ids, attention

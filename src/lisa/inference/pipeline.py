@@ -1,0 +1,257 @@
+"""LisaPipeline: image(s) + query(ies) -> answer text and masks.
+
+One request: load and normalise the image -> (cached) VLM features and SAM image embedding ->
+prompt ids -> greedy generation with a KV cache, keeping the hidden state that predicts each
+[SEG] -> seg head -> SAM mask decoder -> masks at the original size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+from lisa.data.image_io import ImageInput, load_image
+from lisa.data.transforms import sam_view, vlm_view
+from lisa.errors import LisaError
+from lisa.model import sam as sam_ops
+from lisa.model import vlm as vlm_ops
+from lisa.model.lisa import LisaModel
+from lisa.model.prompting import PromptBuilder
+from lisa.inference.resolve import resolve_device, resolve_dtype, resolve_model_dir
+
+Turns = list[tuple[str, str]]
+
+
+@dataclass
+class SegmentResult:
+    text: str  # the assistant's answer; each mask's place is marked by [SEG]
+    masks: np.ndarray  # [N, H, W] bool, one per [SEG] in the answer
+    scores: np.ndarray  # [N] mean foreground probability of each mask
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds, for the whole call
+
+
+@dataclass
+class _ImageEntry:
+    features: torch.Tensor  # [N_img, D] projected VLM features
+    sam_embedding: torch.Tensor  # [C, h, w]
+    resized_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+class LisaPipeline:
+    def __init__(self, model: LisaModel, tokenizer, image_processor, cache_size: int = 16) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.builder = PromptBuilder(tokenizer, model.config)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, _ImageEntry] = OrderedDict()
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.builder.eos_id)
+        vocab = model.vlm.get_output_embeddings().weight.shape[0]
+        never = {model.config.image_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id}
+        never.discard(self.builder.eos_id)
+        self.banned_ids = sorted(i for i in never if i is not None and 0 <= i < vocab)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path = "lisa-tiny",
+        device: str = "auto",
+        dtype: str | torch.dtype = "auto",
+        vision_tower: str | Path | None = None,
+    ) -> "LisaPipeline":
+        """``model``: a lisa-seg folder, "lisa-tiny" (the shipped default) or, with
+        ``vision_tower``, a released LISA checkpoint folder."""
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        if vision_tower is not None:
+            from lisa.interop.official import load_official
+
+            lisa_model, tokenizer, processor = load_official(model, vision_tower, torch_dtype, torch_device)
+            return cls(lisa_model, tokenizer, processor)
+        directory = resolve_model_dir(model)
+        lisa_model = LisaModel.from_pretrained(directory, dtype=torch_dtype, device=torch_device)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        processor = CLIPImageProcessorPil.from_pretrained(directory)
+        return cls(lisa_model, tokenizer, processor)
+
+    # ---- public call -------------------------------------------------------------------
+    def __call__(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        queries: str | Sequence[str],
+        history: Turns | Sequence[Turns] | None = None,
+        answers: str | Sequence[str] | None = None,
+        max_new_tokens: int = 64,
+    ) -> SegmentResult | list[SegmentResult]:
+        """Segment. A single image and query give one result; lists give a list (one image
+        with several queries is broadcast). ``answers`` switches to teacher forcing: the answer
+        is given (e.g. "[SEG].") and masks come from its [SEG]s."""
+        single = isinstance(queries, str)
+        query_list = [queries] if single else list(queries)
+        image_list = list(images) if isinstance(images, (list, tuple)) else [images]
+        if len(image_list) == 1 and len(query_list) > 1:
+            image_list = image_list * len(query_list)
+        if len(image_list) != len(query_list):
+            raise LisaError(f"{len(image_list)} images but {len(query_list)} queries")
+        histories = _per_query(history, len(query_list), single)
+        answer_list = None if answers is None else _as_list(answers, len(query_list))
+        results = self._run(image_list, query_list, histories, answer_list, max_new_tokens)
+        return results[0] if single else results
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # ---- steps -------------------------------------------------------------------------
+    @torch.no_grad()
+    def _run(self, images, queries, histories, answers, max_new_tokens) -> list[SegmentResult]:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        arrays = [load_image(image) for image in images]
+        keys = [_image_key(array) for array in arrays]
+        prompts = [
+            self.builder.build(list(h) + [(q, None if answers is None else answers[i])])
+            for i, (q, h) in enumerate(zip(queries, histories))
+        ]
+        timings["preprocess_ms"] = _ms(start)
+
+        tick = time.perf_counter()
+        unique = list(dict.fromkeys(keys))
+        self._encode_missing(unique, {k: a for k, a in zip(keys, arrays)})
+        entries = [self._cache[k] for k in unique]
+        for key in unique:
+            self._cache.move_to_end(key)
+        image_index = torch.tensor([unique.index(k) for k in keys], device=self.model.device)
+        features = torch.stack([e.features for e in entries])
+        timings["image_encode_ms"] = _ms(tick)
+
+        tick = time.perf_counter()
+        if answers is None:
+            texts, seg_hidden = self._generate(prompts, features, image_index, max_new_tokens)
+        else:
+            texts, seg_hidden = list(answers), self._teacher_forced(prompts, features, image_index)
+        timings["generate_ms"] = _ms(tick)
+
+        tick = time.perf_counter()
+        masks, scores = self._decode(seg_hidden, entries, image_index)
+        timings["mask_decode_ms"] = _ms(tick)
+        timings["total_ms"] = _ms(start)
+        return [SegmentResult(t, m, s, dict(timings)) for t, m, s in zip(texts, masks, scores)]
+
+    def _encode_missing(self, keys: list[str], arrays: dict[str, np.ndarray]) -> None:
+        missing = [k for k in keys if k not in self._cache]
+        if not missing:
+            return
+        model = self.model
+        views = [sam_view(arrays[k], model.config.sam_image_size) for k in missing]
+        pixels = vlm_view([arrays[k] for k in missing], self.image_processor).to(model.device)
+        features = vlm_ops.image_features(model.vlm, pixels)
+        sam_pixels = torch.stack([v.pixels for v in views]).to(model.device)
+        embeddings = sam_ops.encode_images(model.sam, sam_pixels)
+        for i, key in enumerate(missing):
+            self._cache[key] = _ImageEntry(features[i], embeddings[i], views[i].resized_size, views[i].original_size)
+        while len(self._cache) > max(self.cache_size, len(keys)):
+            self._cache.popitem(last=False)
+
+    def _generate(self, prompts, features, image_index, max_new_tokens):
+        ids = [p.input_ids for p in prompts]
+        input_ids, attention = _pad_left(ids, self.pad_id, self.model.device)
+        embeds = vlm_ops.embed_with_images(
+            self.model.vlm, input_ids, features, image_index, self.model.config.image_token_id
+        )
+        generation = vlm_ops.greedy_generate(
+            self.model.vlm, embeds, attention, max_new_tokens,
+            eos_id=self.builder.eos_id, seg_id=self.model.config.seg_token_id, banned_ids=self.banned_ids,
+        )
+        texts = [self.builder.decode(tokens) for tokens in generation.tokens]
+        return texts, generation.seg_hidden
+
+    def _teacher_forced(self, prompts, features, image_index) -> list[torch.Tensor]:
+        ids = [p.input_ids for p in prompts]
+        input_ids, attention = _pad_left(ids, self.pad_id, self.model.device)
+        embeds = vlm_ops.embed_with_images(
+            self.model.vlm, input_ids, features, image_index, self.model.config.image_token_id
+        )
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        hidden = vlm_ops.language_hidden(self.model.vlm, embeds, attention, position_ids)
+        rows, cols = self.model.seg_positions(input_ids)
+        return [hidden[rows[rows == r], cols[rows == r]] for r in range(len(prompts))]
+
+    def _decode(self, seg_hidden: list[torch.Tensor], entries: list[_ImageEntry], image_index: torch.Tensor):
+        model = self.model
+        counts = [h.shape[0] for h in seg_hidden]
+        masks: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        if sum(counts) == 0:
+            for row in range(len(seg_hidden)):
+                height, width = entries[int(image_index[row])].original_size
+                masks.append(np.zeros((0, height, width), dtype=bool))
+                scores.append(np.zeros(0, dtype=np.float32))
+            return masks, scores
+        hidden = torch.cat(seg_hidden)
+        row_of_mask = torch.repeat_interleave(torch.arange(len(counts), device=hidden.device), torch.tensor(counts, device=hidden.device))
+        image_of_mask = image_index[row_of_mask]
+        prompts_embedded = model.seg_head(hidden.to(model.dtype))
+        embeddings = torch.stack([e.sam_embedding for e in entries])
+        low_res, _ = sam_ops.decode_masks(model.sam, embeddings, prompts_embedded, image_of_mask)
+        for row in range(len(counts)):
+            entry = entries[int(image_index[row])]
+            logits = sam_ops.upscale_masks(
+                low_res[row_of_mask == row], model.config.sam_image_size, entry.resized_size, entry.original_size
+            )
+            binary = logits > 0
+            probs = logits.sigmoid()
+            area = binary.flatten(1).sum(-1)
+            score = torch.where(area > 0, (probs * binary).flatten(1).sum(-1) / area.clamp(min=1), torch.zeros_like(area, dtype=probs.dtype))
+            masks.append(binary.cpu().numpy())
+            scores.append(score.float().cpu().numpy())
+        return masks, scores
+
+
+def _pad_left(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(ids), length), dtype=torch.long)
+    for row, tokens in enumerate(ids):
+        input_ids[row, length - len(tokens):] = torch.tensor(tokens)
+        attention[row, length - len(tokens):] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def _image_key(array: np.ndarray) -> str:
+    digest = hashlib.blake2b(array.tobytes(), digest_size=16)
+    digest.update(str(array.shape).encode())
+    return digest.hexdigest()
+
+
+def _as_list(value, count: int) -> list:
+    values = [value] if isinstance(value, str) else list(value)
+    if len(values) == 1 and count > 1:
+        values = values * count
+    if len(values) != count:
+        raise LisaError(f"expected {count} answers, got {len(values)}")
+    return values
+
+
+def _per_query(history, count: int, single: bool) -> list[Turns]:
+    if history is None:
+        return [[] for _ in range(count)]
+    if single:
+        return [list(history)]
+    histories = list(history)
+    if len(histories) != count:
+        raise LisaError(f"expected one history per query ({count}), got {len(histories)}")
+    return [list(h) for h in histories]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)

@@ -1,0 +1,200 @@
+"""Build a fresh LISA model (random weights) from configs: the tiny test model, or any size.
+
+Every model lisa-seg trains from scratch starts here; released checkpoints go through
+``lisa.interop`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    PreTrainedTokenizerFast,
+    SamConfig,
+    SamMaskDecoderConfig,
+    SamPromptEncoderConfig,
+    SamVisionConfig,
+)
+
+from lisa.data.sample import SEG_TOKEN
+from lisa.model.config import LisaConfig, count_image_tokens
+from lisa.model.lisa import LisaModel
+
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", SEG_TOKEN, IMAGE_TOKEN]
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+_BASE_CORPUS = """A chat between a curious human and an artificial intelligence assistant.
+The assistant gives helpful, detailed, and polite answers to the human's questions.
+USER: ASSISTANT: Can you segment the object in this image? Please segment the thing in this image.
+What is it in this image? Please respond with segmentation mask. Please output segmentation mask.
+Sure, it is. Sure, the segmentation result is. It is. Yes. No. There is no such object in the image.
+Please output segmentation mask and explain why. And explain the reason. And give some explanation.
+0 1 2 3 4 5 6 7 8 9 , . ? ! ' " : ; - ( ) [ ] < > / abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ
+"""
+
+
+@dataclass
+class ModelSize:
+    """The knobs that set a model's size (all other choices follow LISA)."""
+
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    text_intermediate: int = 128
+    vision_hidden: int = 32
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_image_size: int = 32
+    vision_patch: int = 8
+    sam_hidden: int = 32
+    sam_layers: int = 2
+    sam_heads: int = 2
+    sam_image_size: int = 64
+    sam_window: int = 2
+    prompt_dim: int = 32
+    decoder_mlp: int = 64
+    max_positions: int = 512
+    vocab_size: int = 400
+
+
+def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``corpus`` (offline, in well under a second for small corpora)."""
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator([_BASE_CORPUS, *corpus], trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        model_max_length=2048,
+    )
+    tokenizer.add_tokens([SEG_TOKEN, IMAGE_TOKEN], special_tokens=True)
+    return tokenizer
+
+
+def build_image_processor(image_size: int) -> CLIPImageProcessorPil:
+    """Resize the whole image to a square (no centre crop: the LLM sees everything SAM sees)."""
+    return CLIPImageProcessorPil(
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        resample=3,  # bicubic, as CLIP
+        do_center_crop=False,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        do_convert_rgb=True,
+    )
+
+
+def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast) -> LisaConfig:
+    vocab = len(tokenizer)
+    text = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=size.text_hidden,
+        intermediate_size=size.text_intermediate,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        num_key_value_heads=size.text_heads,
+        max_position_embeddings=size.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.vision_hidden * 4,
+        num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.vision_heads,
+        image_size=size.vision_image_size,
+        patch_size=size.vision_patch,
+        projection_dim=size.vision_hidden,
+    )
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    vlm = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    sam = SamConfig(
+        vision_config=SamVisionConfig(
+            hidden_size=size.sam_hidden,
+            output_channels=size.prompt_dim,
+            num_hidden_layers=size.sam_layers,
+            num_attention_heads=size.sam_heads,
+            image_size=size.sam_image_size,
+            patch_size=16,
+            window_size=size.sam_window,
+            global_attn_indexes=[size.sam_layers - 1],
+            num_pos_feats=size.prompt_dim // 2,
+            initializer_range=0.02,  # the default 1e-10 makes a random encoder output zeros
+        ),
+        prompt_encoder_config=SamPromptEncoderConfig(
+            hidden_size=size.prompt_dim, image_size=size.sam_image_size, patch_size=16, mask_input_channels=4
+        ),
+        mask_decoder_config=SamMaskDecoderConfig(
+            hidden_size=size.prompt_dim,
+            mlp_dim=size.decoder_mlp,
+            num_attention_heads=2,
+            iou_head_hidden_dim=size.prompt_dim,
+        ),
+    )
+    return LisaConfig(
+        vlm=vlm.to_dict(),
+        sam=sam.to_dict(),
+        seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
+        image_token_id=image_token_id,
+        num_image_tokens=count_image_tokens(vlm),
+        out_dim=size.prompt_dim,
+    )
+
+
+def build_model(
+    size: ModelSize, corpus: list[str] | None = None
+) -> tuple[LisaModel, PreTrainedTokenizerFast, CLIPImageProcessorPil]:
+    tokenizer = build_tokenizer(corpus or [], size.vocab_size)
+    config = build_config(size, tokenizer)
+    model = LisaModel(config).eval()
+    return model, tokenizer, build_image_processor(size.vision_image_size)
+
+
+def save_bundle(
+    directory: str | Path, model: LisaModel, tokenizer: PreTrainedTokenizerFast, image_processor: CLIPImageProcessorPil
+) -> None:
+    """Weights, config, tokenizer and image processor in one folder that LisaPipeline loads."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    image_processor.save_pretrained(directory)
+
+
+def write_tiny_model(directory: str | Path, seed: int = 0) -> Path:
+    """A tiny random-weight model (a few MB) for tests and for trying the pipeline."""
+    import torch
+
+    torch.manual_seed(seed)
+    model, tokenizer, processor = build_model(ModelSize())
+    save_bundle(directory, model, tokenizer, processor)
+    return Path(directory)

@@ -1,0 +1,224 @@
+"""The composite model: Llava (any HF Llava-family checkpoint) + SAM + the seg head.
+
+``forward`` is the teacher-forced training / validation pass; inference composes the same
+pieces with KV-cache generation (``lisa.inference.pipeline``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import LlavaForConditionalGeneration, SamModel
+from transformers.initialization import no_init_weights
+
+from lisa.errors import LisaError
+from lisa.model import sam as sam_ops
+from lisa.model import vlm as vlm_ops
+from lisa.model.config import LisaConfig
+from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
+from lisa.model.seg_head import SegHead
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class LisaBatch:
+    """A collated batch. C conversations over B images."""
+
+    input_ids: torch.Tensor  # [C, L] image span expanded, right-padded
+    attention_mask: torch.Tensor  # [C, L]
+    labels: torch.Tensor  # [C, L] IGNORE_INDEX outside assistant answers
+    image_index: torch.Tensor  # [C] image of each conversation
+    vlm_pixels: torch.Tensor  # [B, 3, h, w]
+    sam_pixels: torch.Tensor  # [B, 3, S, S]
+    resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
+    original_sizes: list[tuple[int, int]]  # per image
+    masks: list[torch.Tensor]  # per conversation [n_seg, H, W] (1 target, 0 background, 255 ignore)
+    sam_embeddings: torch.Tensor | None = None  # [B, C, h, w] precomputed (the encoder is frozen)
+    meta: list[dict] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> "LisaBatch":
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return LisaBatch(
+            move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.image_index),
+            move(self.vlm_pixels), move(self.sam_pixels), self.resized_sizes, self.original_sizes,
+            [move(m) for m in self.masks], move(self.sam_embeddings), self.meta,
+        )
+
+
+@dataclass
+class LisaOutput:
+    loss: torch.Tensor
+    ce_loss: torch.Tensor
+    bce_loss: torch.Tensor
+    dice_loss: torch.Tensor
+    mask_logits: list[torch.Tensor]  # per image [n_i, H, W] float32
+    num_masks: int
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class LisaModel(nn.Module):
+    def __init__(self, config: LisaConfig, init_weights: bool = True) -> None:
+        super().__init__()
+        if config.seg_hidden_rule != "predecessor":
+            raise LisaError(f"unknown seg_hidden_rule {config.seg_hidden_rule!r}; supported: predecessor")
+        self.config = config
+        init = contextlib.nullcontext() if init_weights else no_init_weights()
+        with init:
+            self.vlm = LlavaForConditionalGeneration(config.vlm_config())
+            self.sam = SamModel(config.sam_config())
+            self.seg_head = SegHead(config.hidden_size, config.out_dim)
+        # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
+        self.vlm.tie_weights()
+        self.sam.tie_weights()
+
+    @property
+    def device(self) -> torch.device:
+        return self.seg_head.fc1.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.seg_head.fc1.weight.dtype
+
+    # ---- pieces shared by training and inference ---------------------------------------
+    def embed_conversations(
+        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor
+    ) -> torch.Tensor:
+        features = vlm_ops.image_features(self.vlm, vlm_pixels)
+        return vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, self.config.image_token_id)
+
+    def seg_positions(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, cols) of the hidden states that predict each [SEG], row-major order.
+
+        input_ids already hold the expanded image span, so the rule is just "one before"."""
+        is_seg = input_ids[:, 1:] == self.config.seg_token_id
+        rows, cols = torch.nonzero(is_seg, as_tuple=True)
+        return rows, cols
+
+    def masks_from_hidden(
+        self,
+        seg_hidden: torch.Tensor,
+        seg_image: torch.Tensor,
+        image_embeddings: torch.Tensor,
+        resized_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i]."""
+        prompts = self.seg_head(seg_hidden.to(self.dtype))
+        low_res, iou = sam_ops.decode_masks(self.sam, image_embeddings, prompts, seg_image)
+        logits, scores = [], []
+        for image in range(len(original_sizes)):
+            chosen = seg_image == image
+            logits.append(
+                sam_ops.upscale_masks(low_res[chosen], self.config.sam_image_size, resized_sizes[image], original_sizes[image])
+            )
+            scores.append(iou[chosen].float())
+        return logits, scores
+
+    # ---- teacher-forced forward --------------------------------------------------------
+    def forward(self, batch: LisaBatch) -> LisaOutput:
+        embeds = self.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
+        hidden = vlm_ops.language_hidden(self.vlm, embeds, batch.attention_mask)
+        ce = text_ce_loss(self.vlm.lm_head(hidden), batch.labels)
+        rows, cols = self.seg_positions(batch.input_ids)
+        num_masks = sum(m.shape[0] for m in batch.masks)
+        if rows.numel() != num_masks:
+            raise ValueError(f"{rows.numel()} [SEG] tokens but {num_masks} target masks (truncated prompt?)")
+        zero = hidden.sum() * 0.0
+        bce, dice, per_image = zero, zero, []
+        if num_masks:
+            image_embeddings = batch.sam_embeddings
+            if image_embeddings is None:
+                image_embeddings = sam_ops.encode_images(self.sam, batch.sam_pixels)
+            seg_image = batch.image_index[rows]
+            per_image, _ = self.masks_from_hidden(
+                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes
+            )
+            target_by_image = _targets_by_image(batch)
+            for logits, target in zip(per_image, target_by_image):
+                if logits.shape[0]:
+                    bce = bce + mask_bce_sum(logits, target)
+                    dice = dice + mask_dice_sum(logits, target)
+            bce, dice = bce / (num_masks + 1e-8), dice / (num_masks + 1e-8)
+        cfg = self.config
+        loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice
+        return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks)
+
+    # ---- persistence -------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(_drop_tied(self, state), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    ) -> "LisaModel":
+        directory = Path(directory)
+        config = LisaConfig.load(directory)
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise LisaError(f"{directory}: {WEIGHTS_NAME} is missing")
+        with _default_dtype(dtype):
+            model = cls(config, init_weights=False)
+        model.load_state_dict_strict(load_file(str(weights), device=str(device)))
+        return model.to(device=device, dtype=dtype).eval()
+
+    def load_state_dict_strict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load every key; a missing or unexpected key is an error that lists them."""
+        expected = set(self.state_dict())
+        tied = _tied_names(self)
+        missing = sorted(expected - set(state) - tied)
+        unexpected = sorted(set(state) - expected)
+        if missing or unexpected:
+            raise LisaError(
+                f"checkpoint does not match the model: missing {len(missing)} keys {missing[:10]}, "
+                f"unexpected {len(unexpected)} keys {unexpected[:10]}"
+            )
+        self.load_state_dict(state, strict=False)
+
+
+def _targets_by_image(batch: LisaBatch) -> list[torch.Tensor | None]:
+    """Per image, its conversations' target masks in conversation order, as float {0, 1}
+    (ignore -> background, as in the official training)."""
+    owners = batch.image_index.tolist()
+    grouped: list[torch.Tensor | None] = []
+    for image in range(len(batch.original_sizes)):
+        masks = [m for m, owner in zip(batch.masks, owners) if owner == image and m.shape[0]]
+        grouped.append(torch.cat([(m == 1).float() for m in masks]) if masks else None)
+    return grouped
+
+
+def _tied_names(model: LisaModel) -> set[str]:
+    """State-dict names that alias another parameter (e.g. lm_head tied to the embeddings)."""
+    seen: dict[int, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = id(tensor)
+        if key in seen:
+            tied.add(name)
+        else:
+            seen[key] = name
+    return tied
+
+
+def _drop_tied(model: LisaModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    tied = _tied_names(model)
+    return {k: v for k, v in state.items() if k not in tied}

@@ -1,0 +1,51 @@
+"""SAM as LISA uses it: a frozen image encoder and a mask decoder prompted by one sparse token.
+
+Built on transformers' ``SamModel``; no SAM code is vendored. The dense prompt is SAM's learned
+``no_mask_embed`` and ``multimask_output=False`` keeps mask token 0 (reference 1.6).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import SamModel
+
+
+def encode_images(sam: SamModel, pixels: torch.Tensor) -> torch.Tensor:
+    """[B, 3, S, S] normalised, padded pixels -> image embeddings [B, C, h, w] (no grad: frozen)."""
+    return sam.get_image_embeddings(pixels.to(sam.dtype))
+
+
+def decode_masks(
+    sam: SamModel, image_embeddings: torch.Tensor, prompts: torch.Tensor, image_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One mask per prompt, all images in one decoder call.
+
+    image_embeddings [B, C, h, w]; prompts [N, C] (projected [SEG] states); image_index [N]
+    -> low-resolution mask logits [N, 4h, 4w] and the decoder's IoU estimates [N].
+    """
+    count = prompts.shape[0]
+    embeddings = image_embeddings[image_index]  # [N, C, h, w]
+    positional = sam.get_image_wide_positional_embeddings().expand(count, -1, -1, -1)
+    dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+    sparse = prompts.to(embeddings.dtype)[:, None, None, :]  # [N, point_batch=1, tokens=1, C]
+    low_res, iou = sam.mask_decoder(
+        image_embeddings=embeddings,
+        image_positional_embeddings=positional.to(embeddings.dtype),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense.to(embeddings.dtype),
+        multimask_output=False,
+    )
+    return low_res[:, 0, 0], iou[:, 0, 0]
+
+
+def upscale_masks(
+    low_res: torch.Tensor, input_size: int, resized_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """[n, h, w] logits -> [n, H, W] float32 logits: to the SAM input size, crop the padding,
+    then to the original size (bilinear, align_corners=False)."""
+    masks = low_res[:, None].float()
+    masks = F.interpolate(masks, (input_size, input_size), mode="bilinear", align_corners=False)
+    masks = masks[..., : resized_size[0], : resized_size[1]]
+    masks = F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+    return masks[:, 0]

@@ -1,0 +1,109 @@
+"""The Llava side: image features spliced into token embeddings, a forward that returns the
+final-norm hidden states, and greedy generation with a KV cache that keeps the hidden state
+predicting each generated [SEG] (the official code re-runs the whole model every token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, LlavaForConditionalGeneration
+
+
+def image_features(vlm: LlavaForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """[B, 3, h, w] -> projected image features [B, N_img, D]."""
+    output = vlm.model.get_image_features(pixel_values=pixel_values.to(vlm.dtype), return_dict=True)
+    return torch.stack(list(output.pooler_output))
+
+
+def embed_with_images(
+    vlm: LlavaForConditionalGeneration,
+    input_ids: torch.Tensor,
+    features: torch.Tensor,
+    image_index: torch.Tensor,
+    image_token_id: int,
+) -> torch.Tensor:
+    """Token embeddings [C, L, D] with each conversation's image span replaced by the features
+    of its image. input_ids [C, L]; features [B, N_img, D]; image_index [C] (image of each row)."""
+    is_image = input_ids == image_token_id
+    safe_ids = input_ids.masked_fill(is_image, 0)  # the placeholder id may lie outside the vocabulary
+    embeds = vlm.get_input_embeddings()(safe_ids)
+    per_row = is_image.sum(-1)
+    expected = features.shape[1]
+    if not bool(((per_row == expected) | (per_row == 0)).all()):
+        raise ValueError(f"each conversation needs exactly {expected} image tokens, got {per_row.tolist()}")
+    row_features = features[image_index][per_row > 0].reshape(-1, features.shape[-1])
+    return embeds.masked_scatter(is_image[..., None], row_features.to(embeds.dtype))
+
+
+def language_hidden(
+    vlm: LlavaForConditionalGeneration,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    cache: DynamicCache | None = None,
+) -> torch.Tensor:
+    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head."""
+    output = vlm.model.language_model(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=cache is not None,
+    )
+    return output.last_hidden_state
+
+
+@dataclass
+class Generation:
+    tokens: list[list[int]]  # generated ids per row, EOS excluded
+    seg_hidden: list[torch.Tensor]  # per row [n_seg, D]: states that predicted each [SEG]
+
+
+@torch.no_grad()
+def greedy_generate(
+    vlm: LlavaForConditionalGeneration,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    eos_id: int,
+    seg_id: int,
+    banned_ids: list[int],
+    use_cache: bool = True,
+) -> Generation:
+    """Greedy decoding of left-padded prompts. inputs_embeds [C, L, D], attention_mask [C, L]."""
+    rows = inputs_embeds.shape[0]
+    embed = vlm.get_input_embeddings()
+    cache = DynamicCache(config=vlm.config.text_config) if use_cache else None
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache)[:, -1]
+    finished = torch.zeros(rows, dtype=torch.bool, device=inputs_embeds.device)
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    seg_hidden: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    for step in range(max_new_tokens):
+        logits = vlm.lm_head(hidden).float()
+        logits[:, banned_ids] = float("-inf")
+        next_ids = logits.argmax(-1)
+        for row in torch.nonzero(~finished).flatten().tolist():
+            token = int(next_ids[row])
+            if token == eos_id:
+                continue
+            tokens[row].append(token)
+            if token == seg_id:
+                seg_hidden[row].append(hidden[row])
+        finished |= next_ids == eos_id
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        next_embeds = embed(next_ids)[:, None]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, 1)], dim=1)
+        next_position = position_ids[:, -1:] + 1
+        position_ids = torch.cat([position_ids, next_position], dim=1)
+        if use_cache:
+            hidden = language_hidden(vlm, next_embeds, attention_mask, next_position, cache)[:, -1]
+        else:  # reference path for tests: re-run the whole sequence
+            inputs_embeds = torch.cat([inputs_embeds, next_embeds], dim=1)
+            hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids)[:, -1]
+    width = inputs_embeds.shape[-1]
+    stacked = [torch.stack(h) if h else inputs_embeds.new_zeros(0, width) for h in seg_hidden]
+    return Generation(tokens, stacked)
