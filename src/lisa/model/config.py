@@ -27,6 +27,7 @@ class LisaConfig:
     image_token_id: int  # placeholder id repeated num_image_tokens times in input_ids
     num_image_tokens: int  # embeddings one image expands to (256 for CLIP-L/14 @ 224)
     chat_template: str = "llava_v1"
+    projector: str = "mlp"  # "mlp": HF Llava's 2-layer projector; "linear": LLaVA-v1 / LISA
     # Token ids wrapped around the image span (LISA's <im_start>/<im_end>); None for plain Llava.
     image_start_id: int | None = None
     image_end_id: int | None = None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import LlavaForConditionalGeneration, SamModel
 from transformers.initialization import no_init_weights
@@ -22,10 +21,9 @@ from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
+from lisa.model.projector import LinearProjector
 from lisa.model.seg_head import SegHead
-
-WEIGHTS_NAME = "model.safetensors"
-
+from lisa.model.weights import load_weights, save_weights
 
 @dataclass
 class LisaBatch:
@@ -83,6 +81,11 @@ class LisaModel(nn.Module):
             self.vlm = LlavaForConditionalGeneration(config.vlm_config())
             self.sam = SamModel(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim)
+            if config.projector == "linear":  # LLaVA-v1 / released LISA
+                vision_hidden = config.vlm["vision_config"]["hidden_size"]
+                self.vlm.model.multi_modal_projector = LinearProjector(vision_hidden, config.hidden_size)
+            elif config.projector != "mlp":
+                raise LisaError(f"unknown projector {config.projector!r}; supported: mlp, linear")
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -164,8 +167,7 @@ class LisaModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(_drop_tied(self, state), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_weights(self, directory)
 
     @classmethod
     def from_pretrained(
@@ -173,26 +175,10 @@ class LisaModel(nn.Module):
     ) -> "LisaModel":
         directory = Path(directory)
         config = LisaConfig.load(directory)
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise LisaError(f"{directory}: {WEIGHTS_NAME} is missing")
         with _default_dtype(dtype):
             model = cls(config, init_weights=False)
-        model.load_state_dict_strict(load_file(str(weights), device=str(device)))
+        load_weights(model, directory, device)
         return model.to(device=device, dtype=dtype).eval()
-
-    def load_state_dict_strict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load every key; a missing or unexpected key is an error that lists them."""
-        expected = set(self.state_dict())
-        tied = _tied_names(self)
-        missing = sorted(expected - set(state) - tied)
-        unexpected = sorted(set(state) - expected)
-        if missing or unexpected:
-            raise LisaError(
-                f"checkpoint does not match the model: missing {len(missing)} keys {missing[:10]}, "
-                f"unexpected {len(unexpected)} keys {unexpected[:10]}"
-            )
-        self.load_state_dict(state, strict=False)
 
 
 def _targets_by_image(batch: LisaBatch) -> list[torch.Tensor | None]:
@@ -204,21 +190,3 @@ def _targets_by_image(batch: LisaBatch) -> list[torch.Tensor | None]:
         masks = [m for m, owner in zip(batch.masks, owners) if owner == image and m.shape[0]]
         grouped.append(torch.cat([(m == 1).float() for m in masks]) if masks else None)
     return grouped
-
-
-def _tied_names(model: LisaModel) -> set[str]:
-    """State-dict names that alias another parameter (e.g. lm_head tied to the embeddings)."""
-    seen: dict[int, str] = {}
-    tied = set()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        key = id(tensor)
-        if key in seen:
-            tied.add(name)
-        else:
-            seen[key] = name
-    return tied
-
-
-def _drop_tied(model: LisaModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    tied = _tied_names(model)
-    return {k: v for k, v in state.items() if k not in tied}
