@@ -1,0 +1,119 @@
+"""Generate one split of the shapes world: scenes, then every query family's files.
+
+Scene ``i`` of split ``s`` draws from its own RNG, ``default_rng([seed, SPLIT_IDS[s], i])``,
+so splits never share a stream and any scene can be regenerated alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lisa.data.shapes.facts import HELD_OUT, corpus_records
+from lisa.data.shapes.queries import Query, referring_queries, semantic_queries, vqa_queries
+from lisa.data.shapes.reasoning import candidates, plan
+from lisa.data.shapes.scene import Scene, sample_scene
+from lisa.data.shapes.writer import (encode_rle, reason_seg_shapes, write_jpeg, write_json,
+                                     write_jsonl)
+from PIL import Image
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_N = {"train": 2000, "val": 200, "test": 200}
+PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2}  # queries per scene and family
+JSONL_FAMILIES = ("semantic", "referring", "vqa")
+
+
+def scene_name(split: str, index: int) -> str:
+    return f"{split}_{index:05d}"
+
+
+def pick_reasoning(rng: np.random.Generator, size: int,
+                   split: str) -> tuple[Scene, Query, list[dict[str, Any]]]:
+    """A scene and its reasoning query whose target polygons rasterise exactly."""
+    while True:  # almost always one pass; a new scene only if no query fits
+        chosen = plan(rng, split)
+        scene = sample_scene(rng, size, chosen.planted)
+        for query in candidates(rng, scene, split, chosen):
+            shapes = reason_seg_shapes(scene.target_mask(query.targets))
+            if shapes is not None:
+                return scene, query, shapes
+
+
+def jsonl_record(name: str, scene: Scene, query: Query) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "image": f"{name}.jpg",
+        "query": query.texts[0],
+        "is_sentence": query.is_sentence,
+        # One RLE per object; the loader unions them into one mask for one [SEG].
+        "targets": [{"rle": encode_rle(scene.target_mask([t]))} for t in query.targets],
+    }
+    if query.answer is not None:
+        record["answer"] = query.answer
+    return record
+
+
+def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
+                   records: dict[str, list[dict[str, Any]]], counts: Counter) -> None:
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
+    name = scene_name(split, index)
+    scene, reasoning, shapes = pick_reasoning(rng, size, split)
+    write_jpeg(out / f"{name}.jpg", scene.image)
+    write_json(out / f"{name}.json",
+               {"text": reasoning.texts, "is_sentence": reasoning.is_sentence, "shapes": shapes})
+    counts["reasoning"] += 1
+    counts["reasoning_no_target" if not reasoning.targets else
+           "reasoning_multi_target" if len(reasoning.targets) > 1 else "reasoning_single_target"] += 1
+    counts["reasoning_sentence" if reasoning.is_sentence else "reasoning_phrase"] += 1
+    counts[f"objects_{len(scene.objects)}"] += 1
+    if reasoning.answer is not None:
+        records["explanatory"].append(
+            {"image": f"{name}.jpg", "query": reasoning.texts[0], "outputs": reasoning.answer})
+    families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries}
+    for family, make in families.items():
+        for query in make(rng, scene, PER_SCENE[family]):
+            records[family].append(jsonl_record(name, scene, query))
+            counts[family] += 1
+
+
+def clear_previous(out: Path, split: str) -> None:
+    """Remove files an earlier run wrote here, so a smaller --n leaves no stale scenes."""
+    for path in list(out.glob(f"{split}_*.jpg")) + list(out.glob(f"{split}_*.json")):
+        path.unlink()
+
+
+def generate_split(root: Path, split: str, n: int, seed: int, size: int) -> dict[str, Any]:
+    out = root / split
+    out.mkdir(parents=True, exist_ok=True)
+    (root / "explanatory").mkdir(exist_ok=True)
+    clear_previous(out, split)
+    start = time.perf_counter()
+    records: dict[str, list[dict[str, Any]]] = {k: [] for k in JSONL_FAMILIES + ("explanatory",)}
+    counts: Counter = Counter()
+    for index in range(n):
+        generate_scene(out, split, index, seed, size, records, counts)
+    for family in JSONL_FAMILIES:
+        write_jsonl(out / f"{family}.jsonl", records[family])
+    write_json(root / "explanatory" / f"{split}.json", records["explanatory"])
+    counts["explanatory"] = len(records["explanatory"])
+    write_corpus(root, size)
+    meta = {
+        "split": split, "scenes": n, "seed": seed, "size": size,
+        "counts": dict(sorted(counts.items())),
+        "held_out_concepts": [c.key for c in HELD_OUT],
+        "concept_policy": "train/val reasoning queries use only seen concepts; test reasoning "
+                          "queries use only held-out concepts (and fact-free rules); "
+                          "facts.jsonl states all concepts.",
+    }
+    write_json(out / "meta.json", meta)
+    meta["seconds"] = round(time.perf_counter() - start, 2)  # printed, not written (determinism)
+    return meta
+
+
+def write_corpus(root: Path, size: int) -> None:
+    """The text-only facts and the blank image they are paired with (same for every split)."""
+    Image.new("RGB", (size, size), (255, 255, 255)).save(root / "blank.png")
+    write_jsonl(root / "facts.jsonl", [dict(r, targets=[]) for r in corpus_records()])
