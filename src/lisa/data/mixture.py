@@ -4,7 +4,8 @@ Every position ``i`` of the stream is a pure function of ``(seed, i)``: its own 
 group by rate, a source uniformly inside the group, an item uniformly inside the source, and
 drives that source's template choices. So the stream is deterministic under a seed and
 resumes from any position without replaying the past. A source whose item has nothing to
-train on returns None; the position then redraws with the same RNG (bounded attempts).
+train on returns None; the position then redraws a source and item inside the same group
+(the group's rate is kept), with the same RNG and a bounded number of attempts.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class Mixture:
     def draw(self, position: int) -> Sample:
         """The sample at ``position``."""
         rng = self.rng(position)
-        for _ in range(MAX_REDRAWS):
-            group = self.groups[rng.choices(range(len(self.groups)), weights=self.rates)[0]]
+        group = self.groups[rng.choices(range(len(self.groups)), weights=self.rates)[0]]
+        for _ in range(MAX_REDRAWS):  # redraw inside the group, as the official loaders recurse
             source = group[rng.randrange(len(group))]
             sample = source.sample(rng.randrange(len(source)), rng)
             if sample is not None:

@@ -10,6 +10,7 @@ Two conventions live here, on purpose kept apart:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import cv2
@@ -17,6 +18,13 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 IGNORE = 255
+
+
+def _decode(rles: Any) -> np.ndarray:
+    """pycocotools decode without its NumPy 2 ``copy=`` DeprecationWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return coco_mask.decode(rles)
 
 
 def _cv_points(points: Sequence[Sequence[float]]) -> np.ndarray:
@@ -64,7 +72,7 @@ def coco_polygons_mask(polygons: list[list[float]], height: int, width: int) -> 
     if not parts:
         return np.zeros((height, width), dtype=np.uint8)
     rles = coco_mask.frPyObjects(parts, height, width)
-    decoded = coco_mask.decode(rles)  # [H, W, P]
+    decoded = _decode(rles)  # [H, W, P]
     return (decoded.max(axis=2) > 0).astype(np.uint8)
 
 
@@ -76,7 +84,7 @@ def coco_rle_mask(rle: dict[str, Any], height: int | None = None, width: int | N
         encoded = coco_mask.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
     else:
         encoded = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
-    mask = coco_mask.decode(encoded).astype(np.uint8)
+    mask = _decode(encoded).astype(np.uint8)
     if height is not None and width is not None and mask.shape != (height, width):
         raise ValueError(f"RLE size {tuple(mask.shape)} differs from the image size {(height, width)}")
     return mask

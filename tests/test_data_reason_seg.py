@@ -1,0 +1,97 @@
+"""ReasonSeg loader on tiny files in the real format (reference 4.1, 3.5)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _data_writers import shape, square, write_reasonseg
+
+from lisa.data.reason_seg import ReasonSegEval, ReasonSegTrain, read_annotation
+from lisa.errors import LisaError
+
+
+def _make(root: Path, split: str = "val") -> None:
+    folder = root / split
+    write_reasonseg(folder, "a", ["The Cup", "a mug"], False,
+                    [shape("target", square(2, 2, 20, 20)), shape("ignore", square(5, 5, 8, 8)),
+                     shape("flag", square(0, 0, 39, 29))])
+    write_reasonseg(folder, "b", ["Something you drink from.", "x", "y", "z"], True,
+                    [shape("target", square(0, 0, 5, 5))])
+
+
+def test_eval_items_follow_the_official_protocol(tmp_path: Path) -> None:
+    _make(tmp_path)
+    items = ReasonSegEval(tmp_path, "val")
+    assert len(items) == 2
+    a, b = items[0], items[1]
+    assert a.query == "What is The Cup in this image? Please output segmentation mask."
+    assert b.query == "Something you drink from. Please output segmentation mask."
+    assert (a.item_id, a.is_sentence, b.is_sentence) == ("a", False, True)
+    assert a.target.shape == (30, 40) and a.target[6, 6] == 255 and a.target[3, 3] == 1 and a.target[25, 30] == 0
+    assert len(ReasonSegEval(tmp_path, "val", all_texts=True)) == 6
+    assert ReasonSegEval(tmp_path, "val", all_texts=True)[1].item_id == "a#1"
+
+
+def test_official_nested_layout_and_joined_splits(tmp_path: Path) -> None:
+    nested = tmp_path / "reason_seg" / "ReasonSeg"
+    _make(nested, "train")
+    _make(nested, "val")
+    assert len(ReasonSegEval(tmp_path, "train_val")) == 4
+
+
+def test_missing_folder_and_missing_image_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(LisaError, match="val.*does not exist.*expected"):
+        ReasonSegEval(tmp_path, "val")
+    _make(tmp_path)
+    (tmp_path / "val" / "b.jpg").unlink()
+    with pytest.raises(LisaError, match=r"b\.json has no image b\.jpg"):
+        ReasonSegEval(tmp_path, "val")
+
+
+def test_cp1252_fallback_and_bad_annotation(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_bytes('{"text": ["caf\xe9"], "is_sentence": false, "shapes": []}'.encode("cp1252"))
+    assert read_annotation(path)["text"] == ["caf\xe9"]
+    path.write_text(json.dumps({"text": "not a list", "is_sentence": False, "shapes": []}))
+    with pytest.raises(LisaError, match="'text' must be a non-empty list"):
+        read_annotation(path)
+
+
+def test_training_samples_templates_and_ignore_as_background(tmp_path: Path) -> None:
+    _make(tmp_path, "train")
+    data = ReasonSegTrain(tmp_path, "train", explanatory=-1)
+    sample = data.sample(1, random.Random(0))
+    assert len(sample.conversations) == 3  # up to 3 of the 4 texts
+    for conv in sample.conversations:
+        (user, answer), = conv.turns
+        assert answer.count("[SEG]") == 1 and "<image>" not in user
+        assert user.endswith("segmentation mask.")
+    short = data.sample(0, random.Random(0))
+    mask = short.conversations[0].masks
+    assert mask.shape == (1, 30, 40) and set(np.unique(mask)) == {0, 1} and mask[0, 6, 6] == 0
+    assert any(q in short.conversations[0].turns[0][0] for q in ("the cup", "a mug"))  # lower-cased
+
+
+def test_explanatory_choices(tmp_path: Path) -> None:
+    _make(tmp_path, "train")
+    explanations = [{"image": "a.jpg", "query": "q", "outputs": "Because it holds coffee."}]
+    (tmp_path / "explanatory").mkdir()
+    (tmp_path / "explanatory" / "train.json").write_text(json.dumps(explanations))
+    data = ReasonSegTrain(tmp_path, "train", explanatory=0.1)
+    choices = {data.sample(0, random.Random(seed)).meta["explanatory_choice"] for seed in range(60)}
+    assert choices == {0, 1, 2}
+    for seed in range(60):
+        sample = data.sample(0, random.Random(seed))
+        choice, conv = sample.meta["explanatory_choice"], sample.conversations[0]
+        user, answer = conv.turns[0]
+        if choice == 2:
+            assert answer == "Because it holds coffee." and conv.masks.shape[0] == 0 and user in ("The Cup", "a mug")
+        if choice == 1:
+            assert answer.endswith(" Because it holds coffee.") and "[SEG]" in answer and "segmentation mask and" in user
+    assert data.sample(1, random.Random(0)).meta["explanatory_choice"] == 0  # no entry for b.jpg
+    with pytest.raises(LisaError, match="explanatory file .*other.json"):
+        ReasonSegTrain(tmp_path, "train", explanatory_path=tmp_path / "other.json")
