@@ -108,7 +108,9 @@ def generate_split(root: Path, split: str, n: int, seed: int, size: int) -> dict
                           "queries use only held-out concepts (and fact-free rules); "
                           "facts.jsonl states all concepts.",
     }
-    write_json(out / "meta.json", meta)
+    # Not in OUT/SPLIT/: the ReasonSeg loader reads every *.json there as an annotation.
+    (root / "meta").mkdir(exist_ok=True)
+    write_json(root / "meta" / f"{split}.json", meta)
     meta["seconds"] = round(time.perf_counter() - start, 2)  # printed, not written (determinism)
     return meta
 

@@ -24,7 +24,7 @@ class Query:
     targets: list[Target] = field(default_factory=list)
     answer: str | None = None  # VQA answer or explanatory answer
     is_sentence: bool = False
-    concept: str | None = None  # fact concept key (reasoning only)
+    concept: str | None = None  # fact concept / rule key (reasoning), "group:colour" (referring)
 
 
 def name_of(obj: SceneObject, part: str | None = None) -> str:
@@ -159,7 +159,7 @@ def _colour_group(rng: np.random.Generator, objects: list[SceneObject]) -> Query
     colour = str(rng.choice(colours))
     targets = [(i, None) for i, o in enumerate(objects) if not o.is_thing and o.colour == colour]
     wording = str(rng.choice(["all {} shapes", "every {} shape", "the {} shapes"]))
-    return Query("referring", [wording.format(colour)], targets)
+    return Query("referring", [wording.format(colour)], targets, concept="group:colour")
 
 
 # --- semantic ---------------------------------------------------------------------------------

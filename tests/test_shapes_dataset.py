@@ -1,0 +1,145 @@
+"""`lisa shapes generate`: file layout, formats, determinism, and no held-out leaks in train."""
+
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from lisa.data.shapes.commands import register
+from lisa.data.shapes.facts import HELD_OUT
+from lisa.data.shapes.writer import rasterize_reason_seg
+from lisa.errors import LisaError
+
+
+def _generate(out: Path, split: str, n: int, seed: int = 0, size: int = 256) -> int:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["shapes", "generate", "--out", str(out), "--split", split,
+                              "--n", str(n), "--seed", str(seed), "--size", str(size)])
+    return args.run(args)
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _all_texts(root: Path, split: str) -> list[str]:
+    texts: list[str] = []
+    for path in sorted((root / split).glob(f"{split}_*.json")):
+        texts += json.loads(path.read_text())["text"]
+    for family in ("semantic", "referring", "vqa"):
+        for r in _read_jsonl(root / split / f"{family}.jsonl"):
+            texts += [r["query"], r.get("answer", "")]
+    for r in json.loads((root / "explanatory" / f"{split}.json").read_text()):
+        texts += [r["query"], r["outputs"]]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def train_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    assert _generate(root, "train", 40) == 0
+    return root
+
+
+def test_layout_and_formats(train_root: Path) -> None:
+    split = train_root / "train"
+    images = sorted(split.glob("*.jpg"))
+    assert len(images) == 40 and len(list(split.glob("*.json"))) == 40  # one JSON per image
+    assert (train_root / "blank.png").is_file() and (train_root / "meta" / "train.json").is_file()
+    for image in images:
+        anno = json.loads(image.with_suffix(".json").read_text())
+        assert set(anno) == {"text", "is_sentence", "shapes"} and anno["text"]
+        assert all(s["label"] == "target" for s in anno["shapes"])
+        assert Image.open(image).size == (256, 256)
+    for family in ("semantic", "referring", "vqa"):
+        records = _read_jsonl(split / f"{family}.jsonl")
+        assert records, family
+        for r in records:
+            assert (split / r["image"]).is_file()
+            if family == "vqa":
+                assert r["answer"] and r["targets"] == []
+            else:
+                assert r["targets"] and "answer" not in r
+            for t in r["targets"]:
+                m = mask_utils.decode({"size": t["rle"]["size"], "counts": t["rle"]["counts"].encode()})
+                assert m.shape == (256, 256) and m.sum() >= 20
+    facts = _read_jsonl(train_root / "facts.jsonl")
+    assert all(f["image"] == "blank.png" and f["answer"] and f["targets"] == [] for f in facts)
+    assert any(f["answer"] == "A stop sign is an octagon." for f in facts)  # held out, still stated
+    meta = json.loads((train_root / "meta" / "train.json").read_text())
+    assert meta["counts"]["reasoning"] == 40
+
+
+def test_reasoning_targets_match_the_segmentation_records(train_root: Path) -> None:
+    """A reasoning polygon mask equals the union of some objects' exact RLE masks."""
+    split = train_root / "train"
+    objects_by_image: dict[str, list[np.ndarray]] = {}
+    for r in _read_jsonl(split / "semantic.jsonl") + _read_jsonl(split / "referring.jsonl"):
+        for t in r["targets"]:
+            m = mask_utils.decode({"size": t["rle"]["size"], "counts": t["rle"]["counts"].encode()})
+            objects_by_image.setdefault(r["image"], []).append(m.astype(bool))
+    matched = 0
+    for path in sorted(split.glob("train_*.json")):
+        shapes = json.loads(path.read_text())["shapes"]
+        target = rasterize_reason_seg(shapes, 256, 256).astype(bool)
+        known = objects_by_image.get(path.stem + ".jpg", [])
+        # Every known object mask lies fully inside or outside the target, or (when the
+        # target is a part of a thing) holds all of it.
+        for m in known:
+            inside = (m & target).sum()
+            assert inside in (0, m.sum()) or not (target & ~m).any(), path.name
+        matched += any((m & target).any() for m in known)
+    assert matched >= 10
+
+
+def test_same_seed_same_bytes_and_splits_differ(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _generate(a, "val", 6, seed=3)
+    _generate(b, "val", 6, seed=3)
+    _generate(c, "test", 6, seed=3)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert (a / "val" / "val_00000.jpg").read_bytes() != (c / "test" / "test_00000.jpg").read_bytes()
+
+
+def test_train_never_mentions_held_out_concepts(train_root: Path) -> None:
+    for text in _all_texts(train_root, "train"):
+        leaks = [c.key for c in HELD_OUT if c.mentions(text)]
+        assert not leaks, (text, leaks)
+
+
+def test_test_split_reasoning_uses_held_out_concepts(tmp_path: Path) -> None:
+    _generate(tmp_path, "test", 15, seed=1)
+    rule_words = ("largest", "biggest", "smallest", "most", "left")
+    for path in sorted((tmp_path / "test").glob("test_*.json")):
+        text = json.loads(path.read_text())["text"][0]
+        assert any(c.mentions(text) for c in HELD_OUT) or any(w in text for w in rule_words), text
+
+
+def test_smaller_rerun_leaves_no_stale_scenes(tmp_path: Path) -> None:
+    _generate(tmp_path, "val", 4, size=128)
+    _generate(tmp_path, "val", 2, size=128)
+    assert len(list((tmp_path / "val").glob("*.jpg"))) == 2
+
+
+@pytest.mark.parametrize("flags", [["--split", "dev"], ["--n", "0"], ["--size", "32"]])
+def test_bad_input_is_a_clear_error(tmp_path: Path, flags: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    argv = ["shapes", "generate", "--out", str(tmp_path), "--split", "val"] + flags
+    args = parser.parse_args(argv)
+    with pytest.raises(LisaError):
+        args.run(args)
