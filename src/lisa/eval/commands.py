@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
     parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="model folder for LisaPipeline.from_pretrained")
+    source.add_argument("--model", help="model folder (or a shipped name such as lisa-tiny) for LisaPipeline")
     source.add_argument("--pred-dir", type=Path, help="folder of predicted masks <image stem>.png (nonzero = fg)")
     parser.add_argument("--teacher-forced", action="store_true",
                         help='official protocol: the answer "[SEG]." is given instead of generated')
@@ -46,10 +46,6 @@ def _predictor(args: argparse.Namespace):
         return pred_dir_predictor(args.pred_dir)
     from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
 
-    if not args.model.is_dir():
-        from lisa.errors import LisaError
-
-        raise LisaError(f"model folder {args.model} does not exist")
     kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
     pipe = LisaPipeline.from_pretrained(args.model, **kwargs)
     return pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
