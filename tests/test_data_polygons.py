@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from pycocotools import mask as coco_mask
 
 from lisa.data.polygons import coco_polygons_mask, coco_rle_mask, reasonseg_mask, segmentation_mask
@@ -42,6 +43,7 @@ def test_polygon_outside_the_image_is_clipped() -> None:
     assert mask[:4, :4].all() and mask.sum() == 16
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools under NumPy 2
 def test_coco_polygons_are_unioned_not_summed() -> None:
     polys = [[0, 0, 6, 0, 6, 6, 0, 6], [3, 3, 9, 3, 9, 9, 3, 9]]
     mask = coco_polygons_mask(polys, 12, 12)
