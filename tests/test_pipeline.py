@@ -1,0 +1,158 @@
+"""LisaPipeline: batching, KV cache, the image-embedding cache, save/load, odd inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lisa.errors import LisaError
+from lisa.inference.pipeline import LisaPipeline
+from lisa.model import vlm as vlm_ops
+from lisa.model.lisa import LisaModel
+
+
+@pytest.fixture()
+def images(rng):
+    return [rng.integers(0, 255, (40, 56, 3), dtype=np.uint8), rng.integers(0, 255, (64, 30, 3), dtype=np.uint8)]
+
+
+def test_batched_equals_single_teacher_forced(tiny_pipeline, images) -> None:
+    queries = ["find the red circle please", "star"]
+    answers = ["Sure, [SEG].", "[SEG] and [SEG]."]
+    singles = [tiny_pipeline(i, q, answers=a) for i, q, a in zip(images, queries, answers)]
+    batched = tiny_pipeline(images, queries, answers=answers)
+    for one, many in zip(singles, batched):
+        assert one.masks.shape == many.masks.shape
+        assert (one.masks == many.masks).mean() > 0.999
+        np.testing.assert_allclose(one.scores, many.scores, atol=1e-4)
+
+
+def test_batched_equals_single_generation(tiny_pipeline, images) -> None:
+    queries = ["a", "what is the long query here"]
+    singles = [tiny_pipeline(i, q, max_new_tokens=12) for i, q in zip(images, queries)]
+    batched = tiny_pipeline(images, queries, max_new_tokens=12)
+    assert [s.text for s in singles] == [b.text for b in batched]
+
+
+def _embeds(pipe, image, query):
+    prompt = pipe.builder.build([(query, None)])
+    pipe(image, query, answers="x")  # fills the image cache
+    entry = next(reversed(pipe._cache.values()))
+    ids = torch.tensor([prompt.input_ids])
+    embeds = vlm_ops.embed_with_images(pipe.model.vlm, ids, entry.features[None], torch.tensor([0]), pipe.model.config.image_token_id)
+    return embeds, torch.ones_like(ids)
+
+
+def test_cached_generation_equals_uncached(tiny_pipeline, images) -> None:
+    pipe = tiny_pipeline
+    embeds, mask = _embeds(pipe, images[0], "segment the thing")
+    config = pipe.model.config
+    # force [SEG] to be generated sometimes: no ban list, argmax over the random model
+    kwargs = dict(max_new_tokens=16, eos_id=pipe.builder.eos_id, seg_id=config.seg_token_id, banned_ids=[])
+    cached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=True, **kwargs)
+    uncached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=False, **kwargs)
+    assert cached.tokens == uncached.tokens
+    for a, b in zip(cached.seg_hidden, uncached.seg_hidden):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_seg_hidden_collected_during_generation_matches_teacher_forcing(tiny_pipeline, images) -> None:
+    """Generate with the seg token forced on, then re-run teacher-forced on the generated text:
+    the collected hidden states must equal those of the full forward."""
+    pipe = tiny_pipeline
+    config = pipe.model.config
+    embeds, mask = _embeds(pipe, images[0], "find it")
+    lm_head = pipe.model.vlm.lm_head
+    original = lm_head.bias
+    with torch.no_grad():
+        lm_head.bias = torch.nn.Parameter(torch.zeros(lm_head.out_features))
+        lm_head.bias[config.seg_token_id] = 50.0  # always predict [SEG]
+    try:
+        generation = vlm_ops.greedy_generate(
+            pipe.model.vlm, embeds, mask, max_new_tokens=3, eos_id=pipe.builder.eos_id,
+            seg_id=config.seg_token_id, banned_ids=[],
+        )
+    finally:
+        lm_head.bias = original
+    assert generation.tokens[0] == [config.seg_token_id] * 3
+    prompt = pipe.builder.build([("find it", None)]).input_ids + generation.tokens[0]
+    ids = torch.tensor([prompt])
+    entry = next(reversed(pipe._cache.values()))
+    full = vlm_ops.embed_with_images(pipe.model.vlm, ids, entry.features[None], torch.tensor([0]), config.image_token_id)
+    hidden = vlm_ops.language_hidden(pipe.model.vlm, full, torch.ones_like(ids))
+    rows, cols = pipe.model.seg_positions(ids)
+    torch.testing.assert_close(generation.seg_hidden[0], hidden[rows, cols], atol=1e-5, rtol=1e-4)
+
+
+def test_image_embedding_computed_once_per_image(tiny_pipeline, images) -> None:
+    pipe = tiny_pipeline
+    pipe.clear_cache()
+    calls = []
+    original = pipe.model.sam.get_image_embeddings
+
+    def counting(pixels, **kwargs):
+        calls.append(pixels.shape[0])
+        return original(pixels, **kwargs)
+
+    pipe.model.sam.get_image_embeddings = counting
+    try:
+        pipe(images[0], "first", answers="[SEG].")
+        pipe(images[0], "second", history=[("first", "[SEG].")], answers="[SEG].")
+        pipe([images[0], images[1], images[1]], ["a", "b", "c"], answers="[SEG].")
+    finally:
+        pipe.model.sam.get_image_embeddings = original
+    assert calls == [1, 1]  # image 0 once, image 1 once (deduplicated within the batch)
+
+
+def test_one_image_many_queries_is_broadcast(tiny_pipeline, images) -> None:
+    results = tiny_pipeline(images[0], ["a", "b", "c"], answers="[SEG].")
+    assert len(results) == 3 and all(r.masks.shape == (1, 40, 56) for r in results)
+
+
+def test_save_load_round_trip_is_bit_exact(tiny_pipeline, tmp_path, images) -> None:
+    model = tiny_pipeline.model
+    model.save_pretrained(tmp_path)
+    loaded = LisaModel.from_pretrained(tmp_path)
+    original_state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert original_state.keys() == loaded_state.keys()
+    for key in original_state:
+        assert torch.equal(original_state[key], loaded_state[key]), key
+    again = LisaPipeline(loaded, tiny_pipeline.tokenizer, tiny_pipeline.image_processor)
+    a = tiny_pipeline(images[0], "q", answers="[SEG].")
+    b = again(images[0], "q", answers="[SEG].")
+    assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+
+
+def test_wrong_checkpoint_is_refused(tiny_pipeline, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tiny_pipeline.model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state.pop("seg_head.fc2.bias")
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(LisaError, match="missing 1 keys.*seg_head.fc2.bias.*unexpected 1 keys.*extra.weight"):
+        LisaModel.from_pretrained(tmp_path)
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(LisaError, match="not found"):
+        LisaPipeline.from_pretrained(tmp_path / "nope", device="cpu")
+    with pytest.raises(LisaError, match="lisa_config.json is missing"):
+        LisaPipeline.from_pretrained(tmp_path, device="cpu")
+
+
+def test_text_only_answer_gives_no_masks(tiny_pipeline, images) -> None:
+    result = tiny_pipeline(images[1], "how many?", answers="Two.")
+    assert result.text == "Two." and result.masks.shape == (0, 64, 30) and result.masks.dtype == bool
+
+
+def test_mismatched_batch_is_a_clear_error(tiny_pipeline, images) -> None:
+    with pytest.raises(LisaError, match="2 images but 3 queries"):
+        tiny_pipeline(images, ["a", "b", "c"])
+
+
+def test_timings_are_reported(tiny_pipeline, images) -> None:
+    result = tiny_pipeline(images[0], "q", max_new_tokens=4)
+    assert {"preprocess_ms", "image_encode_ms", "generate_ms", "mask_decode_ms", "total_ms"} <= result.timings.keys()
