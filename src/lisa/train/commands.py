@@ -1,0 +1,48 @@
+"""``lisa train`` and ``lisa export`` (heavy imports stay inside the run functions)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train", help="fine-tune LISA (LoRA + mask decoder) from a YAML config",
+        description="One CPU / one GPU: `lisa train --config C`. Several GPUs or DeepSpeed: "
+                    "`accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m lisa.cli train --config C` "
+                    "(see docs/training.md).")
+    train.add_argument("--config", type=Path, required=True, help="YAML recipe, e.g. configs/smoke.yaml")
+    train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    train.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    train.add_argument("--max-steps", type=int, default=None, help="override optim.max_steps")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log is still written)")
+    train.set_defaults(run=run_train)
+
+    export = subparsers.add_parser(
+        "export", help="merge a run's LoRA and write a standalone model folder",
+        description="The folder loads with LisaPipeline.from_pretrained / `lisa segment --model`.")
+    export.add_argument("--run", type=Path, required=True, help="the training run folder")
+    export.add_argument("--out", type=Path, required=True, help="where to write the model")
+    export.add_argument("--checkpoint", default="last", help="last | best | a checkpoint folder (default last)")
+    export.set_defaults(run=run_export)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from lisa.train.config import load_config
+    from lisa.train.trainer import train
+
+    config = load_config(args.config, {"run_dir": args.run_dir})
+    if args.max_steps is not None:
+        config.optim.max_steps = args.max_steps
+    run_dir = train(config, resume=args.resume, progress=not args.no_progress)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lisa.train.export import export
+
+    out = export(args.run, args.out, args.checkpoint)
+    print(f"model written to {out}")
+    return 0

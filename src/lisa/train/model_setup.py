@@ -1,0 +1,74 @@
+"""The model a run trains: loaded from a lisa-seg folder or built fresh (then saved to
+``RUN/base`` so that resume and export find the same starting weights), with LoRA and the
+trainable set of reference 2.3 applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from lisa.errors import LisaError
+from lisa.model.lisa import LisaModel
+from lisa.train.config import TrainConfig
+from lisa.train.lora import add_lora
+from lisa.train.trainable import set_trainable
+
+BASE_SUBDIR = "base"
+
+
+def base_dir(config: TrainConfig) -> Path:
+    if config.model.base is not None:
+        return Path(config.model.base)
+    return Path(config.run_dir) / BASE_SUBDIR
+
+
+def load_bundle(directory: Path):
+    """(model, tokenizer, image processor) of a lisa-seg model folder, in training mode."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+    if not directory.is_dir():
+        raise LisaError(f"base model folder {directory} does not exist; set model.base to a lisa-seg model "
+                        "folder (see `lisa convert` for released LISA / LLaVA + SAM weights)")
+    model = LisaModel.from_pretrained(directory, dtype=torch.float32, device="cpu")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        processor = CLIPImageProcessorPil.from_pretrained(directory)
+    except (OSError, ValueError) as error:
+        raise LisaError(f"{directory}: cannot load the tokenizer / image processor ({error})") from None
+    return model.train(), tokenizer, processor
+
+
+def build_fresh(config: TrainConfig, corpus: list[str], directory: Path) -> None:
+    """A random-init model of ``model.build`` size, its tokenizer trained on ``corpus``, saved."""
+    from lisa.model.build import ModelSize, build_model, save_bundle
+
+    known = {f.name for f in fields(ModelSize)}
+    unknown = sorted(set(config.model.build or {}) - known)
+    if unknown:
+        raise LisaError(f"unknown config key model.build.{unknown[0]} (known: {', '.join(sorted(known))})")
+    torch.manual_seed(config.seed)
+    model, tokenizer, processor = build_model(ModelSize(**(config.model.build or {})), corpus)
+    tmp = directory.with_name(directory.name + ".tmp")
+    save_bundle(tmp, model, tokenizer, processor)
+    tmp.replace(directory)
+
+
+def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
+    """Embedding rows that train: None (all) or the tokens LISA adds ([SEG], <im_start>, <im_end>)."""
+    if config.model.full_embeddings:
+        return None
+    ids = [model.config.seg_token_id, model.config.image_start_id, model.config.image_end_id]
+    return sorted({i for i in ids if i is not None})
+
+
+def prepare_model(config: TrainConfig, directory: Path):
+    """Load the base, add LoRA, set the trainable parameters and gradient checkpointing."""
+    model, tokenizer, processor = load_bundle(directory)
+    add_lora(model, config.lora)
+    set_trainable(model, token_rows(model, config))
+    if config.model.gradient_checkpointing:
+        model.vlm.model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, processor

@@ -1,0 +1,59 @@
+"""Which parameters train (reference 2.3): LoRA A/B, the [SEG] rows of embed_tokens and lm_head
+(or the whole matrices, as the official code), the SAM mask decoder and the seg head.
+Everything else (LLM base weights, final norm, vision tower, projector, SAM image and prompt
+encoders) is frozen.
+
+The row-only option keeps the whole matrix as a parameter and zeroes the other rows'
+gradients with a hook; with weight decay 0, AdamW then leaves those rows bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lisa.model.lisa import LisaModel
+
+TRAINED_MODULES = ("sam.mask_decoder.", "seg_head.")
+
+
+def embedding_params(model: LisaModel) -> list[nn.Parameter]:
+    """embed_tokens and lm_head weights (one tensor when they are tied)."""
+    params = [model.vlm.get_input_embeddings().weight, model.vlm.get_output_embeddings().weight]
+    return list({id(p): p for p in params}.values())
+
+
+def is_trained(name: str) -> bool:
+    return "lora_" in name or name.startswith(TRAINED_MODULES)
+
+
+def set_trainable(model: LisaModel, token_rows: list[int] | None) -> list[torch.utils.hooks.RemovableHandle]:
+    """Freeze / unfreeze; ``token_rows`` None trains the whole embedding matrices, else only
+    those rows (hooks returned so that callers can remove them)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(is_trained(name))
+    handles = []
+    for param in embedding_params(model):
+        param.requires_grad_(True)
+        if token_rows is not None:
+            mask = torch.zeros(param.shape[0], 1, dtype=param.dtype, device=param.device)
+            mask[token_rows] = 1
+            handles.append(param.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype)))
+    return handles
+
+
+def trainable_names(model: LisaModel) -> list[str]:
+    return [name for name, param in model.named_parameters() if param.requires_grad]
+
+
+def trainable_state(model: LisaModel) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint holds: every trainable parameter, by name."""
+    return {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
+
+
+def count_parameters(model: LisaModel) -> tuple[int, int]:
+    """(trainable, total) element counts."""
+    seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return trainable, total
