@@ -1,0 +1,264 @@
+"""Tiny checkpoints laid out exactly like the released ones, for tests and benchmarks.
+
+``write_tiny_official`` builds a LisaModel directly, then writes its tensors under the
+official names (LLaMA ``model.*``, ``model.mm_projector``, ``model.visual_model.*`` with the
+original SAM names, ``model.text_hidden_fcs.0.{0,2}``, ``rotary_emb.inv_freq``), a
+sentencepiece tokenizer with the four added tokens, a config.json with the LISA fields of
+reference 2.2, and a separate CLIP folder (full CLIPModel, text half included).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import (
+    CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPVisionConfig, LlamaConfig, LlavaConfig, SamConfig,
+    SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig,
+)
+
+from lisa.model.config import LisaConfig, count_image_tokens
+from lisa.model.lisa import LisaModel
+
+ADDED = ["<im_patch>", "<im_start>", "<im_end>", "[SEG]"]
+_CORPUS = """A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.
+USER: What is dog in this image? Please output segmentation mask. ASSISTANT: Sure, it is. Sure, the segmentation result is. It is the cat .
+Can you segment the red thing in this picture? Please respond with segmentation mask. What is it? There is no such object in the image. 0 1 2 3 4 5 6 7 8 9
+"""
+
+
+@dataclass
+class TinySize:
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 128
+    clip_hidden: int = 32
+    clip_layers: int = 3
+    clip_image: int = 32
+    clip_patch: int = 8
+    sam_hidden: int = 32
+    sam_layers: int = 2
+    sam_image: int = 64
+    prompt_dim: int = 32
+    base_vocab: int = 400
+
+
+@dataclass
+class TinyOfficial:
+    directory: Path  # the released-layout LISA folder
+    clip_dir: Path
+    model: LisaModel  # the same weights, built directly (fp32 holding bf16-exact values)
+
+
+def train_sentencepiece(directory: Path, vocab_size: int) -> None:
+    """A LLaMA-like sentencepiece BPE (byte fallback, no normalisation) + the slow-tokenizer files."""
+    import sentencepiece
+
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "corpus.txt"
+    corpus.write_text(_CORPUS * 8)
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(directory / "tokenizer"), vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True, minloglevel=2,
+    )
+    corpus.unlink()
+    (directory / "tokenizer.vocab").unlink()
+    _json(directory / "tokenizer_config.json", {
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "pad_token": None, "legacy": True, "clean_up_tokenization_spaces": False,
+        "model_max_length": 512, "padding_side": "right", "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer",
+    })
+    _json(directory / "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>"})
+    _json(directory / "added_tokens.json", {token: vocab_size + i for i, token in enumerate(ADDED)})
+
+
+def tiny_lisa_config(size: TinySize) -> LisaConfig:
+    vocab = size.base_vocab + len(ADDED)
+    text = LlamaConfig(
+        vocab_size=vocab, hidden_size=size.hidden, intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.heads,
+        rms_norm_eps=1e-6, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        tie_word_embeddings=False,
+    )
+    vlm = LlavaConfig(
+        vision_config=_clip_config(size).vision_config, text_config=text, image_token_id=-200,
+        vision_feature_layer=-2, vision_feature_select_strategy="default", tie_word_embeddings=False,
+    )
+    return LisaConfig(
+        vlm=vlm.to_dict(), sam=_sam_config(size).to_dict(), seg_token_id=size.base_vocab + 3, image_token_id=-200,
+        num_image_tokens=count_image_tokens(vlm), projector="linear", image_start_id=size.base_vocab + 1,
+        image_end_id=size.base_vocab + 2, strip_text_around_tokens=True, out_dim=size.prompt_dim,
+    )
+
+
+def _clip_config(size: TinySize) -> CLIPConfig:
+    vision = CLIPVisionConfig(
+        hidden_size=size.clip_hidden, intermediate_size=size.clip_hidden * 4, num_hidden_layers=size.clip_layers,
+        num_attention_heads=4, image_size=size.clip_image, patch_size=size.clip_patch, projection_dim=16,
+    )
+    text = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "vocab_size": 50, "max_position_embeddings": 16, "projection_dim": 16,
+            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    return CLIPConfig(text_config=text, vision_config=vision.to_dict(), projection_dim=16)
+
+
+def _sam_config(size: TinySize) -> SamConfig:
+    return SamConfig(
+        vision_config=SamVisionConfig(
+            hidden_size=size.sam_hidden, output_channels=size.prompt_dim, num_hidden_layers=size.sam_layers,
+            num_attention_heads=2, image_size=size.sam_image, patch_size=16, window_size=2,
+            global_attn_indexes=[size.sam_layers - 1], num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
+        ),
+        prompt_encoder_config=SamPromptEncoderConfig(
+            hidden_size=size.prompt_dim, image_size=size.sam_image, patch_size=16, mask_input_channels=4
+        ),
+        mask_decoder_config=SamMaskDecoderConfig(
+            hidden_size=size.prompt_dim, mlp_dim=64, num_attention_heads=8, iou_head_hidden_dim=size.prompt_dim
+        ),
+    )
+
+
+def official_config_json(config: LisaConfig) -> dict:
+    """config.json as the released checkpoints have it (reference 2.2)."""
+    text = config.vlm["text_config"]
+    fields = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "rms_norm_eps", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")
+    return {
+        "_name_or_path": "LLaVA-Lightning-7B-v1-1", "architectures": ["LISAForCausalLM"], "model_type": "llava",
+        **{name: text[name] for name in fields},
+        "hidden_act": "silu", "initializer_range": 0.02, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "transformers_version": "4.31.0", "use_cache": False, "train_mask_decoder": True, "out_dim": config.out_dim,
+        "vision_tower": "openai/clip-vit-large-patch14", "mm_vision_tower": "openai/clip-vit-large-patch14",
+        "mm_use_im_start_end": True, "mm_use_im_patch_token": False, "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch", "mm_hidden_size": config.vlm["vision_config"]["hidden_size"],
+        "use_mm_proj": True, "image_aspect_ratio": "square", "image_grid_pinpoints": None,
+        "tune_mm_mlp_adapter": False, "freeze_mm_mlp_adapter": True, "pretrain_mm_mlp_adapter": None,
+        "pretraining_tp": 1, "rope_scaling": None,
+    }
+
+
+# ---- our names -> official names (the inverse of lisa.interop, written independently) ---
+_SAM_INVERSE = [
+    (r"vision_encoder\.patch_embed\.projection\.", "image_encoder.patch_embed.proj."),
+    (r"vision_encoder\.layers\.(\d+)\.layer_norm([12])\.", r"image_encoder.blocks.\1.norm\2."),
+    (r"vision_encoder\.layers\.", "image_encoder.blocks."),
+    (r"vision_encoder\.neck\.conv1\.", "image_encoder.neck.0."),
+    (r"vision_encoder\.neck\.layer_norm1\.", "image_encoder.neck.1."),
+    (r"vision_encoder\.neck\.conv2\.", "image_encoder.neck.2."),
+    (r"vision_encoder\.neck\.layer_norm2\.", "image_encoder.neck.3."),
+    (r"vision_encoder\.", "image_encoder."),
+    (r"shared_image_embedding\.positional_embedding", "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"),
+    (r"prompt_encoder\.point_embed\.", "prompt_encoder.point_embeddings."),
+    (r"prompt_encoder\.mask_embed\.conv1\.", "prompt_encoder.mask_downscaling.0."),
+    (r"prompt_encoder\.mask_embed\.layer_norm1\.", "prompt_encoder.mask_downscaling.1."),
+    (r"prompt_encoder\.mask_embed\.conv2\.", "prompt_encoder.mask_downscaling.3."),
+    (r"prompt_encoder\.mask_embed\.layer_norm2\.", "prompt_encoder.mask_downscaling.4."),
+    (r"prompt_encoder\.mask_embed\.conv3\.", "prompt_encoder.mask_downscaling.6."),
+    (r"transformer\.layers\.(\d+)\.layer_norm(\d)\.", r"transformer.layers.\1.norm\2."),
+    (r"transformer\.layer_norm_final_attn\.", "transformer.norm_final_attn."),
+    (r"mask_decoder\.upscale_conv1\.", "mask_decoder.output_upscaling.0."),
+    (r"mask_decoder\.upscale_layer_norm\.", "mask_decoder.output_upscaling.1."),
+    (r"mask_decoder\.upscale_conv2\.", "mask_decoder.output_upscaling.3."),
+    (r"(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.proj_in\.", r"\1.layers.0."),
+    (r"(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.proj_out\.", r"\1.layers.LAST."),
+]
+
+
+def original_sam_name(name: str, iou_depth: int = 3) -> str:
+    mlp = re.search(r"(output_hypernetworks_mlps\.\d+|iou_prediction_head)\.layers\.(\d+)\.", name)
+    if mlp:  # HF's middle layers are shifted by one
+        name = name.replace(mlp.group(0), f"{mlp.group(1)}.layers.{int(mlp.group(2)) + 1}.")
+    for pattern, replacement in _SAM_INVERSE:
+        name = re.sub(pattern, replacement, name, count=1)
+    return name.replace("LAST", str(iou_depth - 1))
+
+
+def official_state(model: LisaModel) -> dict[str, torch.Tensor]:
+    """The model's tensors under the released checkpoint's names (CLIP excluded)."""
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("vlm.model.vision_tower.") or name == "sam.prompt_encoder.shared_embedding.positional_embedding":
+            continue
+        if name.startswith("vlm.model.language_model."):
+            state["model." + name[len("vlm.model.language_model."):]] = tensor
+        elif name.startswith("vlm.model.multi_modal_projector.linear."):
+            state["model.mm_projector." + name.rsplit(".", 1)[1]] = tensor
+        elif name == "vlm.lm_head.weight":
+            state["lm_head.weight"] = tensor
+        elif name.startswith("seg_head."):
+            layer = {"fc1": "0", "fc2": "2"}[name.split(".")[1]]
+            state[f"model.text_hidden_fcs.0.{layer}.{name.rsplit('.', 1)[1]}"] = tensor
+        elif name.startswith("sam."):
+            state["model.visual_model." + original_sam_name(name[len("sam."):])] = tensor
+        else:
+            raise KeyError(name)
+    return state
+
+
+def inv_freq_keys(config: LisaConfig) -> dict[str, torch.Tensor]:
+    text = config.vlm["text_config"]
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    return {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": inv_freq.clone() for i in range(text["num_hidden_layers"])}
+
+
+def write_sharded(directory: Path, state: dict[str, torch.Tensor], shards: int, fmt: str) -> None:
+    """``pytorch_model-0000i-of-0000n.bin`` (fmt "bin") or safetensors shards, plus the index."""
+    names = list(state)
+    per = -(-len(names) // shards)
+    weight_map: dict[str, str] = {}
+    stem, suffix = ("pytorch_model", "bin") if fmt == "bin" else ("model", "safetensors")
+    for number in range(shards):
+        group = {k: state[k].contiguous() for k in names[number * per:(number + 1) * per]}
+        file_name = f"{stem}-{number + 1:05d}-of-{shards:05d}.{suffix}"
+        if fmt == "bin":
+            torch.save(group, directory / file_name)
+        else:
+            save_file(group, str(directory / file_name), metadata={"format": "pt"})
+        weight_map.update({k: file_name for k in group})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    _json(directory / f"{stem}.{suffix}.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def write_clip_folder(directory: Path, size: TinySize, vision_state: dict[str, torch.Tensor]) -> None:
+    """A full CLIPModel folder whose vision half holds ``vision_state`` (tower names)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    clip = CLIPModel(_clip_config(size))
+    clip.vision_model.load_state_dict(vision_state)
+    clip.save_pretrained(str(directory))
+    CLIPImageProcessorPil(
+        size={"shortest_edge": size.clip_image}, crop_size={"height": size.clip_image, "width": size.clip_image},
+        do_center_crop=True, resample=3, image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    ).save_pretrained(str(directory))
+
+
+def write_tiny_official(root: str | Path, size: TinySize | None = None, shards: int = 3, fmt: str = "bin", seed: int = 0) -> TinyOfficial:
+    size = size or TinySize()
+    root = Path(root)
+    directory, clip_dir = root / "LISA-tiny-v1", root / "clip-vit-tiny"
+    torch.manual_seed(seed)
+    config = tiny_lisa_config(size)
+    model = LisaModel(config).eval()
+    with torch.no_grad():  # released weights are bf16: make the reference hold bf16-exact values
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(torch.bfloat16).float())
+    train_sentencepiece(directory, size.base_vocab)
+    state = {k: v.to(torch.bfloat16) for k, v in official_state(model).items()}
+    state.update({k: v.to(torch.bfloat16) for k, v in inv_freq_keys(config).items()})
+    write_sharded(directory, state, shards, fmt)
+    _json(directory / "config.json", official_config_json(config))
+    tower = {k[len("vlm.model.vision_tower."):]: v for k, v in model.state_dict().items() if k.startswith("vlm.model.vision_tower.")}
+    write_clip_folder(clip_dir, size, tower)
+    return TinyOfficial(directory, clip_dir, model)
+
+
+def _json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
