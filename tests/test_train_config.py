@@ -1,0 +1,85 @@
+"""Training config: YAML recipes load, unknown keys and wrong paths give clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lisa.errors import LisaError
+from lisa.train.config import config_from_dict, load_config
+from lisa.train.trainer import lr_factor
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def smoke_dict() -> dict:
+    return yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["smoke", "lisa-7b", "lisa-13b"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.optim.betas == [0.9, 0.95]
+    assert config.lora.r == 8 and config.lora.alpha == 16 and config.lora.dropout == 0.05
+
+
+def test_official_numbers() -> None:
+    config = load_config(CONFIGS / "lisa-7b.yaml")
+    o = config.optim
+    assert (o.lr, o.weight_decay, o.warmup_steps, o.clip, o.batch_size, o.grad_accum) == (3e-4, 0.0, 100, 1.0, 2, 10)
+    assert [s.rate for s in config.data] == [9, 3, 3, 1]
+
+
+@pytest.mark.parametrize("path, key", [((), "learning_rate"), (("optim",), "lrr"), (("lora",), "rank")])
+def test_unknown_key_is_named(path: tuple[str, ...], key: str) -> None:
+    data = smoke_dict()
+    target = data
+    for part in path:
+        target = target[part]
+    target[key] = 1
+    with pytest.raises(LisaError, match=".".join([*path, key]).replace(".", r"\.")):
+        config_from_dict(data)
+
+
+def test_unknown_model_size_key(tmp_path: Path) -> None:
+    from lisa.train.model_setup import build_fresh
+
+    data = smoke_dict()
+    data["model"]["build"] = {"text_hiden": 32}
+    data["run_dir"] = str(tmp_path)
+    with pytest.raises(LisaError, match="model.build.text_hiden"):
+        build_fresh(config_from_dict(data), [], tmp_path / "base")
+
+
+def test_wrong_base_path(tmp_path: Path) -> None:
+    from lisa.train.model_setup import prepare_model
+
+    data = smoke_dict()
+    data["model"] = {"base": str(tmp_path / "nowhere")}
+    config = config_from_dict(data)
+    with pytest.raises(LisaError, match="base model folder .*nowhere.* does not exist"):
+        prepare_model(config, Path(config.model.base))
+
+
+def test_base_and_build_exclusive() -> None:
+    data = smoke_dict()
+    data["model"]["base"] = "somewhere"
+    with pytest.raises(LisaError, match="exactly one of 'base'"):
+        config_from_dict(data)
+
+
+def test_run_dir_placeholder() -> None:
+    data = smoke_dict()
+    data["run_dir"] = "/x/run"
+    config = config_from_dict(data)
+    assert config.data[0].dir == "/x/run/data" and config.val.dir == "/x/run/data"
+
+
+def test_lr_schedule() -> None:
+    assert lr_factor(0, 100, 5000) == 0.0
+    assert lr_factor(50, 100, 5000) == 0.5
+    assert lr_factor(100, 100, 5000) == 1.0
+    assert lr_factor(2550, 100, 5000) == pytest.approx(0.5)
+    assert lr_factor(5000, 100, 5000) == 0.0

@@ -1,0 +1,113 @@
+"""One training step: exactly the intended parameters get gradients, and the loss falls on a
+fixed batch."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from lisa.data.collate import Collator
+from lisa.data.jsonl import JsonlTrain
+from lisa.model.build import ModelSize, build_model
+from lisa.model.prompting import PromptBuilder
+from lisa.train.config import LoraSection, config_from_dict
+from lisa.train.lora import add_lora
+from lisa.train.synthetic import write_synthetic
+from lisa.train.trainable import set_trainable
+from lisa.train.trainer import make_optimizer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
+    torch.manual_seed(0)
+    model, tokenizer, processor = build_model(ModelSize())
+    loader = JsonlTrain(data, "train", max_queries=2)
+    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
+    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
+    return model, batch
+
+
+def _fresh(setup, full_embeddings: bool):
+    model, batch = setup
+    model = type(model)(model.config)
+    model.load_state_dict(setup[0].state_dict())
+    add_lora(model, LoraSection())
+    rows = None if full_embeddings else [model.config.seg_token_id]
+    set_trainable(model, rows)
+    return model.train(), batch
+
+
+def _nonzero_grad_rows(param: torch.Tensor) -> list[int]:
+    return torch.nonzero(param.grad.abs().sum(-1)).flatten().tolist()
+
+
+@pytest.mark.parametrize("full_embeddings", [False, True])
+def test_intended_parameters_get_gradients(setup, full_embeddings: bool) -> None:
+    model, batch = _fresh(setup, full_embeddings)
+    out = model(batch)
+    assert out.num_masks > 0
+    out.loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # The IoU head is part of the (trained) mask decoder but no loss reaches it, as in the official code.
+    iou_head = {n for n in trainable if n.startswith("sam.mask_decoder.iou_prediction_head.")}
+    assert iou_head and with_grad == trainable - iou_head
+    lora = sorted(n for n in trainable if "lora_" in n)
+    # LoRA on the LLM's q/v only: 2 layers x (q, v) x (A, B); never CLIP or SAM.
+    assert len(lora) == 8 and all(n.startswith("vlm.model.language_model.layers.") for n in lora)
+    assert all(("q_proj" in n) or ("v_proj" in n) for n in lora)
+    others = trainable - set(lora)
+    embed = "vlm.model.language_model.embed_tokens.weight"
+    head = "vlm.lm_head.weight"
+    assert {embed, head} <= others
+    rest = others - {embed, head}
+    assert rest and all(n.startswith(("sam.mask_decoder.", "seg_head.")) for n in rest)
+    decoder = {n for n, _ in model.named_parameters() if n.startswith("sam.mask_decoder.")}
+    assert decoder <= trainable
+    assert not any(n.startswith(("sam.vision_encoder", "sam.prompt_encoder", "vlm.model.vision_tower",
+                                 "vlm.model.multi_modal_projector")) for n in trainable)
+    seg = model.config.seg_token_id
+    params = dict(model.named_parameters())
+    if full_embeddings:
+        assert len(_nonzero_grad_rows(params[head])) > 1
+    else:
+        assert _nonzero_grad_rows(params[embed]) == [seg]
+        assert _nonzero_grad_rows(params[head]) == [seg]
+    # LoRA B starts at zero, so the A matrices see no gradient on the first step; B does.
+    assert all(params[n].grad.abs().sum() > 0 for n in lora if "lora_B" in n)
+
+
+def test_frozen_rows_stay_exact(setup) -> None:
+    model, batch = _fresh(setup, full_embeddings=False)
+    embed = model.vlm.get_input_embeddings().weight
+    before = embed.detach().clone()
+    config = config_from_dict({"run_dir": "unused", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "x"}],
+                               "optim": {"warmup_steps": 0}})
+    optimizer, _ = make_optimizer(model, config)
+    for _ in range(2):
+        model(batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    changed = torch.nonzero((embed.detach() != before).any(-1)).flatten().tolist()
+    assert changed == [model.config.seg_token_id]
+
+
+def test_loss_falls_on_fixed_batch(setup) -> None:
+    model, batch = _fresh(setup, full_embeddings=False)
+    config = config_from_dict({"run_dir": "unused", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "x"}],
+                               "optim": {"lr": 1e-2, "warmup_steps": 0, "max_steps": 1000}})
+    optimizer, scheduler = make_optimizer(model, config)
+    losses = []
+    for _ in range(25):
+        out = model(batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < 0.8 * losses[0], losses
