@@ -172,3 +172,17 @@ def _load_hf_sam(directory: Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
     state.pop("prompt_encoder.shared_embedding.positional_embedding", None)
     return config, state
 
+
+
+def convert_sam(source: str | Path, out: str | Path) -> Path:
+    """An original ``sam_vit_*.pth`` -> a transformers SAM folder (strict load into SamModel)."""
+    from transformers import SamModel
+
+    from lisa.model.weights import load_state_strict
+
+    config, state = load_sam(source)
+    model = SamModel(config)
+    model.tie_weights()
+    load_state_strict(model, state)
+    model.save_pretrained(str(out))
+    return Path(out)

@@ -1,0 +1,59 @@
+"""`lisa convert official|sam` and `lisa init`: checkpoints from elsewhere into lisa-seg folders."""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    convert = subparsers.add_parser("convert", help="convert a released checkpoint to a lisa-seg folder")
+    kinds = convert.add_subparsers(dest="kind", required=True, metavar="KIND")
+    official = kinds.add_parser("official", help="a released LISA folder (xinlai/LISA-7B-v1, ...) + a CLIP folder")
+    official.add_argument("--src", required=True, help="the released LISA folder")
+    official.add_argument("--vision-tower", required=True, help="the openai/clip-vit-large-patch14 folder")
+    official.add_argument("--out", required=True, help="a new folder for the lisa-seg model")
+    official.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="auto keeps the checkpoint's (bf16)")
+    official.set_defaults(run=_run_convert_official)
+    sam = kinds.add_parser("sam", help="an original sam_vit_{h,l,b}_*.pth file -> a transformers SAM folder")
+    sam.add_argument("--src", required=True)
+    sam.add_argument("--out", required=True)
+    sam.set_defaults(run=_run_convert_sam)
+
+    init = subparsers.add_parser("init", help="a fresh LISA (new seg head) from a LLaVA folder and a SAM checkpoint")
+    init.add_argument("--vlm", required=True, help="a llava-hf folder (LLaVA-1.5) or a LLaVA-v1 folder")
+    init.add_argument("--sam", required=True, help="sam_vit_*.pth or a transformers sam-vit-* folder")
+    init.add_argument("--vision-tower", default=None, help="CLIP folder (LLaVA-v1 folders only; they hold no CLIP)")
+    init.add_argument("--out", required=True)
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=_run_init)
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _run_convert_official(args: argparse.Namespace) -> int:
+    from lisa.interop.official import convert_official
+
+    out = convert_official(args.src, args.vision_tower, args.out, _dtype(args.dtype))
+    print(f"wrote {out}; use it with: lisa segment --model {out} ...")
+    return 0
+
+
+def _run_convert_sam(args: argparse.Namespace) -> int:
+    from lisa.interop.sam_original import convert_sam
+
+    print(f"wrote {convert_sam(args.src, args.out)}")
+    return 0
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from lisa.interop.llava_hf import init_lisa
+
+    out = init_lisa(args.vlm, args.sam, args.out, vision_tower=args.vision_tower, seed=args.seed)
+    print(f"wrote {out} (new seg head; train it with `lisa train`)")
+    return 0
