@@ -1,0 +1,43 @@
+"""Export: merging LoRA gives a standalone model folder whose masks equal the in-training model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from lisa.inference.pipeline import LisaPipeline
+from lisa.train.config import config_from_dict
+from lisa.train.export import export
+from lisa.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_export_round_trip(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
+    data.update(run_dir=str(tmp_path / "run"), save_every=4, val_every=4)
+    data["optim"].update(max_steps=4, warmup_steps=1, lr=1e-2)
+    data["val"]["limit"] = 3
+    trainer = Trainer(config_from_dict(data), progress=False)
+    trainer.fit()
+    assert (tmp_path / "run" / "best" / "trainable.safetensors").is_file()
+
+    out = export(tmp_path / "run", tmp_path / "exported")
+    assert not any("lora_" in line for line in (out / "lisa_config.json").read_text().splitlines())
+    trained = LisaPipeline(trainer.unwrapped, trainer.tokenizer, trainer.processor)
+    standalone = LisaPipeline.from_pretrained(out, device="cpu", dtype="float32")
+    images = sorted((tmp_path / "run" / "data" / "val").glob("val_*[0-9].png"))[:2]
+    queries = ["the red square", "the blue circle"]
+    for a, b in zip(trained(images, queries, answers="Sure, [SEG]."), standalone(images, queries, answers="Sure, [SEG].")):
+        assert a.masks.shape == b.masks.shape == (1, 64, 64)
+        assert np.array_equal(a.masks, b.masks)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    # LoRA changed something: the merged q_proj differs from the base.
+    from safetensors.torch import load_file
+
+    key = "vlm.model.language_model.layers.0.self_attn.q_proj.weight"
+    merged, base = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "run" / "base" / "model.safetensors"))
+    assert not merged[key].equal(base[key])
+    assert set(merged) == set(base)
