@@ -1,0 +1,251 @@
+"""Stage 1 of a from-scratch LISA: SAM trained as a promptable segmenter (points and boxes).
+
+The paper starts from a SAM pre-trained on SA-1B; a from-scratch model (lisa-tiny) first learns
+the same job on its own world: every instance and part mask of the JSONL folders, prompted by a
+jittered box or by 1-3 positive points, predicting one mask (BCE + DICE at full resolution).
+The LISA stage then freezes this image encoder and fine-tunes the mask decoder.
+
+Single process on purpose (the model is small); checkpoints are atomic and resume exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, load_model, save_file, save_model
+from transformers import SamConfig, SamModel
+
+from lisa.data.image_io import load_image
+from lisa.data.jsonl import Record, decode_target, read_records
+from lisa.data.transforms import sam_view
+from lisa.errors import LisaError
+from lisa.model.losses import mask_bce_sum, mask_dice_sum
+from lisa.train.checkpoint import list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name
+from lisa.train.config import _build
+
+
+@dataclass
+class SamSize:
+    hidden: int = 128
+    layers: int = 6
+    heads: int = 4
+    image_size: int = 256
+    patch: int = 16  # 16x16 image embedding, 64x64 low-resolution masks at 256 px
+    window: int = 8
+    prompt_dim: int = 128
+    decoder_mlp: int = 512
+    decoder_heads: int = 4
+
+
+@dataclass
+class SamStageConfig:
+    run_dir: str
+    data_dir: str  # a folder of JSONL files (e.g. the shapes world's DIR/train)
+    size: SamSize = field(default_factory=SamSize)
+    seed: int = 0
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    max_steps: int = 3000
+    batch_size: int = 8
+    clip: float = 1.0
+    save_every: int = 200
+    keep_last: int = 2
+    log_every: int = 20
+    threads: int | None = None
+
+
+def build_sam_config(size: SamSize) -> SamConfig:
+    from transformers import SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
+
+    return SamConfig(
+        vision_config=SamVisionConfig(
+            hidden_size=size.hidden, output_channels=size.prompt_dim, num_hidden_layers=size.layers,
+            num_attention_heads=size.heads, image_size=size.image_size, patch_size=size.patch,
+            window_size=size.window, global_attn_indexes=[size.layers - 1],
+            num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
+        ),
+        prompt_encoder_config=SamPromptEncoderConfig(
+            hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=size.patch, mask_input_channels=16
+        ),
+        mask_decoder_config=SamMaskDecoderConfig(
+            hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
+            iou_head_hidden_dim=size.prompt_dim,
+        ),
+    )
+
+
+def fresh_sam(config: SamConfig) -> SamModel:
+    """A randomly initialised SAM for training from scratch. HF's init (normal, std 0.02) makes
+    the decoder's mask logits ~1e-5 and the first thousand steps crawl; PyTorch's default
+    (Kaiming-uniform) init, as the original SAM code used, starts with useful signal."""
+    sam = SamModel(config)
+    with torch.no_grad():
+        for module in sam.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.reset_parameters()
+    return sam
+
+
+# ---- data --------------------------------------------------------------------------------
+@dataclass
+class _Instance:
+    record: Record
+    target: int  # index into record.targets
+
+
+def collect_instances(data_dir: Path) -> list[_Instance]:
+    """One entry per distinct (image, target) of every segmentation record."""
+    seen: set[tuple[str, str]] = set()
+    instances = []
+    for record in read_records(data_dir):
+        for index, target in enumerate(record.targets):
+            key = (str(record.image), json.dumps(target, sort_keys=True))
+            if key not in seen:
+                seen.add(key)
+                instances.append(_Instance(record, index))
+    if not instances:
+        raise LisaError(f"{data_dir}: no segmentation targets found in its JSONL files")
+    return instances
+
+
+def _box_prompt(mask: np.ndarray, rng: random.Random, scale: float) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    jitter = 0.1 * max(x1 - x0, y1 - y0)
+    box = [x0 + rng.uniform(-jitter, jitter), y0 + rng.uniform(-jitter, jitter),
+           x1 + rng.uniform(-jitter, jitter), y1 + rng.uniform(-jitter, jitter)]
+    return [v * scale for v in box]
+
+
+def _point_prompts(mask: np.ndarray, rng: random.Random, scale: float, count: int) -> list[list[float]]:
+    ys, xs = np.nonzero(mask)
+    picks = [rng.randrange(len(xs)) for _ in range(count)]
+    return [[(xs[i] + 0.5) * scale, (ys[i] + 0.5) * scale] for i in picks]
+
+
+def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int, image_size: int) -> dict:
+    """Batch ``step`` is a pure function of (seed, step): resuming needs no data state."""
+    rng = random.Random(f"{seed}-{step}")
+    use_boxes = step % 2 == 0  # one prompt kind per batch keeps the prompt tensors rectangular
+    points_per_mask = rng.randint(1, 3)
+    pixels, targets, prompts, sizes = [], [], [], []
+    for _ in range(batch_size):
+        item = instances[rng.randrange(len(instances))]
+        image = load_image(item.record.image)
+        height, width = image.shape[:2]
+        mask = decode_target(item.record.targets[item.target], item.record.image.parent, height, width) > 0
+        if not mask.any():
+            continue
+        view = sam_view(image, image_size)
+        scale = view.resized_size[0] / height
+        pixels.append(view.pixels)
+        targets.append(torch.from_numpy(mask.astype(np.float32)))
+        sizes.append((view.resized_size, view.original_size))
+        prompts.append(_box_prompt(mask, rng, scale) if use_boxes else _point_prompts(mask, rng, scale, points_per_mask))
+    batch = {"pixel_values": torch.stack(pixels), "targets": targets, "sizes": sizes}
+    if use_boxes:
+        batch["input_boxes"] = torch.tensor(prompts, dtype=torch.float32)[:, None]  # [B, 1, 4]
+    else:
+        batch["input_points"] = torch.tensor(prompts, dtype=torch.float32)[:, None]  # [B, 1, n, 2]
+        batch["input_labels"] = torch.ones(batch["input_points"].shape[:3], dtype=torch.long)
+    return batch
+
+
+# ---- loss ----------------------------------------------------------------------------------
+def sam_loss(sam: SamModel, batch: dict, image_size: int) -> tuple[torch.Tensor, float, float]:
+    prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
+    output = sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts)
+    low_res = output.pred_masks[:, 0, 0]  # [B, h, w]
+    bce = dice = low_res.sum() * 0.0
+    for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
+        full = F.interpolate(logits[None, None], (image_size, image_size), mode="bilinear", align_corners=False)
+        full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0]
+        bce = bce + mask_bce_sum(full, target[None])
+        dice = dice + mask_dice_sum(full, target[None])
+    count = len(batch["targets"])
+    return (2.0 * bce + 0.5 * dice) / count, float(bce.detach()) / count, float(dice.detach()) / count
+
+
+# ---- loop ----------------------------------------------------------------------------------
+def _lr_at(step: int, config: SamStageConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    remaining = max(config.max_steps - step, 0) / max(config.max_steps - config.warmup_steps, 1)
+    return config.lr * remaining
+
+
+def _save(run_dir: Path, sam: SamModel, optimizer: torch.optim.Optimizer, step: int, keep_last: int) -> None:
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    final = checkpoints / step_name(step)
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_model(sam, str(tmp / "sam.safetensors"))  # handles SAM's tied positional matrix
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "rng.json").write_text(json.dumps(rng_state()))
+    save_file(rng_tensors(), str(tmp / "rng.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step}))  # written last: marks completeness
+    publish(tmp, final)
+    prune(checkpoints, keep_last)
+
+
+def _resume(run_dir: Path, sam: SamModel, optimizer: torch.optim.Optimizer) -> int:
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        return 0
+    latest = found[-1]
+    load_model(sam, str(latest / "sam.safetensors"), strict=True)
+    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+    set_rng(json.loads((latest / "rng.json").read_text()), load_file(str(latest / "rng.safetensors")))
+    return int(json.loads((latest / "state.json").read_text())["step"])
+
+
+def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
+    """Train (or resume) and write ``run_dir/sam`` (an HF SamModel folder). Returns that folder."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    instances = collect_instances(Path(config.data_dir))
+    torch.manual_seed(config.seed)
+    sam = fresh_sam(build_sam_config(config.size)).train()
+    optimizer = torch.optim.AdamW(sam.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    step = _resume(run_dir, sam, optimizer) if resume else 0
+    log = (run_dir / "log.jsonl").open("a")
+    start, size = time.perf_counter(), config.size.image_size
+    while step < config.max_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        batch = make_batch(instances, step, config.seed, config.batch_size, size)
+        loss, bce, dice = sam_loss(sam, batch, size)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sam.parameters(), config.clip)
+        optimizer.step()
+        step += 1
+        if step % config.log_every == 0 or step == config.max_steps:
+            rate = step / max(time.perf_counter() - start, 1e-9)
+            entry = {"step": step, "loss": float(loss.detach()), "bce": bce, "dice": dice, "lr": _lr_at(step - 1, config)}
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            print(f"sam step {step}/{config.max_steps} loss={float(loss.detach()):.4f} bce={bce:.4f} dice={dice:.4f} ({rate:.2f} steps/s)", flush=True)
+        if step % config.save_every == 0 or step == config.max_steps:
+            _save(run_dir, sam, optimizer, step, config.keep_last)
+    out = run_dir / "sam"
+    sam.eval().save_pretrained(out)
+    return out
+
+
+def load_stage_config(path: str | Path) -> SamStageConfig:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return _build(SamStageConfig, data, "")
