@@ -78,3 +78,13 @@ def test_sharded_weights_round_trip(tmp_path):
     save_file(shard, str(tmp_path / first))
     with pytest.raises(LisaError, match="missing 1 keys"):
         load_weights(LisaModel(model.config), tmp_path)
+
+
+def test_quantisation_is_guarded_on_cpu():
+    from lisa.interop.quantize import SKIP_MODULES, quantization_config
+
+    with pytest.raises(LisaError, match="CUDA"):
+        quantization_config(4, torch.device("cpu"))
+    with pytest.raises(LisaError, match="8 or 4"):
+        quantization_config(3, torch.device("cpu"))
+    assert {"lm_head", "seg_head"} <= set(SKIP_MODULES)

@@ -210,19 +210,22 @@ def inv_freq_keys(config: LisaConfig) -> dict[str, torch.Tensor]:
 
 def write_sharded(directory: Path, state: dict[str, torch.Tensor], shards: int, fmt: str) -> None:
     """``pytorch_model-0000i-of-0000n.bin`` (fmt "bin") or safetensors shards, plus the index."""
-    names = list(state)
-    per = -(-len(names) // shards)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    groups: list[list[str]] = [[] for _ in range(shards)]
+    running = 0
+    for name, tensor in state.items():  # consecutive keys, about total / shards bytes each
+        groups[min(shards - 1, running * shards // max(total, 1))].append(name)
+        running += tensor.numel() * tensor.element_size()
     weight_map: dict[str, str] = {}
     stem, suffix = ("pytorch_model", "bin") if fmt == "bin" else ("model", "safetensors")
     for number in range(shards):
-        group = {k: state[k].contiguous() for k in names[number * per:(number + 1) * per]}
+        group = {k: state[k].contiguous() for k in groups[number]}
         file_name = f"{stem}-{number + 1:05d}-of-{shards:05d}.{suffix}"
         if fmt == "bin":
             torch.save(group, directory / file_name)
         else:
             save_file(group, str(directory / file_name), metadata={"format": "pt"})
         weight_map.update({k: file_name for k in group})
-    total = sum(t.numel() * t.element_size() for t in state.values())
     _json(directory / f"{stem}.{suffix}.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
