@@ -83,3 +83,35 @@ def test_lr_schedule() -> None:
     assert lr_factor(100, 100, 5000) == 1.0
     assert lr_factor(2550, 100, 5000) == pytest.approx(0.5)
     assert lr_factor(5000, 100, 5000) == 0.0
+
+
+def test_cli_names_unknown_key(tmp_path: Path) -> None:
+    import argparse
+
+    from lisa.train.commands import register
+
+    data = smoke_dict()
+    data["optim"]["lrr"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--config", str(path)])
+    with pytest.raises(LisaError, match=r"unknown config key optim\.lrr"):
+        args.run(args)
+
+
+def test_out_of_memory_names_the_knobs() -> None:
+    import torch
+
+    from lisa.train.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)  # no model needed: the error path only
+    trainer.config = config_from_dict(smoke_dict())
+
+    def out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trainer.micro_step = out_of_memory
+    with pytest.raises(LisaError, match=r"optim\.batch_size.*optim\.grad_accum.*gradient_checkpointing"):
+        trainer.optimizer_step()

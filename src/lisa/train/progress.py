@@ -59,10 +59,10 @@ class RunLogger:
             self.board.close()
 
 
-def _eta(bar) -> float:
+def _eta(bar) -> float | None:
+    """Seconds left at the bar's current rate (None while unknown or with the bar disabled)."""
     rate = bar.format_dict.get("rate")
-    remaining = bar.total - bar.n
-    return float(remaining / rate) if rate else float("nan")
+    return float((bar.total - bar.n) / rate) if rate else None
 
 
 def _tensorboard(directory: Path):
