@@ -26,7 +26,7 @@ from lisa.interop.sam_original import infer_sam_config, sam_key
 from lisa.interop.sp_tokenizer import load_llama_tokenizer
 from lisa.interop.stream import ShardWriter, checkpoint_shapes, checkpoint_shards, iter_shard
 from lisa.model.config import LisaConfig, count_image_tokens
-from lisa.model.lisa import LisaModel
+from lisa.model.lisa import LisaModel, keep_rope_float32
 from lisa.model.weights import check_keys, tied_names
 
 SEG_TOKEN = "[SEG]"
@@ -261,7 +261,7 @@ def load_official(
         if not audit.unexpected and not audit.mismatched:
             model.load_state_dict(mapped, strict=False)
     audit.finish()
-    model = model.to(device=torch_device, dtype=torch_dtype).eval()
+    model = keep_rope_float32(model.to(device=torch_device, dtype=torch_dtype)).eval()
     return model, checkpoint.tokenizer, clip_image_processor(vision_tower_dir)
 
 

@@ -178,7 +178,20 @@ class LisaModel(nn.Module):
         with _default_dtype(dtype):
             model = cls(config, init_weights=False)
         load_weights(model, directory, device)
-        return model.to(device=device, dtype=dtype).eval()
+        return keep_rope_float32(model.to(device=device, dtype=dtype)).eval()
+
+
+def keep_rope_float32(model: nn.Module) -> nn.Module:
+    """``.to(bf16)`` also rounds the RoPE frequencies; the official model keeps them exact
+    (fp32) and only rounds the resulting cos/sin. Restore them after any dtype cast."""
+    for module in model.modules():
+        if type(module).__name__.endswith("RotaryEmbedding") and hasattr(module, "inv_freq"):
+            with torch.device(module.inv_freq.device):
+                fresh = type(module)(module.config)  # tiny: only computes the frequencies
+            module.inv_freq = fresh.inv_freq.float()
+            if hasattr(module, "original_inv_freq"):
+                module.original_inv_freq = fresh.inv_freq.float().clone()
+    return model
 
 
 def _targets_by_image(batch: LisaBatch) -> list[torch.Tensor | None]:
