@@ -128,24 +128,30 @@ def iter_lines(file: Path) -> Iterator[tuple[int, Record | RecordError]]:
                 yield number, error
 
 
-def jsonl_files(data_dir: Path, split: str | None = None) -> list[Path]:
-    """``*.jsonl`` directly in ``data_dir/split`` (when given and present) or ``data_dir``."""
+def jsonl_files(data_dir: Path, split: str | None = None, names: list[str] | None = None) -> list[Path]:
+    """``*.jsonl`` directly in ``data_dir/split`` (when given and present) or ``data_dir``;
+    ``names`` keeps only those file stems (e.g. ["referring"])."""
     data_dir = Path(data_dir)
     folder = data_dir / split if split and (data_dir / split).is_dir() else data_dir
     if not folder.is_dir():
         raise LisaError(f"data folder {folder} does not exist; expected a folder of *.jsonl files "
                         "(see docs/data-format.md)")
     files = sorted(folder.glob("*.jsonl"))
+    if names:
+        missing = sorted(set(names) - {f.stem for f in files})
+        if missing:
+            raise LisaError(f"{folder}: no {', '.join(m + '.jsonl' for m in missing)}")
+        files = [f for f in files if f.stem in names]
     if not files:
         raise LisaError(f"{folder} holds no *.jsonl files; expected one record per line "
                         "(see docs/data-format.md)")
     return files
 
 
-def read_records(data_dir: Path, split: str | None = None) -> list[Record]:
+def read_records(data_dir: Path, split: str | None = None, names: list[str] | None = None) -> list[Record]:
     """All records; the first malformed line raises LisaError with its file and line."""
     records = []
-    for file in jsonl_files(data_dir, split):
+    for file in jsonl_files(data_dir, split, names):
         for number, item in iter_lines(file):
             if isinstance(item, RecordError):
                 raise LisaError(f"{file}:{number}: {item} (run `lisa data check` to list every problem)")
@@ -214,12 +220,15 @@ class JsonlTrain:
     """Training samples; records of one image (from one file) are grouped, up to ``max_queries``
     per sample. Text-only records are samples of their own."""
 
-    def __init__(self, data_dir: Path, split: str | None = None, max_queries: int = 3, source: str = "jsonl") -> None:
+    def __init__(
+        self, data_dir: Path, split: str | None = None, max_queries: int = 3, source: str = "jsonl",
+        names: list[str] | None = None,
+    ) -> None:
         self.source = source
         self.max_queries = max_queries
         groups: dict[tuple[Path, Path], list[Record]] = {}
         self.groups: list[list[Record]] = []
-        for record in read_records(data_dir, split):
+        for record in read_records(data_dir, split, names):
             if record.kind == TEXT_ONLY:
                 self.groups.append([record])
             else:

@@ -17,6 +17,7 @@ from transformers import (
     LlavaConfig,
     PreTrainedTokenizerFast,
     SamConfig,
+    SamModel,
     SamMaskDecoderConfig,
     SamPromptEncoderConfig,
     SamVisionConfig,
@@ -105,7 +106,7 @@ def build_image_processor(image_size: int) -> CLIPImageProcessorPil:
     )
 
 
-def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast) -> LisaConfig:
+def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: SamConfig | None = None) -> LisaConfig:
     vocab = len(tokenizer)
     text = LlamaConfig(
         vocab_size=vocab,
@@ -139,7 +140,7 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast) -> LisaCon
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    sam = SamConfig(
+    sam = sam or SamConfig(
         vision_config=SamVisionConfig(
             hidden_size=size.sam_hidden,
             output_channels=size.prompt_dim,
@@ -168,16 +169,19 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast) -> LisaCon
         seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
         image_token_id=image_token_id,
         num_image_tokens=count_image_tokens(vlm),
-        out_dim=size.prompt_dim,
+        out_dim=sam.prompt_encoder_config.hidden_size,
     )
 
 
 def build_model(
-    size: ModelSize, corpus: list[str] | None = None
+    size: ModelSize, corpus: list[str] | None = None, sam: SamModel | None = None
 ) -> tuple[LisaModel, PreTrainedTokenizerFast, CLIPImageProcessorPil]:
+    """A fresh model; ``sam`` (e.g. trained in stage 1) replaces the random SAM of ``size``."""
     tokenizer = build_tokenizer(corpus or [], size.vocab_size)
-    config = build_config(size, tokenizer)
+    config = build_config(size, tokenizer, sam.config if sam is not None else None)
     model = LisaModel(config).eval()
+    if sam is not None:
+        model.sam.load_state_dict(sam.state_dict())
     return model, tokenizer, build_image_processor(size.vision_image_size)
 
 

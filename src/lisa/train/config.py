@@ -30,6 +30,8 @@ class ModelSection:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
     full_embeddings: bool = False  # True: whole embed_tokens / lm_head trainable (official); False: [SEG] rows
+    sam: str | None = None  # build only: a trained SAM folder (stage 1) instead of a random SAM
+    tokenizer_corpus: list[str] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 
 @dataclass
@@ -48,7 +50,7 @@ class DataSource:
     dir: str
     rate: float = 1.0
     split: str = "train"
-    names: list[str] = field(default_factory=list)  # refer_seg / sem_seg: datasets of the group
+    names: list[str] = field(default_factory=list)  # refer_seg / sem_seg: datasets; jsonl: file stems
     explanatory: float = 0.1  # reason_seg
     images: int = 16  # synthetic: images written to ``dir``
     image_size: int = 64  # synthetic
@@ -83,7 +85,8 @@ class TrainConfig:
     data: list[DataSource]
     seed: int = 0
     max_queries: int = 3  # conversations per image
-    lora: LoraSection = field(default_factory=LoraSection)
+    recipe: str = "lisa"  # which parameters train: see lisa.train.trainable.RECIPES
+    lora: LoraSection | None = field(default_factory=LoraSection)  # null: no adapters
     optim: OptimSection = field(default_factory=OptimSection)
     val: ValSection | None = None
     precompute_sam_embeddings: bool = True  # the SAM encoder is frozen: encode each image once
@@ -104,6 +107,10 @@ class TrainConfig:
                 raise LisaError(f"data[{k}].type {source.type!r} is unknown; choose from {', '.join(DATA_TYPES)}")
         if self.val is not None and self.val.dataset not in VAL_DATASETS:
             raise LisaError(f"val.dataset {self.val.dataset!r} is unknown; choose from {', '.join(VAL_DATASETS)}")
+        from lisa.train.trainable import RECIPES
+
+        if self.recipe not in RECIPES:
+            raise LisaError(f"recipe {self.recipe!r} is unknown; choose from {', '.join(RECIPES)}")
         if self.model.precision not in ("auto", "bf16", "fp16", "no"):
             raise LisaError(f"model.precision {self.model.precision!r}: use auto, bf16, fp16 or no")
         for name in ("save_every", "keep_last", "val_every", "log_every"):

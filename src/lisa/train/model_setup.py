@@ -50,15 +50,43 @@ def build_fresh(config: TrainConfig, corpus: list[str], directory: Path) -> None
     if unknown:
         raise LisaError(f"unknown config key model.build.{unknown[0]} (known: {', '.join(sorted(known))})")
     torch.manual_seed(config.seed)
-    model, tokenizer, processor = build_model(ModelSize(**(config.model.build or {})), corpus)
+    sam = load_sam(config.model.sam) if config.model.sam is not None else None
+    if config.model.tokenizer_corpus:
+        from lisa.data.corpus import corpus_texts
+
+        corpus = corpus_texts([Path(d) for d in config.model.tokenizer_corpus])
+    model, tokenizer, processor = build_model(ModelSize(**(config.model.build or {})), corpus, sam=sam)
     tmp = directory.with_name(directory.name + ".tmp")
     save_bundle(tmp, model, tokenizer, processor)
     tmp.replace(directory)
 
 
+def load_sam(directory: str):
+    """A trained SAM folder (e.g. stage 1 of a from-scratch model)."""
+    from transformers import SamModel
+
+    if not Path(directory).is_dir():
+        raise LisaError(f"model.sam: {directory} is not a SAM folder (train stage 1 first)")
+    return SamModel.from_pretrained(directory)
+
+
+def swap_sam(model: LisaModel, sam) -> None:
+    """Put a trained SAM into a loaded model; a seg head of the wrong width is rebuilt (it is
+    trained in the LISA stage anyway)."""
+    from dataclasses import replace
+
+    from lisa.model.seg_head import SegHead
+
+    prompt_dim = sam.config.prompt_encoder_config.hidden_size
+    model.sam = sam.to(model.dtype)
+    model.config = replace(model.config, sam=sam.config.to_dict(), out_dim=prompt_dim)
+    if model.seg_head.fc2.out_features != prompt_dim:
+        model.seg_head = SegHead(model.config.hidden_size, prompt_dim).to(model.dtype)
+
+
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
     """Embedding rows that train: None (all) or the tokens LISA adds ([SEG], <im_start>, <im_end>)."""
-    if config.model.full_embeddings:
+    if config.model.full_embeddings or config.recipe == "vlm":
         return None
     ids = [model.config.seg_token_id, model.config.image_start_id, model.config.image_end_id]
     return sorted({i for i in ids if i is not None})
@@ -67,8 +95,12 @@ def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
 def prepare_model(config: TrainConfig, directory: Path):
     """Load the base, add LoRA, set the trainable parameters and gradient checkpointing."""
     model, tokenizer, processor = load_bundle(directory)
-    add_lora(model, config.lora)
-    set_trainable(model, token_rows(model, config))
+    if config.model.base is not None and config.model.sam is not None:
+        torch.manual_seed(config.seed)  # the rebuilt seg head starts the same on resume and export
+        swap_sam(model, load_sam(config.model.sam))
+    if config.lora is not None:
+        add_lora(model, config.lora)
+    set_trainable(model, token_rows(model, config), config.recipe)
     if config.model.gradient_checkpointing:
         model.vlm.model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tokenizer, processor

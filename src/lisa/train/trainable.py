@@ -15,6 +15,9 @@ from torch import nn
 from lisa.model.lisa import LisaModel
 
 TRAINED_MODULES = ("sam.mask_decoder.", "seg_head.")
+# "lisa": the paper's recipe. "vlm": aligning a from-scratch VLM before the LISA stage (vision
+# tower, projector, language model and both embedding matrices; SAM and seg head frozen).
+RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",)}
 
 
 def embedding_params(model: LisaModel) -> list[nn.Parameter]:
@@ -23,15 +26,17 @@ def embedding_params(model: LisaModel) -> list[nn.Parameter]:
     return list({id(p): p for p in params}.values())
 
 
-def is_trained(name: str) -> bool:
-    return "lora_" in name or name.startswith(TRAINED_MODULES)
+def is_trained(name: str, recipe: str = "lisa") -> bool:
+    return "lora_" in name or name.startswith(RECIPES[recipe])
 
 
-def set_trainable(model: LisaModel, token_rows: list[int] | None) -> list[torch.utils.hooks.RemovableHandle]:
+def set_trainable(
+    model: LisaModel, token_rows: list[int] | None, recipe: str = "lisa"
+) -> list[torch.utils.hooks.RemovableHandle]:
     """Freeze / unfreeze; ``token_rows`` None trains the whole embedding matrices, else only
     those rows (hooks returned so that callers can remove them)."""
     for name, param in model.named_parameters():
-        param.requires_grad_(is_trained(name))
+        param.requires_grad_(is_trained(name, recipe))
     handles = []
     for param in embedding_params(model):
         param.requires_grad_(True)
