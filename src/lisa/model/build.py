@@ -26,6 +26,7 @@ from transformers import (
 from lisa.data.sample import SEG_TOKEN
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
+from lisa.model.sam import init_sam_from_scratch
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", SEG_TOKEN, IMAGE_TOKEN]
@@ -182,6 +183,8 @@ def build_model(
     model = LisaModel(config).eval()
     if sam is not None:
         model.sam.load_state_dict(sam.state_dict())
+    else:
+        init_sam_from_scratch(model.sam)
     return model, tokenizer, build_image_processor(size.vision_image_size)
 
 

@@ -11,6 +11,24 @@ import torch.nn.functional as F
 from transformers import SamModel
 
 
+@torch.no_grad()
+def init_sam_from_scratch(sam: SamModel) -> SamModel:
+    """Initialise a SAM that will be trained from scratch, as the original SAM code does.
+
+    HF's init (normal, std 0.02) leaves the decoder's mask logits near 1e-5, and HF scales the
+    random-Fourier positional matrix by hidden_size // 2 (harmless when a checkpoint overwrites
+    it), which turns a from-scratch PE into a spatial hash that cannot generalise. The original
+    uses PyTorch's default (Kaiming-uniform) layer init and a fixed scale-1 Gaussian matrix.
+    """
+    for module in sam.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.reset_parameters()
+    positional = sam.shared_image_embedding.positional_embedding
+    positional.copy_(torch.randn_like(positional))
+    positional.requires_grad_(False)
+    return sam
+
+
 def encode_images(sam: SamModel, pixels: torch.Tensor) -> torch.Tensor:
     """[B, 3, S, S] normalised, padded pixels -> image embeddings [B, C, h, w] (no grad: frozen)."""
     return sam.get_image_embeddings(pixels.to(sam.dtype))

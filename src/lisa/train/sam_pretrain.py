@@ -27,6 +27,7 @@ from lisa.data.jsonl import Record, decode_target, read_records
 from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
+from lisa.model.sam import init_sam_from_scratch
 from lisa.train.checkpoint import list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name
 from lisa.train.config import _build
 
@@ -82,15 +83,8 @@ def build_sam_config(size: SamSize) -> SamConfig:
 
 
 def fresh_sam(config: SamConfig) -> SamModel:
-    """A randomly initialised SAM for training from scratch. HF's init (normal, std 0.02) makes
-    the decoder's mask logits ~1e-5 and the first thousand steps crawl; PyTorch's default
-    (Kaiming-uniform) init, as the original SAM code used, starts with useful signal."""
-    sam = SamModel(config)
-    with torch.no_grad():
-        for module in sam.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-                module.reset_parameters()
-    return sam
+    """A randomly initialised SAM for training from scratch (see ``init_sam_from_scratch``)."""
+    return init_sam_from_scratch(SamModel(config))
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -217,7 +211,8 @@ def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
     instances = collect_instances(Path(config.data_dir))
     torch.manual_seed(config.seed)
     sam = fresh_sam(build_sam_config(config.size)).train()
-    optimizer = torch.optim.AdamW(sam.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    params = [p for p in sam.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step = _resume(run_dir, sam, optimizer) if resume else 0
     log = (run_dir / "log.jsonl").open("a")
     start, size = time.perf_counter(), config.size.image_size
@@ -228,7 +223,7 @@ def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
         loss, bce, dice = sam_loss(sam, batch, size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(sam.parameters(), config.clip)
+        torch.nn.utils.clip_grad_norm_(params, config.clip)
         optimizer.step()
         step += 1
         if step % config.log_every == 0 or step == config.max_steps:

@@ -1,0 +1,75 @@
+"""The staged from-scratch recipe: the "vlm" recipe, a trained SAM swapped in, JSONL file
+selection and the tokenizer corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lisa.data.corpus import corpus_texts
+from lisa.data.jsonl import jsonl_files
+from lisa.errors import LisaError
+from lisa.model.build import ModelSize, build_model
+from lisa.train.config import config_from_dict
+from lisa.train.model_setup import swap_sam
+from lisa.train.sam_pretrain import SamSize, build_sam_config, fresh_sam
+from lisa.train.trainable import set_trainable
+
+
+def test_vlm_recipe_trains_the_whole_vlm_and_nothing_of_sam() -> None:
+    model, _, _ = build_model(ModelSize())
+    set_trainable(model, None, "vlm")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("vlm.")}
+    assert any(n.startswith("vlm.model.vision_tower.") for n in trainable)
+    assert any(n.startswith("vlm.model.multi_modal_projector.") for n in trainable)
+
+
+def test_unknown_recipe_is_refused() -> None:
+    data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}], "recipe": "everything"}
+    with pytest.raises(LisaError, match="recipe 'everything' is unknown"):
+        config_from_dict(data)
+
+
+def test_lora_can_be_switched_off() -> None:
+    data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}], "lora": None}
+    assert config_from_dict(data).lora is None
+
+
+def test_swap_sam_replaces_weights_config_and_resizes_the_seg_head() -> None:
+    model, _, _ = build_model(ModelSize())
+    size = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=48, decoder_mlp=64, decoder_heads=2)
+    sam = fresh_sam(build_sam_config(size))
+    swap_sam(model, sam)
+    assert model.sam is sam
+    assert model.config.out_dim == 48 and model.config.sam["prompt_encoder_config"]["hidden_size"] == 48
+    assert model.seg_head.fc2.out_features == 48
+
+
+def test_fresh_sam_has_a_unit_scale_fixed_positional_matrix() -> None:
+    sam = fresh_sam(build_sam_config(SamSize(hidden=64, layers=2, heads=2, image_size=64, window=2, prompt_dim=32,
+                                              decoder_mlp=64, decoder_heads=2)))
+    positional = sam.shared_image_embedding.positional_embedding
+    assert not positional.requires_grad
+    assert 0.5 < positional.std().item() < 2.0  # HF's own init would give std ~32 here
+
+
+def test_jsonl_file_selection(tmp_path) -> None:
+    for name in ("vqa", "referring", "semantic"):
+        (tmp_path / f"{name}.jsonl").write_text("")
+    assert [f.stem for f in jsonl_files(tmp_path, None, ["vqa", "semantic"])] == ["semantic", "vqa"]
+    with pytest.raises(LisaError, match="no facts.jsonl"):
+        jsonl_files(tmp_path, None, ["facts"])
+
+
+def test_corpus_reads_jsonl_reasonseg_and_explanatory(tmp_path) -> None:
+    (tmp_path / "a.jsonl").write_text(json.dumps({"query": "the red star", "answer": "Sure."}) + "\n\n")
+    (tmp_path / "b.json").write_text(json.dumps({"text": ["what keeps you dry?"], "shapes": []}))
+    (tmp_path / "explanatory.json").write_text(json.dumps([{"image": "x.jpg", "query": "q", "outputs": "because"}]))
+    texts = corpus_texts([tmp_path])
+    assert texts == ["the red star", "Sure.", "what keeps you dry?", "q", "because"]
+    assert corpus_texts([tmp_path / "a.jsonl"]) == ["the red star", "Sure."]
+    with pytest.raises(LisaError, match="does not exist"):
+        corpus_texts([tmp_path / "nope"])
