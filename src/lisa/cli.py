@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "lisa.data.shapes.commands",  # shapes generate
     "lisa.train.commands",  # train, export
     "lisa.interop.commands",  # convert, init
+    "lisa.baselines.commands",  # baseline train, baseline eval
 )
 
 

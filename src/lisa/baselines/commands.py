@@ -1,0 +1,87 @@
+"""``lisa baseline train`` and ``lisa baseline eval``: the text-prompt SAM baseline (no LLM)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lisa.eval.commands import DATASET_CHOICES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("baseline", help="a baseline without an LLM: text encoder -> SAM mask decoder",
+                                   description="Train or score the text-prompt SAM baseline.")
+    commands = parser.add_subparsers(dest="baseline_command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train on explicit (non-reasoning) queries")
+    train.add_argument("--config", type=Path, required=True, help="e.g. configs/tiny-shapes/baseline.yaml")
+    train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    train.set_defaults(run=run_train)
+
+    score = commands.add_parser("eval", help="gIoU / cIoU, as `lisa eval`, of a trained baseline")
+    score.add_argument("--model", type=Path, required=True, help="a baseline folder (RUN_DIR/model)")
+    score.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    score.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
+    score.add_argument("--split", default="val", help="val | test | ... (default val)")
+    score.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google")
+    score.add_argument("--names", nargs="+", default=None,
+                       help="jsonl: score only these files, e.g. --names referring")
+    score.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
+    score.add_argument("--batch-size", type=int, default=16, help="queries per model call")
+    score.add_argument("--device", default="cpu", help="cpu / cuda (default cpu)")
+    score.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    score.add_argument("--limit", type=int, default=None, help="score only the first N items")
+    score.add_argument("--out", type=Path, default=None, help="write the report JSON here")
+    score.add_argument("--worst", type=int, default=20, help="how many worst cases to list")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.set_defaults(run=run_baseline_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from lisa.baselines.train import load_config, train_baseline
+
+    model_dir = train_baseline(load_config(args.config), resume=args.resume)
+    print(f"baseline model written to {model_dir}")
+    return 0
+
+
+def _eval_items(args: argparse.Namespace):
+    from lisa.errors import LisaError
+    from lisa.eval.commands import _Head
+    from lisa.eval.evaluate import load_eval_dataset
+
+    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by)
+    if args.names:
+        if args.dataset != "jsonl":
+            raise LisaError("--names selects JSONL files; use it with --dataset jsonl")
+        items.records = [r for r in items.records if r.file.stem in args.names]
+        if not items.records:
+            raise LisaError(f"no scorable records in {', '.join(n + '.jsonl' for n in args.names)} "
+                            f"of {args.data_dir} ({args.split})")
+    return _Head(items, args.limit) if args.limit is not None else items
+
+
+def run_baseline_eval(args: argparse.Namespace) -> int:
+    """Score the baseline like `lisa eval`: same items, metrics, report and summary line."""
+    import torch
+
+    from lisa.baselines.text_sam import baseline_predictor
+    from lisa.eval.evaluate import evaluate
+    from lisa.eval.report import build_report, summary_line, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    items = _eval_items(args)
+    skipped = getattr(items, "skipped_text_only", 0)
+    if skipped and not args.names:
+        print(f"note: {skipped} text-only record(s) have no mask to score and are not evaluated", file=sys.stderr)
+    predict = baseline_predictor(args.model, args.device)
+    results, _ = evaluate(items, predict, args.batch_size, 0, progress=not args.no_progress)
+    info = {"dataset": args.dataset, "split": args.split, "mode": "baseline_text_sam", "source": str(args.model),
+            "all_texts": args.all_texts, "names": args.names}
+    report = build_report(results, info, args.worst)
+    if args.out:
+        write_report(report, args.out)
+    print(summary_line(report))
+    return 0
