@@ -11,6 +11,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from safetensors.torch import load_file
 
+from lisa.errors import LisaError
 from lisa.train.sam_pretrain import SamSize, SamStageConfig, collect_instances, train_sam
 
 SMALL = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32, decoder_mlp=64, decoder_heads=2)
@@ -36,7 +37,7 @@ def square_world(tmp_path):
 
 
 def _config(run_dir, data_dir, steps: int) -> SamStageConfig:
-    return SamStageConfig(run_dir=str(run_dir), data_dir=str(data_dir), size=SMALL, lr=3e-3, warmup_steps=2,
+    return SamStageConfig(stage="sam", run_dir=str(run_dir), data_dir=str(data_dir), size=SMALL, lr=3e-3, warmup_steps=2,
                           max_steps=steps, batch_size=3, save_every=2, keep_last=2, log_every=1, threads=1)
 
 
@@ -54,8 +55,25 @@ def test_loss_falls(square_world, tmp_path) -> None:
 def test_resume_reaches_the_same_weights(square_world, tmp_path) -> None:
     straight = train_sam(_config(tmp_path / "a", square_world, 4))
     train_sam(_config(tmp_path / "b", square_world, 2))
-    resumed = train_sam(_config(tmp_path / "b", square_world, 4))
+    with pytest.raises(LisaError, match="--resume"):
+        train_sam(_config(tmp_path / "b", square_world, 4))
+    resumed = train_sam(_config(tmp_path / "b", square_world, 4), resume=True)
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lisa_train_runs_a_sam_stage_config(square_world, tmp_path) -> None:
+    from lisa.cli import main
+
+    config = tmp_path / "sam.yaml"
+    config.write_text(
+        f"stage: sam\nrun_dir: {tmp_path / 'cli'}\ndata_dir: {square_world}\nmax_steps: 2\nbatch_size: 2\n"
+        "size: {hidden: 32, layers: 2, heads: 2, image_size: 64, patch: 16, window: 2, prompt_dim: 32, decoder_mlp: 64, decoder_heads: 2}\n"
+    )
+    assert main(["train", "--config", str(config)]) == 0
+    assert (tmp_path / "cli" / "sam" / "model.safetensors").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: sam\nrun_dir: x\ndata_dir: y\nsize: {hiden: 3}\n")
+    assert main(["train", "--config", str(bad)]) == 2  # unknown key size.hiden, one-line error

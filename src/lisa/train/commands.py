@@ -30,8 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from lisa.train.config import load_config
+    from lisa.train.sam_pretrain import is_sam_stage, load_stage_config, train_sam
     from lisa.train.trainer import train
 
+    if is_sam_stage(args.config):  # stage 1 of a from-scratch model: SAM alone
+        stage = load_stage_config(args.config)
+        stage.run_dir = args.run_dir or stage.run_dir
+        stage.max_steps = args.max_steps or stage.max_steps
+        print(f"SAM written to {train_sam(stage, resume=args.resume)}")
+        return 0
     config = load_config(args.config, {"run_dir": args.run_dir})
     if args.max_steps is not None:
         config.optim.max_steps = args.max_steps

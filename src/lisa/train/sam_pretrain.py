@@ -47,6 +47,7 @@ class SamSize:
 
 @dataclass
 class SamStageConfig:
+    stage: str  # "sam": tells `lisa train` that this YAML is a SAM stage
     run_dir: str
     data_dir: str  # a folder of JSONL files (e.g. the shapes world's DIR/train)
     size: SamSize = field(default_factory=SamSize)
@@ -201,8 +202,9 @@ def _resume(run_dir: Path, sam: SamModel, optimizer: torch.optim.Optimizer) -> i
     return int(json.loads((latest / "state.json").read_text())["step"])
 
 
-def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
-    """Train (or resume) and write ``run_dir/sam`` (an HF SamModel folder). Returns that folder."""
+def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
+    """Train (``resume``: from the latest checkpoint) and write ``run_dir/sam`` (an HF SamModel
+    folder). Returns that folder. Without ``resume`` an existing run is an error, never overwritten."""
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run_dir)
@@ -213,6 +215,8 @@ def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
     sam = fresh_sam(build_sam_config(config.size)).train()
     params = [p for p in sam.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    if not resume and list_checkpoints(run_dir / "checkpoints"):
+        raise LisaError(f"{run_dir} already has checkpoints: add --resume to continue it, or choose another run_dir")
     step = _resume(run_dir, sam, optimizer) if resume else 0
     log = (run_dir / "log.jsonl").open("a")
     start, size = time.perf_counter(), config.size.image_size
@@ -239,8 +243,21 @@ def train_sam(config: SamStageConfig, resume: bool = True) -> Path:
     return out
 
 
-def load_stage_config(path: str | Path) -> SamStageConfig:
+def _read_yaml(path: str | Path) -> dict:
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return _build(SamStageConfig, data, "")
+    path = Path(path)
+    if not path.is_file():
+        raise LisaError(f"config {path} not found")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def is_sam_stage(path: str | Path) -> bool:
+    return _read_yaml(path).get("stage") == "sam"
+
+
+def load_stage_config(path: str | Path) -> SamStageConfig:
+    config = _build(SamStageConfig, _read_yaml(path), "")
+    if config.stage != "sam":
+        raise LisaError(f"{path}: stage must be 'sam'")
+    return config
