@@ -10,7 +10,6 @@ writes a lisa-seg folder without building the model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from lisa.interop.sam_original import infer_sam_config, sam_key
 from lisa.interop.sp_tokenizer import load_llama_tokenizer
 from lisa.interop.stream import ShardWriter, checkpoint_shapes, checkpoint_shards, iter_shard
 from lisa.model.config import LisaConfig, count_image_tokens
-from lisa.model.lisa import LisaModel, keep_rope_float32
+from lisa.model.lisa import LisaModel, default_dtype, keep_rope_float32
 from lisa.model.weights import check_keys, tied_names
 
 SEG_TOKEN = "[SEG]"
@@ -236,16 +235,6 @@ class OfficialCheckpoint:
         return getattr(torch, str(name))
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def load_official(
     model_dir: str | Path,
     vision_tower_dir: str | Path,
@@ -255,7 +244,7 @@ def load_official(
     """A released LISA folder + a CLIP folder -> (LisaModel, tokenizer, image processor)."""
     checkpoint = OfficialCheckpoint.open(model_dir, vision_tower_dir)
     audit = checkpoint.audit()
-    with _default_dtype(torch_dtype):
+    with default_dtype(torch_dtype):
         model = LisaModel(checkpoint.config, init_weights=False)
     for mapped in mapped_shards(checkpoint.sources(), audit, None):
         if not audit.unexpected and not audit.mismatched:

@@ -61,7 +61,8 @@ class LisaOutput:
 
 
 @contextlib.contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build modules directly in ``dtype`` (a 7B model never exists in float32)."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -175,7 +176,7 @@ class LisaModel(nn.Module):
     ) -> "LisaModel":
         directory = Path(directory)
         config = LisaConfig.load(directory)
-        with _default_dtype(dtype):
+        with default_dtype(dtype):
             model = cls(config, init_weights=False)
         load_weights(model, directory, device)
         return keep_rope_float32(model.to(device=device, dtype=dtype)).eval()
