@@ -102,3 +102,11 @@ def test_teacher_forced_needs_a_model(tmp_path: Path) -> None:
     with pytest.raises(LisaError, match="--teacher-forced needs --model"):
         _run(["--dataset", "reasonseg", "--data-dir", str(tmp_path / "d"), "--pred-dir", str(tmp_path / "p"),
               "--teacher-forced"])
+
+
+def test_names_selects_jsonl_files_and_is_refused_elsewhere(tmp_path) -> None:
+    from lisa.errors import LisaError
+    from lisa.eval.evaluate import load_eval_dataset
+
+    with pytest.raises(LisaError, match="--names selects JSONL files"):
+        load_eval_dataset("reasonseg", tmp_path, "val", names=["referring"])

@@ -51,14 +51,9 @@ def _eval_items(args: argparse.Namespace):
     from lisa.eval.commands import _Head
     from lisa.eval.evaluate import load_eval_dataset
 
-    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by)
-    if args.names:
-        if args.dataset != "jsonl":
-            raise LisaError("--names selects JSONL files; use it with --dataset jsonl")
-        items.records = [r for r in items.records if r.file.stem in args.names]
-        if not items.records:
-            raise LisaError(f"no scorable records in {', '.join(n + '.jsonl' for n in args.names)} "
-                            f"of {args.data_dir} ({args.split})")
+    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
+    if not len(items):
+        raise LisaError(f"nothing to score in {args.data_dir} ({args.split})")
     return _Head(items, args.limit) if args.limit is not None else items
 
 

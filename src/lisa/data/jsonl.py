@@ -256,8 +256,8 @@ class JsonlEval(Sequence[EvalItem]):
     """Segmentation and no-target records as EvalItems; text-only records are counted in
     ``skipped_text_only`` (they have nothing to score)."""
 
-    def __init__(self, data_dir: Path, split: str | None = None) -> None:
-        records = read_records(data_dir, split)
+    def __init__(self, data_dir: Path, split: str | None = None, names: list[str] | None = None) -> None:
+        records = read_records(data_dir, split, names)
         self.records = [r for r in records if r.kind != TEXT_ONLY]
         self.skipped_text_only = len(records) - len(self.records)
 

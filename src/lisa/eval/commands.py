@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-forced", action="store_true",
                         help='official protocol: the answer "[SEG]." is given instead of generated')
     parser.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
+    parser.add_argument("--names", nargs="+", default=None, help="jsonl: score only these files, e.g. --names referring")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per model call")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default=None, help="cuda / cpu / mps (default: cuda when available)")
@@ -72,7 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from lisa.eval.report import build_report, summary_line, write_report
     from lisa.eval.visualize import write_case
 
-    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by)
+    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
     if args.limit is not None:
         items = _Head(items, args.limit)
     skipped = getattr(items, "skipped_text_only", 0)
@@ -83,7 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
     results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
     mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")
     info = {"dataset": args.dataset, "split": args.split, "mode": mode,
-            "source": str(args.pred_dir or args.model), "all_texts": args.all_texts}
+            "source": str(args.pred_dir or args.model), "all_texts": args.all_texts, "names": args.names}
     report = build_report(results, info, args.worst)
     if args.out:
         write_report(report, args.out)

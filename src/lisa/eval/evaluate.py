@@ -28,8 +28,11 @@ Predictor = Callable[[list[EvalItem]], list[Prediction]]
 
 
 def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = False,
-                      split_by: str | None = None) -> Sequence[EvalItem]:
-    """The evaluation items of ``name`` (reasonseg, refcoco..., grefcoco, jsonl) and ``split``."""
+                      split_by: str | None = None, names: list[str] | None = None) -> Sequence[EvalItem]:
+    """The evaluation items of ``name`` (reasonseg, refcoco..., grefcoco, jsonl) and ``split``;
+    ``names`` keeps only those JSONL files (e.g. ["referring"])."""
+    if names and name != "jsonl":
+        raise LisaError("--names selects JSONL files; use it with --dataset jsonl")
     if name == "reasonseg":
         from lisa.data.reason_seg import ReasonSegEval
 
@@ -41,7 +44,7 @@ def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = F
     if name == "jsonl":
         from lisa.data.jsonl import JsonlEval
 
-        return JsonlEval(data_dir, split)
+        return JsonlEval(data_dir, split, names)
     raise LisaError(f"unknown evaluation dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
