@@ -156,3 +156,20 @@ def test_mismatched_batch_is_a_clear_error(tiny_pipeline, images) -> None:
 def test_timings_are_reported(tiny_pipeline, images) -> None:
     result = tiny_pipeline(images[0], "q", max_new_tokens=4)
     assert {"preprocess_ms", "image_encode_ms", "generate_ms", "mask_decode_ms", "total_ms"} <= result.timings.keys()
+
+
+def test_quantized_loading_is_refused_on_cpu_with_a_clear_message(tiny_model_dir) -> None:
+    with pytest.raises(LisaError, match="8-bit loading needs a CUDA GPU"):
+        LisaPipeline.from_pretrained(tiny_model_dir, device="cpu", quantize=8)
+    with pytest.raises(LisaError, match="3 bits is not supported"):
+        LisaPipeline.from_pretrained(tiny_model_dir, device="cpu", quantize=3)
+
+
+def test_segment_command_refuses_quantization_on_cpu(tiny_model_dir, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from lisa.cli import main
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
+    code = main(["segment", str(tmp_path / "x.png"), "q", "--model", str(tiny_model_dir), "--device", "cpu", "--quantize", "4"])
+    assert code == 2 and "4-bit loading needs a CUDA GPU" in capsys.readouterr().err

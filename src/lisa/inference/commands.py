@@ -33,12 +33,16 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vision-tower", default=None, help="CLIP folder, for a released LISA checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
+    parser.add_argument("--quantize", type=int, choices=(8, 4), default=None,
+                        help="load the LLM in 8 or 4 bits (bitsandbytes, CUDA only)")
 
 
 def _pipeline(args: argparse.Namespace):
     from lisa.inference.pipeline import LisaPipeline
 
-    return LisaPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype, vision_tower=args.vision_tower)
+    return LisaPipeline.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, vision_tower=args.vision_tower, quantize=args.quantize
+    )
 
 
 def run_segment(args: argparse.Namespace) -> int:

@@ -68,11 +68,20 @@ class LisaPipeline:
         device: str = "auto",
         dtype: str | torch.dtype = "auto",
         vision_tower: str | Path | None = None,
+        quantize: int | None = None,
     ) -> "LisaPipeline":
         """``model``: a lisa-seg folder, "lisa-tiny" (the shipped default) or, with
-        ``vision_tower``, a released LISA checkpoint folder."""
+        ``vision_tower``, a released LISA checkpoint folder. ``quantize`` 8 or 4: the LLM's
+        decoder layers through bitsandbytes (CUDA only; lm_head and the seg head stay in ``dtype``)."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
+        if quantize is not None:
+            from lisa.interop.quantize import check_quantization, quantize_language_model
+
+            check_quantization(quantize, torch_device)  # fail before loading gigabytes
+            pipe = cls.from_pretrained(model, "cpu", torch.float16 if torch_dtype == torch.float32 else torch_dtype, vision_tower)
+            quantize_language_model(pipe.model, quantize, torch_device, pipe.model.dtype)
+            return pipe
         if vision_tower is not None:
             from lisa.interop.official import load_official
 

@@ -1,0 +1,61 @@
+"""`lisa segment` and `lisa chat` write what they promise (real files, the tiny random model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from lisa.cli import main
+from lisa.inference.render import draw_overlay, mask_record, write_outputs
+
+
+def test_segment_writes_overlay_and_result(tiny_model_dir, tmp_path, capsys) -> None:
+    Image.fromarray(np.full((30, 40, 3), 120, np.uint8)).save(tmp_path / "in.png")
+    out = tmp_path / "out"
+    code = main(["segment", str(tmp_path / "in.png"), "find <image> [SEG]", "--model", str(tiny_model_dir),
+                 "--out", str(out), "--device", "cpu", "--max-new-tokens", "6"])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["query"] == "find <image> [SEG]" and result["image_size"] == [30, 40]
+    assert len(list(out.glob("mask_*.png"))) == len(result["masks"])
+    assert Image.open(out / "overlay.png").size == (40, 30)
+    assert result["text"] in capsys.readouterr().out
+
+
+def test_written_masks_and_rle_round_trip(tmp_path) -> None:
+    image = np.zeros((20, 30, 3), np.uint8)
+    masks = np.zeros((2, 20, 30), bool)
+    masks[0, 2:8, 3:9] = True
+    masks[1, 10:20, 0:30] = True
+    write_outputs(tmp_path, image, "q", "[SEG] and [SEG].", masks, np.array([0.9, 0.8]), {"total_ms": 1.0})
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert [m["bbox"] for m in result["masks"]] == [[3, 2, 6, 6], [0, 10, 30, 10]]
+    assert [m["area"] for m in result["masks"]] == [36, 300]
+    for index, record in enumerate(result["masks"]):
+        decoded = mask_utils.decode({"size": record["rle"]["size"], "counts": record["rle"]["counts"].encode()})
+        assert np.array_equal(decoded.astype(bool), masks[index])
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"mask_{index}.png")) > 0, masks[index])
+
+
+def test_overlay_tints_masks_and_leaves_the_rest() -> None:
+    image = np.full((10, 10, 3), 100, np.uint8)
+    masks = np.zeros((1, 10, 10), bool)
+    masks[0, 4:6, 4:6] = True
+    overlay = draw_overlay(image, masks)
+    assert (overlay[0, 0] == 100).all() and not (overlay[5, 5] == 100).all()
+    assert mask_record(np.zeros((3, 3), bool), 0.0)["bbox"] == [0, 0, 0, 0]
+
+
+def test_chat_keeps_history_and_writes_each_turn(tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:
+    Image.fromarray(np.full((24, 24, 3), 50, np.uint8)).save(tmp_path / "in.png")
+    answers = iter(["what is it?", "and now?", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    code = main(["chat", str(tmp_path / "in.png"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "chat"),
+                 "--device", "cpu", "--max-new-tokens", "4"])
+    assert code == 0
+    assert (tmp_path / "chat" / "turn_0" / "result.json").is_file()
+    assert (tmp_path / "chat" / "turn_1" / "result.json").is_file()
+    assert capsys.readouterr().out.count("lisa> ") == 2
