@@ -77,3 +77,13 @@ def test_lisa_train_runs_a_sam_stage_config(square_world, tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("stage: sam\nrun_dir: x\ndata_dir: y\nsize: {hiden: 3}\n")
     assert main(["train", "--config", str(bad)]) == 2  # unknown key size.hiden, one-line error
+
+
+def test_prompted_evaluation_scores_in_unit_range(square_world, tmp_path) -> None:
+    from transformers import SamModel
+
+    from lisa.train.sam_pretrain import evaluate_prompted
+
+    sam = SamModel.from_pretrained(train_sam(_config(tmp_path / "e", square_world, 2)))
+    scores = evaluate_prompted(sam, square_world, count=8)
+    assert set(scores) == {"box_miou", "point_miou"} and all(0.0 <= v <= 1.0 for v in scores.values())

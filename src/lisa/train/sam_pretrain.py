@@ -261,3 +261,24 @@ def load_stage_config(path: str | Path) -> SamStageConfig:
     if config.stage != "sam":
         raise LisaError(f"{path}: stage must be 'sam'")
     return config
+
+
+@torch.no_grad()
+def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int = 1) -> dict[str, float]:
+    """Mean IoU of box- and point-prompted masks on ``count`` instances of ``data_dir``."""
+    instances = collect_instances(data_dir)
+    size = sam.config.vision_config.image_size
+    sam.eval()
+    scores: dict[str, list[float]] = {"box": [], "point": []}
+    for step in range(count // 8):
+        for kind, offset in (("box", 0), ("point", 1)):
+            batch = make_batch(instances, 2 * step + offset, seed, 8, size)
+            prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
+            low_res = sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts).pred_masks[:, 0, 0]
+            for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
+                full = F.interpolate(logits[None, None], (size, size), mode="bilinear", align_corners=False)
+                full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0, 0]
+                predicted, truth = full > 0, target > 0
+                union = (predicted | truth).sum().item()
+                scores[kind].append((predicted & truth).sum().item() / union if union else 1.0)
+    return {f"{kind}_miou": float(np.mean(values)) for kind, values in scores.items()}
