@@ -49,7 +49,7 @@ def test_cached_generation_equals_uncached(tiny_pipeline, images) -> None:
     embeds, mask = _embeds(pipe, images[0], "segment the thing")
     config = pipe.model.config
     # force [SEG] to be generated sometimes: no ban list, argmax over the random model
-    kwargs = dict(max_new_tokens=16, eos_id=pipe.builder.eos_id, seg_id=config.seg_token_id, banned_ids=[])
+    kwargs = dict(max_new_tokens=16, stop_ids=pipe.builder.stop_ids, seg_id=config.seg_token_id, banned_ids=[])
     cached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=True, **kwargs)
     uncached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=False, **kwargs)
     assert cached.tokens == uncached.tokens
@@ -70,7 +70,7 @@ def test_seg_hidden_collected_during_generation_matches_teacher_forcing(tiny_pip
         lm_head.bias[config.seg_token_id] = 50.0  # always predict [SEG]
     try:
         generation = vlm_ops.greedy_generate(
-            pipe.model.vlm, embeds, mask, max_new_tokens=3, eos_id=pipe.builder.eos_id,
+            pipe.model.vlm, embeds, mask, max_new_tokens=3, stop_ids=pipe.builder.stop_ids,
             seg_id=config.seg_token_id, banned_ids=[],
         )
     finally:

@@ -179,7 +179,7 @@ class LisaPipeline:
         )
         generation = vlm_ops.greedy_generate(
             self.model.vlm, embeds, attention, max_new_tokens,
-            eos_id=self.builder.eos_id, seg_id=self.model.config.seg_token_id, banned_ids=self.banned_ids,
+            stop_ids=self.builder.stop_ids, seg_id=self.model.config.seg_token_id, banned_ids=self.banned_ids,
         )
         texts = [self.builder.decode(tokens) for tokens in generation.tokens]
         return texts, generation.seg_hidden

@@ -9,6 +9,12 @@ Template ``llava_v1`` (every released LISA checkpoint)::
 
     <s>SYSTEM USER: <im_start><image>*N<im_end>\\nQUESTION ASSISTANT: ANSWER</s>USER: ... ASSISTANT:
 
+Template ``tokenizer``: the tokenizer's own chat template (any chat model). The template is
+rendered with private-use marker characters around the image, the user texts and the answers;
+the template's own text (role markers, special tokens) is encoded by the full tokenizer, user
+text by the plain copy, and the first token the template emits after each answer (its
+end-of-turn token) is supervised and stops generation.
+
 Adjacent text pieces are encoded as one chunk, exactly as a tokenizer would see the rendered
 string; labels come from character offsets, so only assistant answers and their EOS are
 supervised, with no fragile "minus two" arithmetic.
@@ -17,6 +23,7 @@ supervised, with no fragile "minus two" arithmetic.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from tokenizers import Tokenizer
@@ -27,6 +34,11 @@ from lisa.errors import LisaError
 from lisa.model.config import LisaConfig
 
 IGNORE_INDEX = -100
+TEMPLATES = ("llava_v1", "tokenizer")
+# Private-use characters that mark where the image, user texts and answers sit in a rendered
+# chat template; user text may not contain them.
+_IMAGE, _USER, _USER_END, _ANSWER, _ANSWER_END = "\ue000", "\ue001", "\ue002", "\ue003", "\ue004"
+_MARKERS = re.compile("([\ue000-\ue004])")
 LLAVA_V1_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
@@ -69,8 +81,10 @@ class PromptBuilder:
     """Builds input ids (image span expanded) and labels for one conversation."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, config: LisaConfig) -> None:
-        if config.chat_template != "llava_v1":
-            raise LisaError(f"unknown chat template {config.chat_template!r}; supported: llava_v1")
+        if config.chat_template not in TEMPLATES:
+            raise LisaError(f"unknown chat template {config.chat_template!r}; supported: {', '.join(TEMPLATES)}")
+        if config.chat_template == "tokenizer" and not getattr(tokenizer, "chat_template", None):
+            raise LisaError("chat_template 'tokenizer' needs a tokenizer with a chat template")
         if tokenizer.eos_token_id is None:
             raise LisaError("the tokenizer has no EOS token")
         self.config = config
@@ -80,6 +94,11 @@ class PromptBuilder:
         self.eos_id = int(tokenizer.eos_token_id)
         self.seg_id = config.seg_token_id
         self.max_length = int(config.vlm["text_config"].get("max_position_embeddings", 4096))
+        self.stop_ids = [self.eos_id]
+        if config.chat_template == "tokenizer":
+            end_of_turn = self._end_of_turn_id()
+            if end_of_turn is not None and end_of_turn not in self.stop_ids:
+                self.stop_ids.append(end_of_turn)
 
     def build(self, turns: list[tuple[str, str | None]]) -> EncodedPrompt:
         """``turns`` = [(user, assistant)]; the last assistant may be None (prompt for generation)."""
@@ -88,7 +107,12 @@ class PromptBuilder:
         for user, _ in turns:
             if not user or not user.strip():
                 raise LisaError("empty query: type what you are looking for in the image")
-        pieces = self._render(turns)
+            if _MARKERS.search(user):
+                raise LisaError("the query contains reserved characters (U+E000 to U+E004); remove them")
+        if self.config.chat_template == "tokenizer":
+            pieces = self._render_chat_template(turns)
+        else:
+            pieces = self._render(turns)
         encoded = self._encode(pieces)
         if len(encoded.input_ids) > self.max_length:
             raise LisaError(
@@ -121,6 +145,47 @@ class PromptBuilder:
             pieces.extend(self._render_answer(" " + answer))
             pieces.append(_Ids([self.eos_id], True, False))
         return pieces
+
+    def _render_chat_template(self, turns: list[tuple[str, str | None]]) -> list[_Text | _Ids]:
+        messages = []
+        for index, (user, answer) in enumerate(turns):
+            image = _IMAGE + "\n" if index == 0 else ""
+            messages.append({"role": "user", "content": image + _USER + user + _USER_END})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": _ANSWER + answer + _ANSWER_END})
+        rendered = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=turns[-1][1] is None
+        )
+        return self._pieces_from_rendered(rendered)
+
+    def _pieces_from_rendered(self, rendered: str) -> list[_Text | _Ids]:
+        pieces: list[_Text | _Ids] = []
+        state, after_answer = "template", False
+        for part in _MARKERS.split(rendered):
+            if part == _IMAGE:
+                pieces.append(_Ids([self.config.image_token_id] * self.config.num_image_tokens, False, False))
+            elif part in (_USER, _ANSWER):
+                state = "user" if part == _USER else "answer"
+            elif part in (_USER_END, _ANSWER_END):
+                after_answer, state = part == _ANSWER_END, "template"
+            elif state == "user":
+                pieces.append(_Text(part, False))
+            elif state == "answer":
+                pieces.extend(self._render_answer(part))
+            elif part:
+                ids = self.tokenizer.encode(part, add_special_tokens=False)  # template text: special tokens allowed
+                if after_answer and ids:  # the end-of-turn token is learned
+                    pieces.append(_Ids(ids[:1], True, False))
+                    ids = ids[1:]
+                pieces.append(_Ids(ids, False, False))
+                after_answer = False
+        return pieces  # BOS only if the template writes it: chat templates decide
+
+    def _end_of_turn_id(self) -> int | None:
+        """The first token the chat template emits after an assistant answer."""
+        pieces = self._render_chat_template([("x", "y")])
+        supervised = [p for p in pieces if isinstance(p, _Ids) and p.supervised and p.ids]
+        return supervised[-1].ids[0] if supervised else None
 
     def _render_answer(self, answer: str) -> list[_Text | _Ids]:
         pieces: list[_Text | _Ids] = []
@@ -180,7 +245,7 @@ class PromptBuilder:
 
     def decode(self, ids: list[int]) -> str:
         """Answer text; [SEG] shown literally, EOS / padding / image ids dropped."""
-        hidden = {self.eos_id, self.config.image_token_id, self.bos_id, self.tokenizer.pad_token_id}
+        hidden = {*self.stop_ids, self.config.image_token_id, self.bos_id, self.tokenizer.pad_token_id}
         parts: list[str] = []
         text_ids: list[int] = []
         for token in ids:

@@ -67,12 +67,14 @@ def greedy_generate(
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
-    eos_id: int,
+    stop_ids: list[int],
     seg_id: int,
     banned_ids: list[int],
     use_cache: bool = True,
 ) -> Generation:
-    """Greedy decoding of left-padded prompts. inputs_embeds [C, L, D], attention_mask [C, L]."""
+    """Greedy decoding of left-padded prompts until a stop id (EOS, end of turn).
+    inputs_embeds [C, L, D], attention_mask [C, L]."""
+    stops = torch.tensor(stop_ids, device=inputs_embeds.device)
     rows = inputs_embeds.shape[0]
     embed = vlm.get_input_embeddings()
     cache = DynamicCache(config=vlm.config.text_config) if use_cache else None
@@ -87,12 +89,12 @@ def greedy_generate(
         next_ids = logits.argmax(-1)
         for row in torch.nonzero(~finished).flatten().tolist():
             token = int(next_ids[row])
-            if token == eos_id:
+            if token in stop_ids:
                 continue
             tokens[row].append(token)
             if token == seg_id:
                 seg_hidden[row].append(hidden[row])
-        finished |= next_ids == eos_id
+        finished |= torch.isin(next_ids, stops)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         next_embeds = embed(next_ids)[:, None]
