@@ -17,7 +17,8 @@ from lisa.baselines.text_sam import TextPromptSegmenter, baseline_predictor
 from lisa.baselines.train import BaselineConfig, train_baseline
 from lisa.cli import main
 from lisa.data.jsonl import JsonlEval
-from lisa.train.sam_pretrain import SamSize, build_sam_config, fresh_sam
+from lisa.model.build import SamSize, build_sam_config
+from lisa.train.sam_pretrain import fresh_sam
 
 SMALL_SAM = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32,
                     decoder_mlp=64, decoder_heads=2)

@@ -12,7 +12,8 @@ from pycocotools import mask as mask_utils
 from safetensors.torch import load_file
 
 from lisa.errors import LisaError
-from lisa.train.sam_pretrain import SamSize, SamStageConfig, collect_instances, train_sam
+from lisa.model.build import SamSize
+from lisa.train.sam_pretrain import SamStageConfig, collect_instances, train_sam
 
 SMALL = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32, decoder_mlp=64, decoder_heads=2)
 

@@ -14,7 +14,8 @@ from lisa.errors import LisaError
 from lisa.model.build import ModelSize, build_model
 from lisa.train.config import config_from_dict
 from lisa.train.model_setup import swap_sam
-from lisa.train.sam_pretrain import SamSize, build_sam_config, fresh_sam
+from lisa.model.build import SamSize, build_sam_config
+from lisa.train.sam_pretrain import fresh_sam
 from lisa.train.trainable import set_trainable
 
 

@@ -44,6 +44,39 @@ Please output segmentation mask and explain why. And explain the reason. And giv
 
 
 @dataclass
+class SamSize:
+    """A SAM's size (the defaults are lisa-tiny's)."""
+
+    hidden: int = 128
+    layers: int = 6
+    heads: int = 4
+    image_size: int = 256
+    patch: int = 16  # 16x16 image embedding, 64x64 low-resolution masks at 256 px
+    window: int = 8
+    prompt_dim: int = 128
+    decoder_mlp: int = 512
+    decoder_heads: int = 4
+
+
+def build_sam_config(size: SamSize) -> SamConfig:
+    return SamConfig(
+        vision_config=SamVisionConfig(
+            hidden_size=size.hidden, output_channels=size.prompt_dim, num_hidden_layers=size.layers,
+            num_attention_heads=size.heads, image_size=size.image_size, patch_size=size.patch,
+            window_size=size.window, global_attn_indexes=[size.layers - 1],
+            num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
+        ),
+        prompt_encoder_config=SamPromptEncoderConfig(
+            hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=size.patch, mask_input_channels=16
+        ),
+        mask_decoder_config=SamMaskDecoderConfig(
+            hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
+            iou_head_hidden_dim=size.prompt_dim,
+        ),
+    )
+
+
+@dataclass
 class ModelSize:
     """The knobs that set a model's size (all other choices follow LISA)."""
 
@@ -65,6 +98,11 @@ class ModelSize:
     decoder_mlp: int = 64
     max_positions: int = 512
     vocab_size: int = 400
+
+    def sam_size(self) -> SamSize:
+        return SamSize(hidden=self.sam_hidden, layers=self.sam_layers, heads=self.sam_heads,
+                       image_size=self.sam_image_size, patch=16, window=self.sam_window,
+                       prompt_dim=self.prompt_dim, decoder_mlp=self.decoder_mlp, decoder_heads=2)
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -141,29 +179,7 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: SamCo
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    sam = sam or SamConfig(
-        vision_config=SamVisionConfig(
-            hidden_size=size.sam_hidden,
-            output_channels=size.prompt_dim,
-            num_hidden_layers=size.sam_layers,
-            num_attention_heads=size.sam_heads,
-            image_size=size.sam_image_size,
-            patch_size=16,
-            window_size=size.sam_window,
-            global_attn_indexes=[size.sam_layers - 1],
-            num_pos_feats=size.prompt_dim // 2,
-            initializer_range=0.02,  # the default 1e-10 makes a random encoder output zeros
-        ),
-        prompt_encoder_config=SamPromptEncoderConfig(
-            hidden_size=size.prompt_dim, image_size=size.sam_image_size, patch_size=16, mask_input_channels=4
-        ),
-        mask_decoder_config=SamMaskDecoderConfig(
-            hidden_size=size.prompt_dim,
-            mlp_dim=size.decoder_mlp,
-            num_attention_heads=2,
-            iou_head_hidden_dim=size.prompt_dim,
-        ),
-    )
+    sam = sam or build_sam_config(size.sam_size())
     return LisaConfig(
         vlm=vlm.to_dict(),
         sam=sam.to_dict(),

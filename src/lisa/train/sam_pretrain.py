@@ -26,23 +26,11 @@ from lisa.data.image_io import load_image
 from lisa.data.jsonl import Record, decode_target, read_records
 from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
+from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import init_sam_from_scratch
 from lisa.train.checkpoint import list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name
 from lisa.train.config import _build
-
-
-@dataclass
-class SamSize:
-    hidden: int = 128
-    layers: int = 6
-    heads: int = 4
-    image_size: int = 256
-    patch: int = 16  # 16x16 image embedding, 64x64 low-resolution masks at 256 px
-    window: int = 8
-    prompt_dim: int = 128
-    decoder_mlp: int = 512
-    decoder_heads: int = 4
 
 
 @dataclass
@@ -61,26 +49,6 @@ class SamStageConfig:
     keep_last: int = 2
     log_every: int = 20
     threads: int | None = None
-
-
-def build_sam_config(size: SamSize) -> SamConfig:
-    from transformers import SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
-
-    return SamConfig(
-        vision_config=SamVisionConfig(
-            hidden_size=size.hidden, output_channels=size.prompt_dim, num_hidden_layers=size.layers,
-            num_attention_heads=size.heads, image_size=size.image_size, patch_size=size.patch,
-            window_size=size.window, global_attn_indexes=[size.layers - 1],
-            num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
-        ),
-        prompt_encoder_config=SamPromptEncoderConfig(
-            hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=size.patch, mask_input_channels=16
-        ),
-        mask_decoder_config=SamMaskDecoderConfig(
-            hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
-            iou_head_hidden_dim=size.prompt_dim,
-        ),
-    )
 
 
 def fresh_sam(config: SamConfig) -> SamModel:
