@@ -259,7 +259,8 @@ class JsonlEval(Sequence[EvalItem]):
     def __init__(self, data_dir: Path, split: str | None = None, names: list[str] | None = None) -> None:
         records = read_records(data_dir, split, names)
         self.records = [r for r in records if r.kind != TEXT_ONLY]
-        self.skipped_text_only = len(records) - len(self.records)
+        self.text_only = [r for r in records if r.kind == TEXT_ONLY]  # scored by answer accuracy
+        self.skipped_text_only = len(self.text_only)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -36,20 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_eval)
 
 
-def _predictor(args: argparse.Namespace):
-    from lisa.eval.evaluate import pipeline_predictor, pred_dir_predictor
-
+def _pipeline(args: argparse.Namespace):
+    """The model's pipeline, or None when scoring a folder of predicted masks."""
     if args.pred_dir is not None:
         if args.teacher_forced:
             from lisa.errors import LisaError
 
             raise LisaError("--teacher-forced needs --model; --pred-dir scores masks that already exist")
-        return pred_dir_predictor(args.pred_dir)
+        return None
     from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
 
     kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
-    pipe = LisaPipeline.from_pretrained(args.model, **kwargs)
-    return pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
+    return LisaPipeline.from_pretrained(args.model, **kwargs)
 
 
 class _Head:
@@ -73,23 +71,34 @@ def run_eval(args: argparse.Namespace) -> int:
     from lisa.eval.report import build_report, summary_line, write_report
     from lisa.eval.visualize import write_case
 
-    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
-    if args.limit is not None:
-        items = _Head(items, args.limit)
-    skipped = getattr(items, "skipped_text_only", 0)
-    if skipped:
-        print(f"note: {skipped} text-only record(s) have no mask to score and are not evaluated", file=sys.stderr)
-    predict = _predictor(args)
+    dataset = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
+    text_only = list(getattr(dataset, "text_only", []))[: args.limit]
+    items = _Head(dataset, args.limit) if args.limit is not None else dataset
+    if text_only and args.model is None:
+        print(f"note: {len(text_only)} text-only record(s) need --model for answer accuracy; not evaluated", file=sys.stderr)
+    from lisa.eval.evaluate import pipeline_predictor, pred_dir_predictor
+
+    pipe = _pipeline(args)
+    if pipe is None:
+        predict = pred_dir_predictor(args.pred_dir)
+    else:
+        predict = pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
     keep = args.worst if args.visualize else 0
     results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
     mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")
     info = {"dataset": args.dataset, "split": args.split, "mode": mode,
             "source": str(args.pred_dir or args.model), "all_texts": args.all_texts, "names": args.names}
-    report = build_report(results, info, args.worst)
+    report = build_report(results, info, args.worst) if len(items) else {"n": 0, "info": info}
+    if text_only and pipe is not None:
+        from lisa.eval.answers import answer_accuracy
+
+        report["answers"] = answer_accuracy(pipe, text_only, args.batch_size, args.max_new_tokens)
+        print(f"answer accuracy={report['answers']['accuracy']:.4f} n={report['answers']['n']}")
     if args.out:
         write_report(report, args.out)
     if args.visualize:
         for rank, (item, pred, iou) in enumerate(keeper.cases()):
             write_case(args.visualize, rank, item.item_id, iou, item.image, item.target, pred)
-    print(summary_line(report))
+    if len(items):
+        print(summary_line(report))
     return 0
