@@ -41,3 +41,12 @@ def test_export_round_trip(tmp_path: Path) -> None:
     merged, base = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "run" / "base" / "model.safetensors"))
     assert not merged[key].equal(base[key])
     assert set(merged) == set(base)
+
+
+def test_export_command_line_parses_run_folder(tmp_path, capsys) -> None:
+    """`lisa export --run R` must not collide with the CLI's own dispatch attribute."""
+    from lisa.cli import main
+
+    code = main(["export", "--run", str(tmp_path / "missing-run"), "--out", str(tmp_path / "out")])
+    assert code == 2  # a clear LisaError about the missing run, not a TypeError
+    assert "error:" in capsys.readouterr().err

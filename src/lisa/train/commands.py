@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         "export", help="merge a run's LoRA and write a standalone model folder",
         description="The folder loads with LisaPipeline.from_pretrained / `lisa segment --model`.")
-    export.add_argument("--run", type=Path, required=True, help="the training run folder")
+    export.add_argument("--run", dest="run_folder", type=Path, required=True, help="the training run folder")
     export.add_argument("--out", type=Path, required=True, help="where to write the model")
     export.add_argument("--checkpoint", default="last", help="last | best | a checkpoint folder (default last)")
     export.set_defaults(run=run_export)
@@ -50,6 +50,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from lisa.train.export import export
 
-    out = export(args.run, args.out, args.checkpoint)
+    out = export(args.run_folder, args.out, args.checkpoint)
     print(f"model written to {out}")
     return 0
