@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from lisa.data.corpus import corpus_texts
 from lisa.data.jsonl import jsonl_files

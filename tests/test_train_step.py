@@ -4,7 +4,6 @@ fixed batch."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from lisa.data.transforms import sam_resized_size, sam_view
 from lisa.errors import LisaError
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import encode_images, upscale_masks
-from lisa.train.checkpoint import list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name
+from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 from lisa.train.config import _build
 
 
@@ -195,79 +194,19 @@ def build_model(config: BaselineConfig) -> TextPromptSegmenter:
     return TextPromptSegmenter(encoder, sam, tokenizer, config.query_text)
 
 
-def trainable(model: TextPromptSegmenter) -> dict[str, torch.nn.Parameter]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _save(run_dir: Path, model: TextPromptSegmenter, optimizer: torch.optim.Optimizer, step: int, keep: int) -> None:
-    checkpoints = run_dir / "checkpoints"
-    final = checkpoints / step_name(step)
-    tmp = final.with_name(final.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in trainable(model).items()}, str(tmp / "trainable.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "rng.json").write_text(json.dumps(rng_state()))
-    save_file(rng_tensors(), str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step}))  # written last: marks completeness
-    publish(tmp, final)
-    prune(checkpoints, keep)
-
-
-def _resume(checkpoint: Path, model: TextPromptSegmenter, optimizer: torch.optim.Optimizer) -> int:
-    saved, expected = load_file(str(checkpoint / "trainable.safetensors")), trainable(model)
-    if set(saved) != set(expected):
-        raise LisaError(f"{checkpoint} does not match this model's trainable parameters; was the config changed?")
-    with torch.no_grad():
-        for name, parameter in expected.items():
-            parameter.copy_(saved[name])
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    set_rng(json.loads((checkpoint / "rng.json").read_text()), load_file(str(checkpoint / "rng.safetensors")))
-    return int(json.loads((checkpoint / "state.json").read_text())["step"])
-
-
-# ---- loop ----------------------------------------------------------------------------------
-def _lr_at(step: int, config: BaselineConfig) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    remaining = max(config.max_steps - step, 0) / max(config.max_steps - config.warmup_steps, 1)
-    return config.lr * remaining
-
-
 def train_baseline(config: BaselineConfig, resume: bool = False) -> Path:
     """Train (or resume) and write ``run_dir/model`` (a TextPromptSegmenter folder); returns it."""
     config.check()
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run_dir)
-    found = list_checkpoints(run_dir / "checkpoints")
-    if found and not resume:
-        raise LisaError(f"{run_dir} already holds checkpoints; pass --resume to continue, or choose another run_dir")
+    check_new_or_resumed(run_dir, resume)  # before the slow embedding cache
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     model = build_model(config)
     data = load_train_set(config, model.sam)
-    optimizer = torch.optim.AdamW(trainable(model).values(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    step = _resume(found[-1], model, optimizer) if found else 0
-    model.train()
-    log = (run_dir / "log.jsonl").open("a")
-    start, first = time.perf_counter(), step
-    while step < config.max_steps:
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
-        loss, bce, dice = batch_loss(model, data, make_batch(data, step, config), config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(trainable(model).values()), config.clip)
-        optimizer.step()
-        step += 1
-        if step % config.log_every == 0 or step == config.max_steps:
-            rate = (step - first) / max(time.perf_counter() - start, 1e-9)
-            entry = {"step": step, "loss": float(loss.detach()), "bce": bce, "dice": dice, "lr": _lr_at(step - 1, config)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            print(f"baseline step {step}/{config.max_steps} loss={entry['loss']:.4f} bce={bce:.4f} "
-                  f"dice={dice:.4f} ({rate:.2f} steps/s)", flush=True)
-        if step % config.save_every == 0 or step == config.max_steps:
-            _save(run_dir, model, optimizer, step, config.keep_last)
-    log.close()
+    settings = LoopSettings(config.lr, config.warmup_steps, config.max_steps, config.clip,
+                            config.save_every, config.keep_last, config.log_every)
+    step_loss = lambda step: batch_loss(model, data, make_batch(data, step, config), config)  # noqa: E731
+    run_loop("baseline", run_dir, model, step_loss, settings, resume)
     return model.eval().save_pretrained(run_dir / "model")

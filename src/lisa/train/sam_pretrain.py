@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import SamConfig, SamModel
 
 from lisa.data.image_io import load_image
@@ -29,8 +27,8 @@ from lisa.errors import LisaError
 from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import init_sam_from_scratch
-from lisa.train.checkpoint import list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name
 from lisa.train.config import _build
+from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 
 
 @dataclass
@@ -137,77 +135,25 @@ def sam_loss(sam: SamModel, batch: dict, image_size: int) -> tuple[torch.Tensor,
 
 
 # ---- loop ----------------------------------------------------------------------------------
-def _lr_at(step: int, config: SamStageConfig) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    remaining = max(config.max_steps - step, 0) / max(config.max_steps - config.warmup_steps, 1)
-    return config.lr * remaining
-
-
-def _save(run_dir: Path, sam: SamModel, optimizer: torch.optim.Optimizer, step: int, keep_last: int) -> None:
-    checkpoints = run_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    final = checkpoints / step_name(step)
-    tmp = final.with_name(final.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_model(sam, str(tmp / "sam.safetensors"))  # handles SAM's tied positional matrix
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "rng.json").write_text(json.dumps(rng_state()))
-    save_file(rng_tensors(), str(tmp / "rng.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step}))  # written last: marks completeness
-    publish(tmp, final)
-    prune(checkpoints, keep_last)
-
-
-def _resume(run_dir: Path, sam: SamModel, optimizer: torch.optim.Optimizer) -> int:
-    found = list_checkpoints(run_dir / "checkpoints")
-    if not found:
-        return 0
-    latest = found[-1]
-    load_model(sam, str(latest / "sam.safetensors"), strict=True)
-    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
-    set_rng(json.loads((latest / "rng.json").read_text()), load_file(str(latest / "rng.safetensors")))
-    return int(json.loads((latest / "state.json").read_text())["step"])
-
-
 def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     """Train (``resume``: from the latest checkpoint) and write ``run_dir/sam`` (an HF SamModel
     folder). Returns that folder. Without ``resume`` an existing run is an error, never overwritten."""
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run_dir)
+    check_new_or_resumed(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     instances = collect_instances(Path(config.data_dir))
-    torch.manual_seed(config.seed)
-    sam = fresh_sam(build_sam_config(config.size)).train()
-    params = [p for p in sam.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    if not resume and list_checkpoints(run_dir / "checkpoints"):
-        raise LisaError(f"{run_dir} already has checkpoints: add --resume to continue it, or choose another run_dir")
-    step = _resume(run_dir, sam, optimizer) if resume else 0
-    log = (run_dir / "log.jsonl").open("a")
-    start, size = time.perf_counter(), config.size.image_size
-    while step < config.max_steps:
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
-        batch = make_batch(instances, step, config.seed, config.batch_size, size)
-        loss, bce, dice = sam_loss(sam, batch, size)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.clip)
-        optimizer.step()
-        step += 1
-        if step % config.log_every == 0 or step == config.max_steps:
-            rate = step / max(time.perf_counter() - start, 1e-9)
-            entry = {"step": step, "loss": float(loss.detach()), "bce": bce, "dice": dice, "lr": _lr_at(step - 1, config)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            print(f"sam step {step}/{config.max_steps} loss={float(loss.detach()):.4f} bce={bce:.4f} dice={dice:.4f} ({rate:.2f} steps/s)", flush=True)
-        if step % config.save_every == 0 or step == config.max_steps:
-            _save(run_dir, sam, optimizer, step, config.keep_last)
+    torch.manual_seed(config.seed)  # the fixed positional matrix is not saved: same seed, same matrix
+    sam = fresh_sam(build_sam_config(config.size))
+    settings = LoopSettings(config.lr, config.warmup_steps, config.max_steps, config.clip,
+                            config.save_every, config.keep_last, config.log_every)
+    size = config.size.image_size
+    step_loss = lambda step: sam_loss(sam, make_batch(instances, step, config.seed, config.batch_size, size), size)  # noqa: E731
+    run_loop("sam", run_dir, sam, step_loss, settings, resume)
     out = run_dir / "sam"
-    sam.eval().save_pretrained(out)
+    sam.save_pretrained(out)
     return out
 
 

@@ -17,7 +17,7 @@ from lisa.train import checkpoint as ckpt
 from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
-from lisa.train.model_setup import BASE_SUBDIR, base_dir, build_fresh, prepare_model
+from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
 OOM_HINT = ("out of memory: lower optim.batch_size (and raise optim.grad_accum to keep the effective "
             "batch), set model.gradient_checkpointing: true, or use bf16 / DeepSpeed ZeRO-2 "
