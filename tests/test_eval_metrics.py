@@ -92,3 +92,15 @@ def test_report_has_subsets_worst_and_summary_line() -> None:
         merged = merged.merge(part)
     assert build_report(merged)["giou"] == report["giou"]
     assert build_report(merged)["subsets"] == report["subsets"]
+
+
+def test_no_target_summary_counts_empty_answers() -> None:
+    from lisa.eval.report import ItemScore, no_target_summary
+
+    items = [
+        ItemScore("a", 1.0, 0, 0, False, target_area=0, predicted_area=0),  # right: nothing there, nothing given
+        ItemScore("b", 0.0, 0, 9, False, target_area=0, predicted_area=9),  # wrong: a mask for nothing
+        ItemScore("c", 0.0, 0, 4, False, target_area=4, predicted_area=0),  # a target missed
+        ItemScore("d", 0.5, 2, 4, False, target_area=3, predicted_area=3),
+    ]
+    assert no_target_summary(items) == {"n": 2, "accuracy": 0.5, "missed_targets": 0.5}

@@ -148,8 +148,10 @@ def evaluate(items: Sequence[EvalItem], predict: Predictor, batch_size: int = 1,
     for batch in batches(items, max(1, batch_size)):
         for item, (pred, text) in zip(batch, predict(batch)):
             mask_score = score_mask(pred, item.target)
+            valid = item.target != 255
             score = ItemScore(item.item_id, mask_score.iou, mask_score.intersection, mask_score.union,
-                              item.is_sentence, str(item.image), item.query, text)
+                              item.is_sentence, str(item.image), item.query, text,
+                              int((item.target[valid] == 1).sum()), int(pred[valid].sum()))
             results.add(score)
             keeper.offer(score, item, pred)
         bar.update(len(batch))

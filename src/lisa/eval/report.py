@@ -22,6 +22,8 @@ class ItemScore:
     image: str = ""
     query: str = ""
     answer: str | None = None  # generated text (model mode)
+    target_area: int = -1  # target pixels (ignore excluded); 0 = a no-target query
+    predicted_area: int = -1
 
 
 @dataclass
@@ -49,11 +51,24 @@ def worst(items: list[ItemScore], k: int = 20) -> list[ItemScore]:
     return sorted(items, key=lambda s: (s.iou, s.item_id))[:k]
 
 
+def no_target_summary(items: list[ItemScore]) -> dict[str, Any]:
+    """No-target queries (empty target): the share answered with an empty mask (gRefCOCO's N-acc),
+    and, on queries with a target, the share wrongly answered with none."""
+    empty = [s for s in items if s.target_area == 0]
+    present = [s for s in items if s.target_area > 0]
+    return {
+        "n": len(empty),
+        "accuracy": sum(s.predicted_area == 0 for s in empty) / len(empty) if empty else None,
+        "missed_targets": sum(s.predicted_area == 0 for s in present) / len(present) if present else None,
+    }
+
+
 def build_report(results: Results, info: dict[str, Any] | None = None, k_worst: int = 20) -> dict[str, Any]:
-    """The report dict: giou, ciou, n, subsets {short, long}, per_sample, worst, plus ``info``."""
+    """The report dict: giou, ciou, n, subsets {short, long}, no_target, per_sample, worst, ``info``."""
     return {
         **results.overall.summary(),
         "subsets": {"short": results.short.summary(), "long": results.long.summary()},
+        "no_target": no_target_summary(results.items),
         "per_sample": [asdict(s) for s in results.items],
         "worst": [asdict(s) for s in worst(results.items, k_worst)],
         "sums": results.overall.state_dict(),
