@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lisa segment examples/umbrella.jpg "What in this picture would keep you dry in the rain?" --out out/demo
+	$(VENV)/bin/lisa segment examples/umbrella.jpg "What in this picture would keep you dry in the rain? Please output segmentation mask." --out out/demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
