@@ -26,7 +26,7 @@ from lisa.interop.official import (
 )
 from lisa.interop.sam_original import load_sam
 from lisa.interop.sp_tokenizer import load_llama_tokenizer
-from lisa.interop.stream import checkpoint_shards, iter_shard
+from lisa.interop.stream import checkpoint_shards, iter_shard, map_tensors
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
 from lisa.model.weights import load_state_strict
@@ -62,20 +62,8 @@ def is_llava_hf(directory: Path) -> bool:
 
 
 def _read_state(directory: Path, key_map) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    for path in checkpoint_shards(directory):
-        for name, tensor in iter_shard(path):
-            try:
-                target = key_map(name)
-            except KeyError:
-                unknown.append(name)
-                continue
-            if target is not None:
-                state[target] = tensor
-    if unknown:
-        raise LisaError(f"{directory}: {len(unknown)} unexpected keys: {unknown[:10]}")
-    return state
+    tensors = (item for path in checkpoint_shards(directory) for item in iter_shard(path))
+    return map_tensors(tensors, key_map, directory)
 
 
 def _add_seg_token(tokenizer) -> int:

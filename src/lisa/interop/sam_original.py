@@ -14,7 +14,7 @@ import torch
 from transformers import SamConfig, SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
 
 from lisa.errors import LisaError
-from lisa.interop.stream import checkpoint_shards, iter_shard, shard_shapes
+from lisa.interop.stream import checkpoint_shards, iter_shard, map_tensors, shard_shapes
 
 # Non-persistent in the original (not saved), but tolerated if a file carries them.
 IGNORED = {"pixel_mean", "pixel_std"}
@@ -146,18 +146,7 @@ def load_sam(source: str | Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
     shapes = shard_shapes(source)
     config = infer_sam_config(shapes)
     depth = config.mask_decoder_config.iou_head_depth
-    state: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    for name, tensor in iter_shard(source):
-        try:
-            target = sam_key(name, depth)
-        except KeyError:
-            unexpected.append(name)
-            continue
-        if target is not None:
-            state[target] = tensor
-    if unexpected:
-        raise LisaError(f"{source}: {len(unexpected)} keys are not SAM keys: {unexpected[:10]}")
+    state = map_tensors(iter_shard(source), lambda name: sam_key(name, depth), source, "keys are not SAM keys")
     return config, state
 
 

@@ -67,6 +67,26 @@ def iter_shard(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
         yield name, state.pop(name)
 
 
+def map_tensors(
+    tensors: Iterator[tuple[str, torch.Tensor]], key_map, source: object, what: str = "unexpected keys"
+) -> dict[str, torch.Tensor]:
+    """Rename every tensor with ``key_map`` (None: skip on purpose; KeyError: an unknown key).
+    Unknown keys are an error that lists them, never silently dropped."""
+    state: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    for name, tensor in tensors:
+        try:
+            target = key_map(name)
+        except KeyError:
+            unknown.append(name)
+            continue
+        if target is not None:
+            state[target] = tensor
+    if unknown:
+        raise LisaError(f"{source}: {len(unknown)} {what}: {unknown[:10]}")
+    return state
+
+
 def shard_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor shapes of one weight file without reading the data."""
     if path.suffix == ".safetensors":
