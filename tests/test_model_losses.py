@@ -125,10 +125,14 @@ def test_mask_count_mismatch_is_an_error(tiny_pipeline, mixed_batch) -> None:
 def test_gradients_reach_seg_head_decoder_and_language_model(tiny_pipeline, mixed_batch) -> None:
     model = tiny_pipeline.model
     model.zero_grad()
-    model(mixed_batch).loss.backward()
+    model.sam.vision_encoder.requires_grad_(False)  # LISA's frozen image encoder
+    try:
+        model(mixed_batch).loss.backward()
+    finally:
+        model.sam.vision_encoder.requires_grad_(True)
     assert model.seg_head.fc1.weight.grad.abs().sum() > 0
     assert model.sam.mask_decoder.mask_tokens.weight.grad.abs().sum() > 0
     language = model.vlm.model.language_model
     assert language.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
-    assert model.sam.vision_encoder.patch_embed.projection.weight.grad is None  # frozen: run without grad
+    assert model.sam.vision_encoder.patch_embed.projection.weight.grad is None  # frozen: runs without grad
     model.zero_grad()

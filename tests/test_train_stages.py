@@ -73,3 +73,30 @@ def test_corpus_reads_jsonl_reasonseg_and_explanatory(tmp_path) -> None:
     assert corpus_texts([tmp_path / "a.jsonl"]) == ["the red star", "Sure."]
     with pytest.raises(LisaError, match="does not exist"):
         corpus_texts([tmp_path / "nope"])
+
+
+def test_sam_encoder_recipe_trains_the_encoder_through_the_lisa_loss(tmp_path) -> None:
+    import random
+
+    from lisa.data.collate import Collator
+    from lisa.data.jsonl import JsonlTrain
+    from lisa.model.prompting import PromptBuilder
+    from lisa.train.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "shapes", images=2, size=48, val_images=0)
+    model, tokenizer, processor = build_model(ModelSize())
+    set_trainable(model, None, "lisa_sam_encoder")
+    loader = JsonlTrain(data, "train", max_queries=1)
+    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(
+        [loader.sample(0, random.Random(0))])
+    model.train()(batch).loss.backward()
+    encoder_grads = [p.grad for p in model.sam.vision_encoder.parameters() if p.requires_grad]
+    assert encoder_grads and any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
+    assert not any(p.requires_grad for p in model.sam.prompt_encoder.parameters())
+
+
+def test_sam_encoder_recipe_refuses_cached_embeddings() -> None:
+    data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}],
+            "recipe": "lisa_sam_encoder", "precompute_sam_embeddings": True}
+    with pytest.raises(LisaError, match="precompute_sam_embeddings: false"):
+        config_from_dict(data)

@@ -30,7 +30,10 @@ def init_sam_from_scratch(sam: SamModel) -> SamModel:
 
 
 def encode_images(sam: SamModel, pixels: torch.Tensor) -> torch.Tensor:
-    """[B, 3, S, S] normalised, padded pixels -> image embeddings [B, C, h, w] (no grad: frozen)."""
+    """[B, 3, S, S] normalised, padded pixels -> image embeddings [B, C, h, w]; without grad
+    unless the encoder is being trained."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in sam.vision_encoder.parameters()):
+        return sam.vision_encoder(pixels.to(sam.dtype))[0]
     return sam.get_image_embeddings(pixels.to(sam.dtype))
 
 

@@ -111,6 +111,8 @@ class TrainConfig:
 
         if self.recipe not in RECIPES:
             raise LisaError(f"recipe {self.recipe!r} is unknown; choose from {', '.join(RECIPES)}")
+        if self.recipe == "lisa_sam_encoder" and self.precompute_sam_embeddings:
+            raise LisaError("recipe lisa_sam_encoder trains SAM's image encoder: set precompute_sam_embeddings: false")
         if self.model.precision not in ("auto", "bf16", "fp16", "no"):
             raise LisaError(f"model.precision {self.model.precision!r}: use auto, bf16, fp16 or no")
         for name in ("save_every", "keep_last", "val_every", "log_every"):

@@ -17,7 +17,9 @@ from lisa.model.lisa import LisaModel
 TRAINED_MODULES = ("sam.mask_decoder.", "seg_head.")
 # "lisa": the paper's recipe. "vlm": aligning a from-scratch VLM before the LISA stage (vision
 # tower, projector, language model and both embedding matrices; SAM and seg head frozen).
-RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",)}
+# "lisa_sam_encoder": the paper's recipe plus SAM's image encoder, for a SAM whose features
+# are too poor to freeze (a from-scratch SAM trained with geometric prompts only).
+RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "lisa_sam_encoder": (*TRAINED_MODULES, "sam.vision_encoder.")}
 
 
 def embedding_params(model: LisaModel) -> list[nn.Parameter]:
