@@ -88,3 +88,28 @@ def test_prompted_evaluation_scores_in_unit_range(square_world, tmp_path) -> Non
     sam = SamModel.from_pretrained(train_sam(_config(tmp_path / "e", square_world, 2)))
     scores = evaluate_prompted(sam, square_world, count=8)
     assert set(scores) == {"box_miou", "point_miou"} and all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+def test_phrase_prompts_train_and_resume_exactly(square_world, tmp_path) -> None:
+    def config(run_dir, steps):
+        c = _config(run_dir, square_world, steps)
+        c.phrase_every = 2
+        return c
+
+    straight = train_sam(config(tmp_path / "a", 4))
+    train_sam(config(tmp_path / "b", 2))
+    resumed = train_sam(config(tmp_path / "b", 4), resume=True)
+    a = load_file(str(straight / "model.safetensors"))
+    b = load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / "weights.safetensors"))
+    assert any(k.startswith("prompter.") for k in saved)  # the phrase prompter trains (and is checkpointed)
+
+
+def test_phrase_prompter_embeds_bags_of_words() -> None:
+    from lisa.train.sam_pretrain import PhrasePrompter
+
+    prompter = PhrasePrompter(["blue", "red", "square"], prompt_dim=8)
+    out = prompter(["the red square", "Blue, square", "unknown words only"])
+    assert out.shape == (3, 8)
+    assert not torch.allclose(out[0], out[1])

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import SamConfig, SamModel
 
 from lisa.data.image_io import load_image
@@ -26,7 +27,7 @@ from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
 from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
-from lisa.model.sam import init_sam_from_scratch
+from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch
 from lisa.train.config import _build
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 
@@ -47,11 +48,42 @@ class SamStageConfig:
     keep_last: int = 2
     log_every: int = 20
     threads: int | None = None
+    # Every k-th batch prompts with the referring phrase instead of a box / points (0: never), so
+    # that the image encoder must keep what words name (colour, kind), not only where edges are.
+    phrase_every: int = 0
 
 
 def fresh_sam(config: SamConfig) -> SamModel:
     """A randomly initialised SAM for training from scratch (see ``init_sam_from_scratch``)."""
     return init_sam_from_scratch(SamModel(config))
+
+
+class PhrasePrompter(nn.Module):
+    """A bag of words -> one sparse prompt [B, prompt_dim]; only used to teach stage 1 semantics."""
+
+    def __init__(self, vocabulary: list[str], prompt_dim: int) -> None:
+        super().__init__()
+        self.index = {word: i + 1 for i, word in enumerate(vocabulary)}  # 0: unknown word
+        self.embed = nn.EmbeddingBag(len(vocabulary) + 1, prompt_dim, mode="mean")
+        self.proj = nn.Linear(prompt_dim, prompt_dim)
+
+    def forward(self, phrases: list[str]) -> torch.Tensor:
+        ids = [torch.tensor([self.index.get(w, 0) for w in words(p)] or [0]) for p in phrases]
+        offsets = torch.tensor([0] + [len(i) for i in ids[:-1]]).cumsum(0)
+        return self.proj(self.embed(torch.cat(ids), offsets))
+
+
+class SamStage(nn.Module):
+    """What stage 1 trains: the SAM, and the phrase prompter when phrase prompts are on."""
+
+    def __init__(self, sam: SamModel, prompter: PhrasePrompter | None) -> None:
+        super().__init__()
+        self.sam = sam
+        self.prompter = prompter
+
+
+def words(phrase: str) -> list[str]:
+    return phrase.lower().replace(",", " ").split()
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -91,14 +123,22 @@ def _point_prompts(mask: np.ndarray, rng: random.Random, scale: float, count: in
     return [[(xs[i] + 0.5) * scale, (ys[i] + 0.5) * scale] for i in picks]
 
 
-def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int, image_size: int) -> dict:
-    """Batch ``step`` is a pure function of (seed, step): resuming needs no data state."""
+def phrase_instances(instances: list[_Instance]) -> list[_Instance]:
+    """Instances a phrase names unambiguously: single-target referring records."""
+    return [i for i in instances if i.record.file.stem == "referring" and len(i.record.targets) == 1]
+
+
+def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int, image_size: int,
+               phrases: list[_Instance] | None = None) -> dict:
+    """Batch ``step`` is a pure function of (seed, step): resuming needs no data state. With
+    ``phrases`` the batch is prompted by each instance's referring phrase."""
     rng = random.Random(f"{seed}-{step}")
     use_boxes = step % 2 == 0  # one prompt kind per batch keeps the prompt tensors rectangular
     points_per_mask = rng.randint(1, 3)
+    pool = phrases or instances
     pixels, targets, prompts, sizes = [], [], [], []
     for _ in range(batch_size):
-        item = instances[rng.randrange(len(instances))]
+        item = pool[rng.randrange(len(pool))]
         image = load_image(item.record.image)
         height, width = image.shape[:2]
         mask = decode_target(item.record.targets[item.target], item.record.image.parent, height, width) > 0
@@ -109,9 +149,14 @@ def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int
         pixels.append(view.pixels)
         targets.append(torch.from_numpy(mask.astype(np.float32)))
         sizes.append((view.resized_size, view.original_size))
-        prompts.append(_box_prompt(mask, rng, scale) if use_boxes else _point_prompts(mask, rng, scale, points_per_mask))
+        if phrases:
+            prompts.append(item.record.query)
+        else:
+            prompts.append(_box_prompt(mask, rng, scale) if use_boxes else _point_prompts(mask, rng, scale, points_per_mask))
     batch = {"pixel_values": torch.stack(pixels), "targets": targets, "sizes": sizes}
-    if use_boxes:
+    if phrases:
+        batch["phrases"] = prompts
+    elif use_boxes:
         batch["input_boxes"] = torch.tensor(prompts, dtype=torch.float32)[:, None]  # [B, 1, 4]
     else:
         batch["input_points"] = torch.tensor(prompts, dtype=torch.float32)[:, None]  # [B, 1, n, 2]
@@ -120,10 +165,19 @@ def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int
 
 
 # ---- loss ----------------------------------------------------------------------------------
-def sam_loss(sam: SamModel, batch: dict, image_size: int) -> tuple[torch.Tensor, float, float]:
+def predict_low_res(sam: SamModel, batch: dict, prompter: PhrasePrompter | None = None) -> torch.Tensor:
+    """Low-resolution mask logits [B, h, w] for a batch of geometric or phrase prompts."""
+    if "phrases" in batch:
+        embeddings = encode_images(sam, batch["pixel_values"])
+        index = torch.arange(len(batch["phrases"]))
+        return decode_masks(sam, embeddings, prompter(batch["phrases"]), index)[0]
     prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
-    output = sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts)
-    low_res = output.pred_masks[:, 0, 0]  # [B, h, w]
+    return sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts).pred_masks[:, 0, 0]
+
+
+def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompter | None = None
+             ) -> tuple[torch.Tensor, float, float]:
+    low_res = predict_low_res(sam, batch, prompter)  # [B, h, w]
     bce = dice = low_res.sum() * 0.0
     for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
         full = F.interpolate(logits[None, None], (image_size, image_size), mode="bilinear", align_corners=False)
@@ -147,11 +201,22 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     instances = collect_instances(Path(config.data_dir))
     torch.manual_seed(config.seed)  # the fixed positional matrix is not saved: same seed, same matrix
     sam = fresh_sam(build_sam_config(config.size))
+    phrases = phrase_instances(instances) if config.phrase_every else []
+    if config.phrase_every and not phrases:
+        raise LisaError(f"phrase_every needs single-target records in {config.data_dir}/referring.jsonl")
+    vocabulary = sorted({w for i in phrases for w in words(i.record.query)})
+    stage = SamStage(sam, PhrasePrompter(vocabulary, config.size.prompt_dim) if phrases else None)
     settings = LoopSettings(config.lr, config.warmup_steps, config.max_steps, config.clip,
                             config.save_every, config.keep_last, config.log_every)
     size = config.size.image_size
-    step_loss = lambda step: sam_loss(sam, make_batch(instances, step, config.seed, config.batch_size, size), size)  # noqa: E731
-    run_loop("sam", run_dir, sam, step_loss, settings, resume)
+
+    def step_loss(step: int) -> tuple[torch.Tensor, float, float]:
+        use_phrases = bool(phrases) and step % config.phrase_every == config.phrase_every - 1
+        batch = make_batch(instances, step, config.seed, config.batch_size, size, phrases if use_phrases else None)
+        return sam_loss(sam, batch, size, stage.prompter)
+
+    # Checkpoint names stay SAM's own when there is no prompter (resumable across versions).
+    run_loop("sam", run_dir, stage if phrases else sam, step_loss, settings, resume)
     out = run_dir / "sam"
     sam.save_pretrained(out)
     return out
@@ -187,8 +252,7 @@ def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int
     for step in range(count // 8):
         for kind, offset in (("box", 0), ("point", 1)):
             batch = make_batch(instances, 2 * step + offset, seed, 8, size)
-            prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
-            low_res = sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts).pred_masks[:, 0, 0]
+            low_res = predict_low_res(sam, batch)
             for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
                 full = F.interpolate(logits[None, None], (size, size), mode="bilinear", align_corners=False)
                 full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0, 0]
