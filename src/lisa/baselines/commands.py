@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lisa.eval.commands import DATASET_CHOICES
+from lisa.eval.commands import add_dataset_arguments, add_report_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,20 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     score = commands.add_parser("eval", help="gIoU / cIoU, as `lisa eval`, of a trained baseline")
     score.add_argument("--model", type=Path, required=True, help="a baseline folder (RUN_DIR/model)")
-    score.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
-    score.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
-    score.add_argument("--split", default="val", help="val | test | ... (default val)")
-    score.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google")
-    score.add_argument("--names", nargs="+", default=None,
-                       help="jsonl: score only these files, e.g. --names referring")
-    score.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
+    add_dataset_arguments(score)
     score.add_argument("--batch-size", type=int, default=16, help="queries per model call")
     score.add_argument("--device", default="cpu", help="cpu / cuda (default cpu)")
     score.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    score.add_argument("--limit", type=int, default=None, help="score only the first N items")
-    score.add_argument("--out", type=Path, default=None, help="write the report JSON here")
-    score.add_argument("--worst", type=int, default=20, help="how many worst cases to list")
-    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_report_arguments(score)
     score.set_defaults(run=run_baseline_eval)
 
 
@@ -46,29 +37,22 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_items(args: argparse.Namespace):
-    from lisa.errors import LisaError
-    from lisa.eval.commands import _Head
-    from lisa.eval.evaluate import load_eval_dataset
-
-    items = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
-    if not len(items):
-        raise LisaError(f"nothing to score in {args.data_dir} ({args.split})")
-    return _Head(items, args.limit) if args.limit is not None else items
-
-
 def run_baseline_eval(args: argparse.Namespace) -> int:
     """Score the baseline like `lisa eval`: same items, metrics, report and summary line."""
     import torch
 
     from lisa.baselines.text_sam import baseline_predictor
+    from lisa.errors import LisaError
+    from lisa.eval.commands import load_items
     from lisa.eval.evaluate import evaluate
     from lisa.eval.report import build_report, summary_line, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    items = _eval_items(args)
-    skipped = getattr(items, "skipped_text_only", 0)
+    dataset, items = load_items(args)
+    if not len(items):
+        raise LisaError(f"nothing to score in {args.data_dir} ({args.split})")
+    skipped = getattr(dataset, "skipped_text_only", 0)
     if skipped and not args.names:
         print(f"note: {skipped} text-only record(s) have no mask to score and are not evaluated", file=sys.stderr)
     predict = baseline_predictor(args.model, args.device)

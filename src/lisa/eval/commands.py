@@ -13,27 +13,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
         description="Score a model (--model) or precomputed masks (--pred-dir P/<image stem>.png).")
-    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
-    parser.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
-    parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
-    parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
+    add_dataset_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model folder (or a shipped name such as lisa-tiny) for LisaPipeline")
     source.add_argument("--pred-dir", type=Path, help="folder of predicted masks <image stem>.png (nonzero = fg)")
     parser.add_argument("--teacher-forced", action="store_true",
                         help='official protocol: the answer "[SEG]." is given instead of generated')
-    parser.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
-    parser.add_argument("--names", nargs="+", default=None, help="jsonl: score only these files, e.g. --names referring")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per model call")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default=None, help="cuda / cpu / mps (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: the model's)")
+    parser.add_argument("--visualize", type=Path, default=None, help="write worst-case PNGs to this folder")
+    add_report_arguments(parser)
+    parser.set_defaults(run=run_eval)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which items to score (shared by `lisa eval` and `lisa baseline eval`)."""
+    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    parser.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
+    parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
+    parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
+    parser.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
+    parser.add_argument("--names", nargs="+", default=None, help="jsonl: score only these files, e.g. --names referring")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="score only the first N items")
     parser.add_argument("--out", type=Path, default=None, help="write the report JSON here")
-    parser.add_argument("--visualize", type=Path, default=None, help="write worst-case PNGs to this folder")
-    parser.add_argument("--worst", type=int, default=20, help="how many worst cases to list / draw")
+    parser.add_argument("--worst", type=int, default=20, help="how many worst cases to list")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run_eval)
+
+
+def load_items(args: argparse.Namespace):
+    """(the whole dataset, the items to score: its first --limit items)."""
+    from lisa.eval.evaluate import load_eval_dataset
+
+    dataset = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
+    return dataset, (_Head(dataset, args.limit) if args.limit is not None else dataset)
 
 
 def _pipeline(args: argparse.Namespace):
@@ -67,13 +84,12 @@ class _Head:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate, print ``gIoU=... cIoU=... n=...``, optionally write the report and pictures."""
-    from lisa.eval.evaluate import evaluate, load_eval_dataset
+    from lisa.eval.evaluate import evaluate
     from lisa.eval.report import build_report, summary_line, write_report
     from lisa.eval.visualize import write_case
 
-    dataset = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
+    dataset, items = load_items(args)
     text_only = list(getattr(dataset, "text_only", []))[: args.limit]
-    items = _Head(dataset, args.limit) if args.limit is not None else dataset
     if text_only and args.model is None:
         print(f"note: {len(text_only)} text-only record(s) need --model for answer accuracy; not evaluated", file=sys.stderr)
     from lisa.eval.evaluate import pipeline_predictor, pred_dir_predictor
