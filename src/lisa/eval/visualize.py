@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from lisa.data.image_io import load_image
 
 MAX_HEIGHT = 512
 TARGET_COLOR = np.array([0, 200, 0], dtype=np.float32)
@@ -25,7 +27,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, color: np.ndarray, alpha: float
 
 def side_by_side(image_path: Path, target: np.ndarray, pred: np.ndarray) -> Image.Image:
     """[image | target | prediction], scaled to at most MAX_HEIGHT pixels high."""
-    image = np.array(ImageOps.exif_transpose(Image.open(image_path)).convert("RGB"))
+    image = load_image(image_path)  # the same upright RGB the model saw
     if image.shape[:2] != target.shape:
         image = np.array(Image.fromarray(image).resize(target.shape[::-1]))
     panels = [image, overlay(image, target, TARGET_COLOR), overlay(image, pred.astype(np.uint8), PRED_COLOR)]
