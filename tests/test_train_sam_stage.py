@@ -113,3 +113,63 @@ def test_phrase_prompter_embeds_bags_of_words() -> None:
     out = prompter(["the red square", "Blue, square", "unknown words only"])
     assert out.shape == (3, 8)
     assert not torch.allclose(out[0], out[1])
+
+
+def _with_semantic(world):
+    """The square world plus a semantic record per image ("square" -> its mask)."""
+    lines = [json.loads(line) for line in (world / "referring.jsonl").read_text().splitlines()]
+    (world / "semantic.jsonl").write_text("".join(json.dumps({**r, "query": "square"}) + "\n" for r in lines))
+    return world
+
+
+def test_dense_heads_train_from_an_existing_sam_and_resume_exactly(square_world, tmp_path) -> None:
+    world = _with_semantic(square_world)
+    start = train_sam(_config(tmp_path / "start", world, 2))
+
+    def config(run_dir, steps):
+        c = _config(run_dir, world, steps)
+        c.dense_weight, c.init_sam, c.size = 1.0, str(start), SamSize()  # size: the folder's own, not this
+        return c
+
+    straight = train_sam(config(tmp_path / "a", 4))
+    train_sam(config(tmp_path / "b", 2))
+    resumed = train_sam(config(tmp_path / "b", 4), resume=True)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], load_file(str(start / "model.safetensors"))[k]) for k in a)  # it trained on
+    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / "weights.safetensors"))
+    assert any(k.startswith("dense.semantic") for k in saved) and any(k.startswith("dense.colour") for k in saved)
+    assert not any(k.startswith("dense") for k in a)  # the heads are dropped: a plain SAM folder
+    logged = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[-1])
+    assert {"semantic", "colour", "bce", "dice"} <= set(logged)
+
+
+def test_dense_weight_without_semantic_records_is_a_clear_error(square_world, tmp_path) -> None:
+    config = _config(tmp_path / "x", square_world, 2)
+    config.dense_weight = 1.0
+    with pytest.raises(LisaError, match="semantic"):
+        train_sam(config)
+
+
+def test_head_grid_follows_sams_resize_and_padding() -> None:
+    from lisa.train.dense_aux import to_head_grid
+
+    mask = torch.zeros(40, 80)  # landscape: SAM resizes to 32 x 64 in a 64 input, padding below
+    mask[:, :40] = 1  # left half
+    grid = to_head_grid(mask, (32, 64), 64, (16, 16))
+    assert torch.allclose(grid[:8, :8], torch.ones(8, 8)) and torch.allclose(grid[:8, 8:], torch.zeros(8, 8))
+    assert torch.count_nonzero(grid[8:]) == 0  # the padding is never a class
+
+
+def test_dense_losses_only_score_annotated_classes() -> None:
+    from lisa.train.dense_aux import DenseHeads, dense_losses
+
+    heads = DenseHeads(8, ["circle", "square"])
+    embeddings, pixels = torch.randn(2, 8, 4, 4), torch.randn(2, 3, 64, 64)
+    only_circle = [[(0, torch.ones(16, 16))], []]
+    semantic, colour = dense_losses(heads, embeddings, pixels, only_circle)
+    logits, rgb = heads(embeddings)
+    assert rgb.shape == (2, 3, 16, 16)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, 0], torch.ones(16, 16))
+    assert torch.allclose(semantic, expected)
+    assert torch.allclose(colour, ((rgb - torch.nn.functional.adaptive_avg_pool2d(pixels, 16)) ** 2).mean())

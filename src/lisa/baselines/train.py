@@ -158,7 +158,7 @@ def make_batch(data: TrainSet, step: int, config: BaselineConfig) -> Batch:
 
 # ---- loss ----------------------------------------------------------------------------------
 def batch_loss(model: TextPromptSegmenter, data: TrainSet, batch: Batch, config: BaselineConfig
-               ) -> tuple[torch.Tensor, float, float]:
+               ) -> tuple[torch.Tensor, dict[str, float]]:
     """LISA's mask loss: (bce_weight * BCE + dice_weight * DICE) per mask, averaged over masks."""
     low_res = model(data.embeddings[batch.images], batch.texts, batch.image_index)
     bce = dice = low_res.sum() * 0.0
@@ -168,7 +168,7 @@ def batch_loss(model: TextPromptSegmenter, data: TrainSet, batch: Batch, config:
         dice = dice + mask_dice_sum(full, target[None])
     count = len(batch.targets)
     loss = (config.bce_weight * bce + config.dice_weight * dice) / count
-    return loss, float(bce.detach()) / count, float(dice.detach()) / count
+    return loss, {"bce": float(bce.detach()) / count, "dice": float(dice.detach()) / count}
 
 
 # ---- model and checkpoints -----------------------------------------------------------------

@@ -29,6 +29,8 @@ from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch
 from lisa.train.config import _build
+from lisa.train.model_setup import load_sam
+from lisa.train.dense_aux import UPSCALE, DenseHeads, dense_losses, to_head_grid
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 
 
@@ -51,6 +53,11 @@ class SamStageConfig:
     # Every k-th batch prompts with the referring phrase instead of a box / points (0: never), so
     # that the image encoder must keep what words name (colour, kind), not only where edges are.
     phrase_every: int = 0
+    # Weight of the dense auxiliary losses (lisa.train.dense_aux: per-class maps of the semantic
+    # records and the colour image, from the embedding); 0: off.
+    dense_weight: float = 0.0
+    # Start from this SAM folder instead of random weights (then ``size`` is the folder's own).
+    init_sam: str | None = None
 
 
 def fresh_sam(config: SamConfig) -> SamModel:
@@ -74,12 +81,13 @@ class PhrasePrompter(nn.Module):
 
 
 class SamStage(nn.Module):
-    """What stage 1 trains: the SAM, and the phrase prompter when phrase prompts are on."""
+    """What stage 1 trains: the SAM, the phrase prompter and the dense heads when they are on."""
 
-    def __init__(self, sam: SamModel, prompter: PhrasePrompter | None) -> None:
+    def __init__(self, sam: SamModel, prompter: PhrasePrompter | None, dense: DenseHeads | None = None) -> None:
         super().__init__()
         self.sam = sam
         self.prompter = prompter
+        self.dense = dense
 
 
 def words(phrase: str) -> list[str]:
@@ -108,6 +116,31 @@ def collect_instances(data_dir: Path) -> list[_Instance]:
     return instances
 
 
+SemanticIndex = dict[str, list[tuple[str, Record]]]  # image path -> (class name, its record)
+
+
+def semantic_index(data_dir: Path) -> SemanticIndex:
+    """The semantic records of ``data_dir``, by image: what the dense semantic head learns."""
+    index: SemanticIndex = {}
+    for record in read_records(data_dir, None, ["semantic"]):
+        index.setdefault(str(record.image), []).append((record.query, record))
+    return index
+
+
+def _semantic_labels(item: _Instance, index: SemanticIndex, classes: dict[str, int], input_size: int,
+                     resized: tuple[int, int], shape: tuple[int, int], grid: tuple[int, int]
+                     ) -> list[tuple[int, torch.Tensor]]:
+    labels = []
+    for name, record in index.get(str(item.record.image), []):
+        if name not in classes:
+            continue
+        union = np.zeros(shape, dtype=bool)
+        for target in record.targets:
+            union |= decode_target(target, record.image.parent, *shape) > 0
+        labels.append((classes[name], to_head_grid(torch.from_numpy(union), resized, input_size, grid)))
+    return labels
+
+
 def _box_prompt(mask: np.ndarray, rng: random.Random, scale: float) -> list[float]:
     ys, xs = np.nonzero(mask)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
@@ -129,14 +162,16 @@ def phrase_instances(instances: list[_Instance]) -> list[_Instance]:
 
 
 def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int, image_size: int,
-               phrases: list[_Instance] | None = None) -> dict:
+               phrases: list[_Instance] | None = None, dense: tuple[SemanticIndex, dict[str, int], int] | None = None
+               ) -> dict:
     """Batch ``step`` is a pure function of (seed, step): resuming needs no data state. With
-    ``phrases`` the batch is prompted by each instance's referring phrase."""
+    ``phrases`` the batch is prompted by each instance's referring phrase; with ``dense``
+    (semantic index, class ids, head grid side) it also carries each image's semantic labels."""
     rng = random.Random(f"{seed}-{step}")
     use_boxes = step % 2 == 0  # one prompt kind per batch keeps the prompt tensors rectangular
     points_per_mask = rng.randint(1, 3)
     pool = phrases or instances
-    pixels, targets, prompts, sizes = [], [], [], []
+    pixels, targets, prompts, sizes, labels = [], [], [], [], []
     for _ in range(batch_size):
         item = pool[rng.randrange(len(pool))]
         image = load_image(item.record.image)
@@ -149,11 +184,14 @@ def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int
         pixels.append(view.pixels)
         targets.append(torch.from_numpy(mask.astype(np.float32)))
         sizes.append((view.resized_size, view.original_size))
+        if dense:
+            index, classes, side = dense
+            labels.append(_semantic_labels(item, index, classes, image_size, view.resized_size, (height, width), (side, side)))
         if phrases:
             prompts.append(item.record.query)
         else:
             prompts.append(_box_prompt(mask, rng, scale) if use_boxes else _point_prompts(mask, rng, scale, points_per_mask))
-    batch = {"pixel_values": torch.stack(pixels), "targets": targets, "sizes": sizes}
+    batch = {"pixel_values": torch.stack(pixels), "targets": targets, "sizes": sizes, "labels": labels}
     if phrases:
         batch["phrases"] = prompts
     elif use_boxes:
@@ -165,19 +203,21 @@ def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int
 
 
 # ---- loss ----------------------------------------------------------------------------------
-def predict_low_res(sam: SamModel, batch: dict, prompter: PhrasePrompter | None = None) -> torch.Tensor:
-    """Low-resolution mask logits [B, h, w] for a batch of geometric or phrase prompts."""
+def predict_low_res(sam: SamModel, batch: dict, prompter: PhrasePrompter | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution mask logits [B, h, w] for a batch of geometric or phrase prompts, and the
+    image embeddings [B, C, h', w'] they were decoded from."""
+    embeddings = encode_images(sam, batch["pixel_values"])
     if "phrases" in batch:
-        embeddings = encode_images(sam, batch["pixel_values"])
         index = torch.arange(len(batch["phrases"]))
-        return decode_masks(sam, embeddings, prompter(batch["phrases"]), index)[0]
+        return decode_masks(sam, embeddings, prompter(batch["phrases"]), index)[0], embeddings
     prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
-    return sam(pixel_values=batch["pixel_values"], multimask_output=False, **prompts).pred_masks[:, 0, 0]
+    return sam(image_embeddings=embeddings, multimask_output=False, **prompts).pred_masks[:, 0, 0], embeddings
 
 
-def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompter | None = None
-             ) -> tuple[torch.Tensor, float, float]:
-    low_res = predict_low_res(sam, batch, prompter)  # [B, h, w]
+def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompter | None = None,
+             dense: DenseHeads | None = None, dense_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    low_res, embeddings = predict_low_res(sam, batch, prompter)  # [B, h, w]
     bce = dice = low_res.sum() * 0.0
     for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
         full = F.interpolate(logits[None, None], (image_size, image_size), mode="bilinear", align_corners=False)
@@ -185,7 +225,13 @@ def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompt
         bce = bce + mask_bce_sum(full, target[None])
         dice = dice + mask_dice_sum(full, target[None])
     count = len(batch["targets"])
-    return (2.0 * bce + 0.5 * dice) / count, float(bce.detach()) / count, float(dice.detach()) / count
+    loss = (2.0 * bce + 0.5 * dice) / count
+    parts = {"bce": float(bce.detach()) / count, "dice": float(dice.detach()) / count}
+    if dense is not None:
+        semantic, colour = dense_losses(dense, embeddings, batch["pixel_values"], batch["labels"])
+        loss = loss + dense_weight * (semantic + colour)
+        parts |= {"semantic": float(semantic.detach()), "colour": float(colour.detach())}
+    return loss, parts
 
 
 # ---- loop ----------------------------------------------------------------------------------
@@ -199,24 +245,33 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     instances = collect_instances(Path(config.data_dir))
-    torch.manual_seed(config.seed)  # the fixed positional matrix is not saved: same seed, same matrix
-    sam = fresh_sam(build_sam_config(config.size))
+    torch.manual_seed(config.seed)  # the fixed positional matrix is not checkpointed: same seed, same matrix
+    sam = load_sam(config.init_sam) if config.init_sam else fresh_sam(build_sam_config(config.size))
     phrases = phrase_instances(instances) if config.phrase_every else []
     if config.phrase_every and not phrases:
         raise LisaError(f"phrase_every needs single-target records in {config.data_dir}/referring.jsonl")
     vocabulary = sorted({w for i in phrases for w in words(i.record.query)})
-    stage = SamStage(sam, PhrasePrompter(vocabulary, config.size.prompt_dim) if phrases else None)
+    index = semantic_index(Path(config.data_dir)) if config.dense_weight else {}
+    if config.dense_weight and not index:
+        raise LisaError(f"dense_weight needs semantic records in {config.data_dir}/semantic.jsonl")
+    classes = {name: i for i, name in enumerate(sorted({n for pairs in index.values() for n, _ in pairs}))}
+    vision = sam.config.vision_config
+    side = UPSCALE * vision.image_size // vision.patch_size
+    dense = DenseHeads(vision.output_channels, list(classes)) if index else None
+    prompt_dim = sam.config.prompt_encoder_config.hidden_size
+    stage = SamStage(sam, PhrasePrompter(vocabulary, prompt_dim) if phrases else None, dense)
     settings = LoopSettings(config.lr, config.warmup_steps, config.max_steps, config.clip,
                             config.save_every, config.keep_last, config.log_every)
-    size = config.size.image_size
+    size = sam.config.vision_config.image_size
 
-    def step_loss(step: int) -> tuple[torch.Tensor, float, float]:
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         use_phrases = bool(phrases) and step % config.phrase_every == config.phrase_every - 1
-        batch = make_batch(instances, step, config.seed, config.batch_size, size, phrases if use_phrases else None)
-        return sam_loss(sam, batch, size, stage.prompter)
+        batch = make_batch(instances, step, config.seed, config.batch_size, size, phrases if use_phrases else None,
+                           (index, classes, side) if dense else None)
+        return sam_loss(sam, batch, size, stage.prompter, dense, config.dense_weight)
 
-    # Checkpoint names stay SAM's own when there is no prompter (resumable across versions).
-    run_loop("sam", run_dir, stage if phrases else sam, step_loss, settings, resume)
+    # Checkpoint names stay SAM's own when nothing else trains (resumable across versions).
+    run_loop("sam", run_dir, stage if (phrases or dense) else sam, step_loss, settings, resume)
     out = run_dir / "sam"
     sam.save_pretrained(out)
     return out
@@ -252,7 +307,7 @@ def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int
     for step in range(count // 8):
         for kind, offset in (("box", 0), ("point", 1)):
             batch = make_batch(instances, 2 * step + offset, seed, 8, size)
-            low_res = predict_low_res(sam, batch)
+            low_res, _ = predict_low_res(sam, batch)
             for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
                 full = F.interpolate(logits[None, None], (size, size), mode="bilinear", align_corners=False)
                 full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0, 0]

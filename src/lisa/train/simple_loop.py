@@ -21,7 +21,7 @@ from lisa.train.checkpoint import (
 )
 
 WEIGHTS_NAME = "weights.safetensors"
-StepLoss = Callable[[int], tuple[torch.Tensor, float, float]]  # step -> (loss, bce, dice)
+StepLoss = Callable[[int], tuple[torch.Tensor, dict[str, float]]]  # step -> (loss, logged parts: bce, dice, ...)
 
 
 @dataclass
@@ -93,7 +93,7 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
         while step < settings.max_steps:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, settings)
-            loss, bce, dice = step_loss(step)
+            loss, parts = step_loss(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, settings.clip)
@@ -101,11 +101,11 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
             step += 1
             if step % settings.log_every == 0 or step == settings.max_steps:
                 rate = (step - first) / max(time.perf_counter() - start, 1e-9)
-                entry = {"step": step, "loss": float(loss.detach()), "bce": bce, "dice": dice, "lr": lr_at(step - 1, settings)}
+                entry = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step - 1, settings)}
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                print(f"{name} step {step}/{settings.max_steps} loss={entry['loss']:.4f} bce={bce:.4f} "
-                      f"dice={dice:.4f} ({rate:.2f} steps/s)", flush=True)
+                shown = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
+                print(f"{name} step {step}/{settings.max_steps} loss={entry['loss']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
             if step % settings.save_every == 0 or step == settings.max_steps:
                 save_checkpoint(checkpoints, step, module, optimizer, settings.keep_last)
     module.eval()
