@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from lisa.inference.pipeline import LisaPipeline
@@ -15,9 +16,11 @@ from lisa.train.trainer import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_export_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seg_head_norm", [None, "batch"])
+def test_export_round_trip(tmp_path: Path, seg_head_norm: str | None) -> None:
     data = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     data.update(run_dir=str(tmp_path / "run"), save_every=4, val_every=4)
+    data["model"]["seg_head_norm"] = seg_head_norm
     data["optim"].update(max_steps=4, warmup_steps=1, lr=1e-2)
     data["val"]["limit"] = 3
     trainer = Trainer(config_from_dict(data), progress=False)
@@ -40,7 +43,13 @@ def test_export_round_trip(tmp_path: Path) -> None:
     key = "vlm.model.language_model.layers.0.self_attn.q_proj.weight"
     merged, base = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "run" / "base" / "model.safetensors"))
     assert not merged[key].equal(base[key])
-    assert set(merged) == set(base)
+    if seg_head_norm is None:
+        assert set(merged) == set(base)
+        return
+    # The rebuilt head's norm and its running statistics (updated by training) are exported.
+    assert standalone.model.config.seg_head_norm == "batch"
+    assert set(merged) - set(base) == {f"seg_head.norm.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    assert int(merged["seg_head.norm.num_batches_tracked"]) > 0 and merged["seg_head.norm.running_mean"].abs().sum() > 0
 
 
 def test_export_command_line_parses_run_folder(tmp_path, capsys) -> None:

@@ -16,6 +16,9 @@ done
 # Stage 1: SAM as a promptable segmenter.
 [ -f runs/lisa-tiny/1-sam/sam/model.safetensors ] || \
   run lisa train --config configs/tiny-shapes/1-sam.yaml $(resume_flag runs/lisa-tiny/1-sam)
+# Stage 1b: the same SAM, trained on with dense heads so that its embedding keeps colour and kind.
+[ -f runs/lisa-tiny/1b-sam-dense/sam/model.safetensors ] || \
+  run lisa train --config configs/tiny-shapes/1b-sam-dense.yaml $(resume_flag runs/lisa-tiny/1b-sam-dense)
 # Stage 2: align the VLM on VQA + facts.
 [ -f runs/lisa-tiny/2-vlm/model/lisa_config.json ] || {
   run lisa train --config configs/tiny-shapes/2-vlm.yaml $(resume_flag runs/lisa-tiny/2-vlm)

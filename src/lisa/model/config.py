@@ -36,6 +36,8 @@ class LisaConfig:
     # Which hidden state feeds the seg head: the position that *predicts* [SEG] (official).
     seg_hidden_rule: str = "predecessor"
     out_dim: int = 256  # SAM prompt embedding size
+    # "none": the official seg head; "batch": standardise the [SEG] state first (SegHead).
+    seg_head_norm: str = "none"
     ce_weight: float = 1.0
     bce_weight: float = 2.0
     dice_weight: float = 0.5

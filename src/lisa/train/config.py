@@ -30,7 +30,9 @@ class ModelSection:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
     full_embeddings: bool = False  # True: whole embed_tokens / lm_head trainable (official); False: [SEG] rows
-    sam: str | None = None  # build only: a trained SAM folder (stage 1) instead of a random SAM
+    sam: str | None = None  # a trained SAM folder (stage 1) instead of the model's own SAM
+    # Rebuild the seg head with this input norm ("none" | "batch", see SegHead); None: keep the base's.
+    seg_head_norm: str | None = None
     tokenizer_corpus: list[str] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 

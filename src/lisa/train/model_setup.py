@@ -84,6 +84,18 @@ def swap_sam(model: LisaModel, sam) -> None:
         model.seg_head = SegHead(model.config.hidden_size, prompt_dim).to(model.dtype)
 
 
+def rebuild_seg_head(model: LisaModel, norm: str) -> None:
+    """A fresh seg head with input norm ``norm`` (it trains in the LISA stage anyway)."""
+    from dataclasses import replace
+
+    from lisa.model.seg_head import SEG_HEAD_NORMS, SegHead
+
+    if norm not in SEG_HEAD_NORMS:
+        raise LisaError(f"model.seg_head_norm: {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
+    model.config = replace(model.config, seg_head_norm=norm)
+    model.seg_head = SegHead(model.config.hidden_size, model.config.out_dim, norm).to(model.dtype)
+
+
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
     """Embedding rows that train: None (all) or the tokens LISA adds ([SEG], <im_start>, <im_end>)."""
     if config.model.full_embeddings or config.recipe == "vlm":
@@ -98,6 +110,10 @@ def prepare_model(config: TrainConfig, directory: Path):
     if config.model.base is not None and config.model.sam is not None:
         torch.manual_seed(config.seed)  # the rebuilt seg head starts the same on resume and export
         swap_sam(model, load_sam(config.model.sam))
+    norm = config.model.seg_head_norm
+    if norm is not None and norm != model.config.seg_head_norm:
+        torch.manual_seed(config.seed)  # the new head starts the same on resume and export
+        rebuild_seg_head(model, norm)
     if config.lora is not None:
         add_lora(model, config.lora)
     set_trainable(model, token_rows(model, config), config.recipe)

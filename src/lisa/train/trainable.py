@@ -54,8 +54,13 @@ def trainable_names(model: LisaModel) -> list[str]:
 
 
 def trainable_state(model: LisaModel) -> dict[str, torch.Tensor]:
-    """The tensors a checkpoint holds: every trainable parameter, by name."""
-    return {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
+    """The tensors a checkpoint holds: every trainable parameter, and the running statistics of
+    trainable BatchNorm layers (they change while training too), by name."""
+    state = {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in module.parameters()):
+            state |= {f"{prefix}.{name}": buffer.detach() for name, buffer in module.named_buffers(recurse=False)}
+    return state
 
 
 def count_parameters(model: LisaModel) -> tuple[int, int]:
