@@ -59,3 +59,12 @@ def test_chat_keeps_history_and_writes_each_turn(tiny_model_dir, tmp_path, monke
     assert (tmp_path / "chat" / "turn_0" / "result.json").is_file()
     assert (tmp_path / "chat" / "turn_1" / "result.json").is_file()
     assert capsys.readouterr().out.count("lisa> ") == 2
+
+
+def test_empty_masks_are_named_in_the_summary_line() -> None:
+    from lisa.inference.commands import _empty_note
+
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, 1, 1] = True
+    assert _empty_note(masks) == " (2 empty)"
+    assert _empty_note(masks[:1]) == "" and _empty_note(np.zeros((0, 4, 4), bool)) == ""

@@ -54,8 +54,14 @@ def run_segment(args: argparse.Namespace) -> int:
     result = pipe(image, args.query, max_new_tokens=args.max_new_tokens)
     written = write_outputs(args.out, image, args.query, result.text, result.masks, result.scores, result.timings)
     print(result.text)
-    print(f"{len(result.masks)} mask(s) -> {args.out}/ ({', '.join(p.name for p in written)})")
+    print(f"{len(result.masks)} mask(s){_empty_note(result.masks)} -> {args.out}/ ({', '.join(p.name for p in written)})")
     return 0
+
+
+def _empty_note(masks) -> str:
+    """' (1 empty)' when the decoder found nothing for some [SEG]: the files are still written."""
+    empty = sum(1 for mask in masks if not mask.any())
+    return f" ({empty} empty)" if empty else ""
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -84,7 +90,7 @@ def run_chat(args: argparse.Namespace) -> int:
         write_outputs(out_dir, image, query, result.text, result.masks, result.scores, result.timings)
         print(f"lisa> {result.text}")
         if len(result.masks):
-            print(f"      {len(result.masks)} mask(s) -> {out_dir}/overlay.png")
+            print(f"      {len(result.masks)} mask(s){_empty_note(result.masks)} -> {out_dir}/overlay.png")
         history.append((query, result.text))
         turn += 1
     return 0
