@@ -115,3 +115,18 @@ def test_out_of_memory_names_the_knobs() -> None:
     trainer.micro_step = out_of_memory
     with pytest.raises(LisaError, match=r"optim\.batch_size.*optim\.grad_accum.*gradient_checkpointing"):
         trainer.optimizer_step()
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "tiny-shapes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_tiny_shapes_configs_load(path: Path) -> None:
+    """Every lisa-tiny stage config parses (unknown keys are errors), SAM stages included."""
+    from lisa.train.sam_pretrain import is_sam_stage, load_stage_config
+
+    if path.stem == "baseline":
+        from lisa.baselines.train import load_config as load_baseline_config
+
+        load_baseline_config(path)
+    elif is_sam_stage(path):
+        load_stage_config(path)
+    else:
+        load_config(path)
