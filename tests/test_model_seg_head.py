@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lisa.errors import LisaError
 from lisa.model.seg_head import SegHead
 
 
@@ -35,5 +36,5 @@ def test_training_updates_running_statistics_and_inference_uses_them() -> None:
 
 def test_default_head_keeps_the_official_layout() -> None:
     assert set(SegHead(8, 4).state_dict()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
-    with pytest.raises(ValueError, match="supported"):
+    with pytest.raises(LisaError, match="supported"):
         SegHead(8, 4, norm="layer")

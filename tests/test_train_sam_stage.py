@@ -164,7 +164,7 @@ def test_head_grid_follows_sams_resize_and_padding() -> None:
 def test_dense_losses_only_score_annotated_classes() -> None:
     from lisa.train.dense_aux import DenseHeads, dense_losses
 
-    heads = DenseHeads(8, ["circle", "square"])
+    heads = DenseHeads(8, num_classes=2)
     embeddings, pixels = torch.randn(2, 8, 4, 4), torch.randn(2, 3, 64, 64)
     only_circle = [[(0, torch.ones(16, 16))], []]
     semantic, colour = dense_losses(heads, embeddings, pixels, only_circle)

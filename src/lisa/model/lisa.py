@@ -22,7 +22,7 @@ from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.projector import LinearProjector
-from lisa.model.seg_head import SEG_HEAD_NORMS, SegHead
+from lisa.model.seg_head import SegHead
 from lisa.model.weights import load_weights, save_weights
 
 @dataclass
@@ -81,8 +81,6 @@ class LisaModel(nn.Module):
         with init:
             self.vlm = LlavaForConditionalGeneration(config.vlm_config())
             self.sam = SamModel(config.sam_config())
-            if config.seg_head_norm not in SEG_HEAD_NORMS:
-                raise LisaError(f"unknown seg_head_norm {config.seg_head_norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm)
             if config.projector == "linear":  # LLaVA-v1 / released LISA
                 vision_hidden = config.vlm["vision_config"]["hidden_size"]

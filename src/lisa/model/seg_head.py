@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lisa.errors import LisaError
+
 SEG_HEAD_NORMS = ("none", "batch")
 
 
@@ -24,7 +26,7 @@ class SegHead(nn.Module):
     def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none") -> None:
         super().__init__()
         if norm not in SEG_HEAD_NORMS:
-            raise ValueError(f"seg head norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
+            raise LisaError(f"unknown seg_head_norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
         self.norm = nn.BatchNorm1d(hidden_size) if norm == "batch" else None
         self.fc1 = nn.Linear(hidden_size, hidden_size)
         self.act = nn.ReLU()

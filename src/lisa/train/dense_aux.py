@@ -21,10 +21,9 @@ UPSCALE = 4  # SAM's mask decoder upsamples its embedding 4x; the heads predict 
 
 
 class DenseHeads(nn.Module):
-    def __init__(self, channels: int, classes: list[str]) -> None:
+    def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
-        self.index = {name: i for i, name in enumerate(classes)}
-        self.semantic = nn.Conv2d(channels, len(classes), 1)
+        self.semantic = nn.Conv2d(channels, num_classes, 1)
         self.colour = nn.Conv2d(channels, 3 * UPSCALE**2, 1)
 
     def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

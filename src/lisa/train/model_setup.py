@@ -88,12 +88,11 @@ def rebuild_seg_head(model: LisaModel, norm: str) -> None:
     """A fresh seg head with input norm ``norm`` (it trains in the LISA stage anyway)."""
     from dataclasses import replace
 
-    from lisa.model.seg_head import SEG_HEAD_NORMS, SegHead
+    from lisa.model.seg_head import SegHead
 
-    if norm not in SEG_HEAD_NORMS:
-        raise LisaError(f"model.seg_head_norm: {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
+    head = SegHead(model.config.hidden_size, model.config.out_dim, norm)  # checks the name first
     model.config = replace(model.config, seg_head_norm=norm)
-    model.seg_head = SegHead(model.config.hidden_size, model.config.out_dim, norm).to(model.dtype)
+    model.seg_head = head.to(model.dtype)
 
 
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
