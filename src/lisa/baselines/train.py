@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerFast, SamModel
 
 from lisa.baselines.text_encoder import TextEncoder, TextEncoderSize
@@ -28,6 +28,7 @@ from lisa.data.transforms import sam_resized_size, sam_view
 from lisa.errors import LisaError
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import encode_images, upscale_masks
+from lisa.model.weights import write_safetensors
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 from lisa.train.config import _build
 
@@ -106,7 +107,7 @@ def image_embeddings(sam: SamModel, sam_dir: Path, images: list[Path], cache_dir
     embeddings = _encode_all(sam, images, chunk)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({"embeddings": embeddings.contiguous()}, str(tmp))
+    write_safetensors({"embeddings": embeddings.contiguous()}, str(tmp))
     tmp.replace(path)
     return embeddings
 

@@ -14,9 +14,9 @@ from typing import Iterator
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from lisa.errors import LisaError
+from lisa.model.weights import write_safetensors
 
 _LAYOUTS = (
     ("model.safetensors.index.json", "model.safetensors"),
@@ -118,7 +118,7 @@ class ShardWriter:
         if not tensors:
             return
         path = self.directory / f"model-part{len(self._written):05d}.tmp"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+        write_safetensors({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
         self._total_bytes += sum(t.numel() * t.element_size() for t in tensors.values())
         self._written.append((path, sorted(tensors)))
 

@@ -8,6 +8,7 @@ Two layouts, as Hugging Face writes them: one ``model.safetensors``, or shards
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -20,6 +21,16 @@ WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 
 
+def write_safetensors(tensors: dict[str, torch.Tensor], path: Path | str,
+                      metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.save_file``, but the file gets the permissions the user's umask gives
+    (safetensors creates it 0600, so a model folder shared with a group was unreadable)."""
+    save_file(tensors, str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_weights(model: nn.Module, directory: Path, max_shard_bytes: int | None = None) -> None:
     """One file, or shards of at most ``max_shard_bytes`` (a tensor is never split)."""
     tied = tied_names(model)
@@ -27,13 +38,13 @@ def save_weights(model: nn.Module, directory: Path, max_shard_bytes: int | None 
     _remove_stale(directory)
     size = sum(t.numel() * t.element_size() for t in state.values())
     if max_shard_bytes is None or size <= max_shard_bytes:
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        write_safetensors(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
         return
     groups = _split(state, max_shard_bytes)
     weight_map: dict[str, str] = {}
     for number, group in enumerate(groups, start=1):
         name = f"model-{number:05d}-of-{len(groups):05d}.safetensors"
-        save_file(group, str(directory / name), metadata={"format": "pt"})
+        write_safetensors(group, directory / name, metadata={"format": "pt"})
         weight_map.update({key: name for key in group})
     write_index(directory, weight_map, size)
 

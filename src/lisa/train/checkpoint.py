@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from lisa.errors import LisaError
+from lisa.model.weights import write_safetensors
 
 STATE_NAME = "state.json"
 WEIGHTS_NAME = "trainable.safetensors"
@@ -122,14 +123,14 @@ def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state
     accelerator.wait_for_everyone()
     rank = accelerator.process_index
     (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
-    save_file(rng_tensors(), str(tmp / f"rng-{rank}.safetensors"))
+    write_safetensors(rng_tensors(), str(tmp / f"rng-{rank}.safetensors"))
     if _is_deepspeed(accelerator):
         accelerator.save_state(str(tmp / DEEPSPEED_DIR))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         from lisa.train.trainable import trainable_state
 
-        save_file({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
+        write_safetensors({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
                   str(tmp / WEIGHTS_NAME))
         if not _is_deepspeed(accelerator):
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from lisa.errors import LisaError
+from lisa.model.weights import write_safetensors
 from lisa.train.checkpoint import (
     OPTIMIZER_NAME, STATE_NAME, list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name,
 )
@@ -51,10 +52,10 @@ def save_checkpoint(checkpoints: Path, step: int, module: nn.Module, optimizer: 
     final = checkpoints / step_name(step)
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in trainable_parameters(module).items()}, str(tmp / WEIGHTS_NAME))
+    write_safetensors({k: v.detach().contiguous() for k, v in trainable_parameters(module).items()}, str(tmp / WEIGHTS_NAME))
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
     (tmp / "rng.json").write_text(json.dumps(rng_state()))
-    save_file(rng_tensors(), str(tmp / "rng.safetensors"))
+    write_safetensors(rng_tensors(), str(tmp / "rng.safetensors"))
     (tmp / STATE_NAME).write_text(json.dumps({"step": step}))  # written last: marks completeness
     publish(tmp, final)
     prune(checkpoints, keep_last)

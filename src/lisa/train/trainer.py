@@ -165,14 +165,14 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def save_best(self) -> None:
-        from safetensors.torch import save_file
+        from lisa.model.weights import write_safetensors
 
         from lisa.train.trainable import trainable_state
 
         best = Path(self.config.run_dir) / "best"
         tmp = best.with_name("best.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in trainable_state(self.unwrapped).items()}, str(tmp / ckpt.WEIGHTS_NAME))
+        write_safetensors({k: v.contiguous() for k, v in trainable_state(self.unwrapped).items()}, str(tmp / ckpt.WEIGHTS_NAME))
         (tmp / ckpt.STATE_NAME).write_text(json.dumps({"step": self.state.step, "giou": self.state.best_metric}))
         ckpt.publish(tmp, best)
 
