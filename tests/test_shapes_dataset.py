@@ -37,7 +37,7 @@ def _all_texts(root: Path, split: str) -> list[str]:
     texts: list[str] = []
     for path in sorted((root / split).glob(f"{split}_*.json")):
         texts += json.loads(path.read_text())["text"]
-    for family in ("semantic", "referring", "vqa"):
+    for family in ("semantic", "referring", "vqa", "absent"):
         for r in _read_jsonl(root / split / f"{family}.jsonl"):
             texts += [r["query"], r.get("answer", "")]
     for r in json.loads((root / "explanatory" / f"{split}.json").read_text()):
@@ -62,13 +62,15 @@ def test_layout_and_formats(train_root: Path) -> None:
         assert set(anno) == {"text", "is_sentence", "shapes"} and anno["text"]
         assert all(s["label"] == "target" for s in anno["shapes"])
         assert Image.open(image).size == (256, 256)
-    for family in ("semantic", "referring", "vqa"):
+    for family in ("semantic", "referring", "vqa", "absent"):
         records = _read_jsonl(split / f"{family}.jsonl")
         assert records, family
         for r in records:
             assert (split / r["image"]).is_file()
             if family == "vqa":
                 assert r["answer"] and r["targets"] == []
+            elif family == "absent":  # a no-target record: no target, no answer
+                assert r["targets"] == [] and "answer" not in r
             else:
                 assert r["targets"] and "answer" not in r
             for t in r["targets"]:
@@ -113,6 +115,41 @@ def test_same_seed_same_bytes_and_splits_differ(tmp_path: Path) -> None:
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     assert (a / "val" / "val_00000.jpg").read_bytes() != (c / "test" / "test_00000.jpg").read_bytes()
+
+
+def test_absent_queries_name_nothing_in_their_scene(train_root: Path) -> None:
+    """Every absent phrase ("the purple star") resolves to no object of its scene, and the
+    loaders read the records as no-target queries (answer: there is no such object)."""
+    from lisa.data.jsonl import NO_TARGET, read_records
+    from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
+    from lisa.data.shapes.queries import Description, resolve
+
+    records = _read_jsonl(train_root / "train" / "absent.jsonl")
+    assert len(records) == 40 and len({r["image"] for r in records}) == 40
+    for r in records[:10]:
+        index = int(r["image"].removeprefix("train_").removesuffix(".jpg"))
+        rng = np.random.default_rng([0, SPLIT_IDS["train"], index])
+        scene = pick_reasoning(rng, 256, "train")[0]  # the scene as generated
+        colour, kind = r["query"].removeprefix("the ").split(" ", 1)
+        assert resolve(Description(kind, colour=colour), scene.objects) == [], r
+    parsed = read_records(train_root / "train", names=["absent"])
+    assert parsed and all(record.kind == NO_TARGET for record in parsed)
+
+
+def test_adding_the_absent_family_leaves_earlier_files_unchanged(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The absent family draws from its own stream: data generated before it existed (and the
+    models trained on it) stay reproducible byte for byte."""
+    from lisa.data.shapes import generate
+
+    _generate(tmp_path / "with", "val", 5)
+    monkeypatch.setattr(generate, "absent_queries", lambda rng, scene, limit: [])
+    _generate(tmp_path / "without", "val", 5)
+    for path in sorted((tmp_path / "without" / "val").iterdir()):
+        if path.name == "absent.jsonl":
+            continue
+        assert path.read_bytes() == (tmp_path / "with" / "val" / path.name).read_bytes(), path.name
+    assert _read_jsonl(tmp_path / "with" / "val" / "absent.jsonl")
 
 
 def test_train_never_mentions_held_out_concepts(train_root: Path) -> None:

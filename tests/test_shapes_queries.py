@@ -8,8 +8,8 @@ import numpy as np
 
 from lisa.data.shapes.facts import CONCEPTS, HELD_OUT, concepts_for
 from lisa.data.shapes.objects import COLOURS, FILLS, SIZES, make_shape, make_thing
-from lisa.data.shapes.queries import (Description, describe, referring_queries, resolve,
-                                      semantic_classes, vqa_queries)
+from lisa.data.shapes.queries import (Description, absent_queries, describe, referring_queries,
+                                      resolve, semantic_classes, vqa_queries)
 from lisa.data.shapes.reasoning import candidates, largest_not, most_sides, plan
 from lisa.data.shapes.scene import render, sample_scene
 
@@ -71,6 +71,22 @@ def test_describe_always_yields_a_phrase_unique_to_its_target() -> None:
             colour = q.texts[0].split()[1]
             assert [i for i, _ in q.targets] == [
                 i for i, o in enumerate(scene.objects) if o.colour == colour and not o.is_thing]
+
+
+def test_absent_queries_name_shapes_that_are_not_there() -> None:
+    scene = _scene()
+    kinds_here = {o.kind for o in scene.objects if not o.is_thing}
+    near_misses = 0
+    for seed in range(20):
+        queries = absent_queries(np.random.default_rng(seed), scene, 3)
+        assert len(queries) == 3 and len({q.texts[0] for q in queries}) == 3
+        for q in queries:
+            assert q.family == "absent" and q.targets == []
+            colour, kind = q.texts[0].removeprefix("the ").split(" ", 1)
+            assert colour in COLOURS
+            assert resolve(Description(kind, colour=colour), scene.objects) == []
+            near_misses += kind in kinds_here
+    assert near_misses >= 15  # mostly a kind that is there, in another colour
 
 
 def test_semantic_classes_cover_kinds_and_parts() -> None:

@@ -1,7 +1,8 @@
 """Generate one split of the shapes world: scenes, then every query family's files.
 
 Scene ``i`` of split ``s`` draws from its own RNG, ``default_rng([seed, SPLIT_IDS[s], i])``,
-so splits never share a stream and any scene can be regenerated alone.
+so splits never share a stream and any scene can be regenerated alone. Families added later
+(``absent``) draw from a stream of their own, so that the earlier families' files stay the same.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from lisa.data.shapes.facts import HELD_OUT, corpus_records
-from lisa.data.shapes.queries import Query, referring_queries, semantic_queries, vqa_queries
+from lisa.data.shapes.queries import (Query, absent_queries, referring_queries, semantic_queries,
+                                      vqa_queries)
 from lisa.data.shapes.reasoning import candidates, plan
 from lisa.data.shapes.scene import Scene, sample_scene
 from lisa.data.shapes.writer import (encode_rle, reason_seg_shapes, write_jpeg, write_json,
@@ -23,8 +25,9 @@ from PIL import Image
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_N = {"train": 2000, "val": 200, "test": 200}
-PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2}  # queries per scene and family
-JSONL_FAMILIES = ("semantic", "referring", "vqa")
+PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2, "absent": 1}  # queries per scene and family
+JSONL_FAMILIES = ("semantic", "referring", "vqa", "absent")
+ABSENT_STREAM = 1  # the absent family's RNG: default_rng([seed, split id, scene, ABSENT_STREAM])
 
 
 def scene_name(split: str, index: int) -> str:
@@ -77,6 +80,10 @@ def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
         for query in make(rng, scene, PER_SCENE[family]):
             records[family].append(jsonl_record(name, scene, query))
             counts[family] += 1
+    absent_rng = np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])
+    for query in absent_queries(absent_rng, scene, PER_SCENE["absent"]):
+        records["absent"].append(jsonl_record(name, scene, query))
+        counts["absent"] += 1
 
 
 def clear_previous(out: Path, split: str) -> None:

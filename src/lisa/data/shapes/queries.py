@@ -19,7 +19,7 @@ from lisa.data.shapes.scene import Scene, Target
 
 @dataclass
 class Query:
-    family: str  # "semantic" | "referring" | "vqa" | "reasoning"
+    family: str  # "semantic" | "referring" | "absent" | "vqa" | "reasoning"
     texts: list[str]  # wordings with the same targets; the first is the main one
     targets: list[Target] = field(default_factory=list)
     answer: str | None = None  # VQA answer or explanatory answer
@@ -160,6 +160,30 @@ def _colour_group(rng: np.random.Generator, objects: list[SceneObject]) -> Query
     targets = [(i, None) for i, o in enumerate(objects) if not o.is_thing and o.colour == colour]
     wording = str(rng.choice(["all {} shapes", "every {} shape", "the {} shapes"]))
     return Query("referring", [wording.format(colour)], targets, concept="group:colour")
+
+
+def absent_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[Query]:
+    """Explicit phrases for simple shapes that are NOT in the scene ("the purple star"), with
+    no target: they teach the model to decline. Mostly near misses (a kind that is there in
+    another colour, or a colour that is there on another kind), otherwise any absent pair."""
+    from lisa.data.shapes.geometry import SHAPE_KINDS
+    from lisa.data.shapes.objects import COLOURS
+
+    objects = scene.objects
+    kinds_here = sorted({o.kind for o in objects if not o.is_thing})
+    colours_here = sorted({o.colour for o in objects if not o.is_thing})
+    queries: list[Query] = []
+    for _ in range(20 * limit):  # a few tries per query; an absent pair almost always exists
+        if len(queries) >= limit:
+            break
+        draw = rng.random()
+        kind = str(rng.choice(kinds_here)) if kinds_here and draw < 0.4 else str(rng.choice(SHAPE_KINDS))
+        colour = (str(rng.choice(colours_here)) if colours_here and 0.4 <= draw < 0.8
+                  else str(rng.choice(list(COLOURS))))
+        d = Description(kind, colour=colour)
+        if not resolve(d, objects) and all(q.texts[0] != d.text() for q in queries):
+            queries.append(Query("absent", [d.text()]))
+    return queries
 
 
 # --- semantic ---------------------------------------------------------------------------------
