@@ -130,3 +130,19 @@ def test_tiny_shapes_configs_load(path: Path) -> None:
         load_stage_config(path)
     else:
         load_config(path)
+
+
+def test_val_names_select_jsonl_files(tmp_path: Path) -> None:
+    """val.names reaches the loader (an absent file is named), and needs a JSONL val set."""
+    from lisa.train.config import ValSection
+    from lisa.train.validate import run_validation
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "referring.jsonl").write_text("")
+    with pytest.raises(LisaError, match="no absent.jsonl"):
+        run_validation(ValSection(dataset="jsonl", dir=str(tmp_path), names=["absent"]), None, None, None)
+    data = yaml.safe_load((CONFIGS / "tiny-shapes" / "3-lisa.yaml").read_text())
+    assert data["val"]["names"] == ["referring"]
+    data["val"].update(dataset="reasonseg")
+    with pytest.raises(LisaError, match="val.names selects JSONL files"):
+        config_from_dict(data)

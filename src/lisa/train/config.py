@@ -66,6 +66,7 @@ class ValSection:
     limit: int | None = None  # score only the first N items
     teacher_forced: bool = True  # official validation: the answer "[SEG]." is given
     batch_size: int = 8
+    names: list[str] = field(default_factory=list)  # jsonl: which file stems (empty: all)
 
 
 @dataclass
@@ -109,6 +110,8 @@ class TrainConfig:
                 raise LisaError(f"data[{k}].type {source.type!r} is unknown; choose from {', '.join(DATA_TYPES)}")
         if self.val is not None and self.val.dataset not in VAL_DATASETS:
             raise LisaError(f"val.dataset {self.val.dataset!r} is unknown; choose from {', '.join(VAL_DATASETS)}")
+        if self.val is not None and self.val.names and self.val.dataset != "jsonl":
+            raise LisaError("val.names selects JSONL files; use it with val.dataset: jsonl")
         from lisa.train.trainable import RECIPES
 
         if self.recipe not in RECIPES:

@@ -15,7 +15,7 @@ def run_validation(val: ValSection, model, tokenizer, processor) -> dict[str, fl
     from lisa.eval.evaluate import evaluate, load_eval_dataset, pipeline_predictor
     from lisa.inference.pipeline import LisaPipeline
 
-    items = load_eval_dataset(val.dataset, Path(val.dir), val.split)
+    items = load_eval_dataset(val.dataset, Path(val.dir), val.split, names=val.names or None)
     if val.limit is not None:
         items = [items[i] for i in range(min(val.limit, len(items)))]
     pipe = LisaPipeline(model, tokenizer, processor)
