@@ -131,7 +131,7 @@ def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state
         from lisa.train.trainable import trainable_state
 
         write_safetensors({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
-                  str(tmp / WEIGHTS_NAME))
+                          str(tmp / WEIGHTS_NAME))
         if not _is_deepspeed(accelerator):
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
         (tmp / SCHEDULER_NAME).write_text(json.dumps(scheduler.state_dict()))

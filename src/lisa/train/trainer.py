@@ -166,7 +166,6 @@ class Trainer:
 
     def save_best(self) -> None:
         from lisa.model.weights import write_safetensors
-
         from lisa.train.trainable import trainable_state
 
         best = Path(self.config.run_dir) / "best"
