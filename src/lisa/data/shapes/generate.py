@@ -75,15 +75,13 @@ def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
     if reasoning.answer is not None:
         records["explanatory"].append(
             {"image": f"{name}.jpg", "query": reasoning.texts[0], "outputs": reasoning.answer})
-    families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries}
+    families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries,
+                "absent": absent_queries}
+    own_stream = {"absent": np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])}
     for family, make in families.items():
-        for query in make(rng, scene, PER_SCENE[family]):
+        for query in make(own_stream.get(family, rng), scene, PER_SCENE[family]):
             records[family].append(jsonl_record(name, scene, query))
             counts[family] += 1
-    absent_rng = np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])
-    for query in absent_queries(absent_rng, scene, PER_SCENE["absent"]):
-        records["absent"].append(jsonl_record(name, scene, query))
-        counts["absent"] += 1
 
 
 def clear_previous(out: Path, split: str) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lisa.data.shapes.facts import article, plural
-from lisa.data.shapes.objects import SceneObject
+from lisa.data.shapes.geometry import SHAPE_KINDS
+from lisa.data.shapes.objects import COLOURS, THING_KINDS, SceneObject
 from lisa.data.shapes.scene import Scene, Target
 
 
@@ -166,9 +167,6 @@ def absent_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[Q
     """Explicit phrases for simple shapes that are NOT in the scene ("the purple star"), with
     no target: they teach the model to decline. Mostly near misses (a kind that is there in
     another colour, or a colour that is there on another kind), otherwise any absent pair."""
-    from lisa.data.shapes.geometry import SHAPE_KINDS
-    from lisa.data.shapes.objects import COLOURS
-
     objects = scene.objects
     kinds_here = sorted({o.kind for o in objects if not o.is_thing})
     colours_here = sorted({o.colour for o in objects if not o.is_thing})
@@ -234,9 +232,6 @@ def _vqa(question: str, answer: str) -> Query:
 
 
 def _count_kind(rng: np.random.Generator, objects: list[SceneObject]) -> Query:
-    from lisa.data.shapes.geometry import SHAPE_KINDS
-    from lisa.data.shapes.objects import THING_KINDS
-
     present = sorted({o.kind for o in objects})
     kind = str(rng.choice(present if present and rng.random() < 0.85 else
                           list(SHAPE_KINDS + THING_KINDS)))
@@ -273,9 +268,6 @@ def _shape_of(rng: np.random.Generator, objects: list[SceneObject]) -> Query | N
 
 
 def _is_there(rng: np.random.Generator, objects: list[SceneObject]) -> Query:
-    from lisa.data.shapes.geometry import SHAPE_KINDS
-    from lisa.data.shapes.objects import COLOURS
-
     shapes = [o for o in objects if not o.is_thing]
     if shapes and rng.random() < 0.5:
         obj = shapes[int(rng.integers(len(shapes)))]
