@@ -10,6 +10,7 @@ import torch
 
 from lisa.data.collate import Collator
 from lisa.data.jsonl import JsonlTrain
+from lisa.model import vlm as vlm_ops
 from lisa.model.build import ModelSize, build_model
 from lisa.model.prompting import PromptBuilder
 from lisa.train.config import LoraSection, config_from_dict
@@ -110,3 +111,61 @@ def test_loss_falls_on_fixed_batch(setup) -> None:
         optimizer.zero_grad()
         losses.append(float(out.loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_shared_prefix_forward_matches_plain_forward(setup) -> None:
+    """The system prompt runs once for the whole batch; loss and every gradient stay the same."""
+    model, batch = _fresh(setup, full_embeddings=True)
+    model.eval()  # no LoRA dropout: both passes must see the same function
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapters act, so their grads are tested too
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    prefix = vlm_ops.shared_prefix_length(batch.input_ids, batch.attention_mask, model.config.image_token_id)
+    assert batch.input_ids.shape[0] > 1 and prefix > 10
+    assert (batch.attention_mask == 0).any(), "the batch should hold padded rows"
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        out = model(batch, share_prefix=share)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (plain, plain_grads), (shared, shared_grads) = results
+    torch.testing.assert_close(shared.loss, plain.loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(shared.mask_logits, plain.mask_logits):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert shared_grads.keys() == plain_grads.keys()
+    assert any("lora_A" in n for n in shared_grads)
+    for name in plain_grads:
+        torch.testing.assert_close(shared_grads[name], plain_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_gradient_checkpointing_runs_without_a_shared_prefix(setup) -> None:
+    """Checkpointed layers drop caches, so the shared-prefix path must not be taken."""
+    model, batch = _fresh(setup, full_embeddings=False)
+    model.eval()
+    plain = model(batch, share_prefix=False).loss
+    model.vlm.model.language_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    checkpointed = model(batch)
+    checkpointed.loss.backward()
+    torch.testing.assert_close(checkpointed.loss, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_length_stops_at_differences_images_and_padding() -> None:
+    image = 5
+    ids = torch.tensor([[1, 7, 8, 9, 5, 5, 3], [1, 7, 8, 9, 5, 5, 4]])
+    ones = torch.ones_like(ids)
+    assert vlm_ops.shared_prefix_length(ids, ones, image) == 4  # stops before the image span
+    assert vlm_ops.shared_prefix_length(ids, ones, image_token_id=99) == 6  # then at the first difference
+    same = torch.tensor([[1, 7, 8], [1, 7, 8]])
+    assert vlm_ops.shared_prefix_length(same, torch.ones_like(same), image) == 2  # one token left per row
+    padded = torch.tensor([[1, 7, 0, 0], [1, 7, 0, 0]])  # same ids, but the pad is no shared prompt
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
+    assert vlm_ops.shared_prefix_length(padded, mask, image) == 2
+    assert vlm_ops.shared_prefix_length(ids[:1], ones[:1], image) == 0  # a single row: nothing to share

@@ -134,10 +134,23 @@ class LisaModel(nn.Module):
             scores.append(iou[chosen].float())
         return logits, scores
 
+    def conversation_hidden(
+        self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool
+    ) -> torch.Tensor:
+        """Final-norm hidden states [C, L, D] of right-padded conversations; the prefix they all
+        share (the system prompt) runs once unless gradient checkpointing (which drops caches)
+        is on."""
+        language_model = self.vlm.model.language_model
+        checkpointing = self.training and any(getattr(m, "gradient_checkpointing", False) for m in language_model.layers)
+        prefix = vlm_ops.shared_prefix_length(input_ids, attention_mask, self.config.image_token_id)
+        if share_prefix and prefix > 0 and not checkpointing:
+            return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix)
+        return vlm_ops.language_hidden(self.vlm, embeds, attention_mask)
+
     # ---- teacher-forced forward --------------------------------------------------------
-    def forward(self, batch: LisaBatch) -> LisaOutput:
+    def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
         embeds = self.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
-        hidden = vlm_ops.language_hidden(self.vlm, embeds, batch.attention_mask)
+        hidden = self.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix)
         ce = text_ce_loss(self.vlm.lm_head(hidden), batch.labels)
         rows, cols = self.seg_positions(batch.input_ids)
         num_masks = sum(m.shape[0] for m in batch.masks)

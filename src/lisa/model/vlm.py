@@ -55,6 +55,34 @@ def language_hidden(
     return output.last_hidden_state
 
 
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_token_id: int) -> int:
+    """How many leading tokens every row shares (BOS, system prompt, "USER:"), up to the first
+    image token (image features differ per row) and leaving at least one token per row."""
+    rows, length = input_ids.shape
+    if rows < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(0) & attention_mask.bool().all(0) & (input_ids[0] != image_token_id)
+    differs = torch.nonzero(~same).flatten()
+    prefix = int(differs[0]) if differs.numel() else length
+    return min(prefix, length - 1)
+
+
+def language_hidden_shared_prefix(
+    vlm: LlavaForConditionalGeneration, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, prefix: int
+) -> torch.Tensor:
+    """``language_hidden`` of right-padded rows whose first ``prefix`` tokens are identical: the
+    prefix runs once and its keys / values are shared by every row, gradients included. The
+    result equals the plain forward (up to float rounding); on lisa-tiny's batches the system
+    prompt is 81 of ~190 tokens, so the LM does ~40 % less work per training step."""
+    rows, length = attention_mask.shape
+    positions = torch.arange(length, device=inputs_embeds.device)[None].expand(rows, -1)
+    cache = DynamicCache(config=vlm.config.text_config)
+    head = language_hidden(vlm, inputs_embeds[:1, :prefix], attention_mask[:1, :prefix], positions[:1, :prefix], cache)
+    cache.batch_repeat_interleave(rows)
+    tail = language_hidden(vlm, inputs_embeds[:, prefix:], attention_mask, positions[:, prefix:], cache)
+    return torch.cat([head.expand(rows, -1, -1), tail], dim=1)
+
+
 @dataclass
 class Generation:
     tokens: list[list[int]]  # generated ids per row, EOS excluded

@@ -29,6 +29,9 @@ class ModelSection:
     tokenizer_corpus_samples: int = 64  # build only: draws of the mixture whose text trains the tokenizer
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | no
     gradient_checkpointing: bool = False
+    # Run the prompt prefix every conversation shares (BOS + system prompt) once per batch, not
+    # once per row: the same loss and gradients, less LM work. False: the plain per-row forward.
+    share_prefix: bool = True
     full_embeddings: bool = False  # True: whole embed_tokens / lm_head trainable (official); False: [SEG] rows
     sam: str | None = None  # a trained SAM folder (stage 1) instead of the model's own SAM
     # Rebuild the seg head with this input norm ("none" | "batch", see SegHead); None: keep the base's.

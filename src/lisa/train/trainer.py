@@ -118,7 +118,7 @@ class Trainer:
         if self.cache is not None:
             batch.sam_embeddings = self.cache.embeddings(self.unwrapped, samples, batch.sam_pixels)
         with acc.accumulate(self.model):
-            out = self.model(batch)
+            out = self.model(batch, share_prefix=self.config.model.share_prefix)
             acc.backward(out.loss)
             if acc.sync_gradients and o.clip > 0:
                 acc.clip_grad_norm_(self.model.parameters(), o.clip)
