@@ -13,7 +13,9 @@ for name in 3-lisa 4-reason; do
   run lisa eval --model "$model" --dataset reasonseg --data-dir data/shapes --split test --batch-size 16 --no-progress --out "$out/$name-reasonseg.json"
   run lisa eval --model "$model" --dataset jsonl --names referring --data-dir data/shapes --split test --batch-size 16 --no-progress --out "$out/$name-referring.json"
   run lisa eval --model "$model" --dataset jsonl --names vqa --data-dir data/shapes --split test --batch-size 16 --no-progress --out "$out/$name-vqa.json"
+  run lisa eval --model "$model" --dataset jsonl --names absent --data-dir data/shapes --split test --batch-size 16 --no-progress --out "$out/$name-absent.json"
 done
 run lisa baseline eval --model runs/lisa-tiny/baseline/model --dataset reasonseg --data-dir data/shapes --split test --no-progress --out "$out/baseline-reasonseg.json"
 run lisa baseline eval --model runs/lisa-tiny/baseline/model --dataset jsonl --names referring --data-dir data/shapes --split test --no-progress --out "$out/baseline-referring.json"
+run lisa baseline eval --model runs/lisa-tiny/baseline/model --dataset jsonl --names absent --data-dir data/shapes --split test --no-progress --out "$out/baseline-absent.json"
 run python configs/tiny-shapes/results_table.py "$out"

@@ -27,20 +27,22 @@ def cell(value: float | None) -> str:
 
 def main(folder: Path) -> None:
     print("| model | short gIoU | short cIoU | long gIoU | long cIoU | overall gIoU | overall cIoU "
-          "| no-target acc. | referring cIoU | VQA acc. |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| no-target acc. | absent-object acc. | referring cIoU | VQA acc. |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key, label in ROWS:
-        reason, refer, vqa = (load(folder, f"{key}-{part}") for part in ("reasonseg", "referring", "vqa"))
+        reason, refer, vqa, absent = (load(folder, f"{key}-{part}") for part in ("reasonseg", "referring", "vqa", "absent"))
         if reason is None:
             continue
         short, long = reason["subsets"]["short"], reason["subsets"]["long"]
         cells = [short["giou"], short["ciou"], long["giou"], long["ciou"], reason["giou"], reason["ciou"],
-                 reason.get("no_target", {}).get("accuracy"), refer["ciou"] if refer else None,
+                 reason.get("no_target", {}).get("accuracy"), absent["no_target"]["accuracy"] if absent else None,
+                 refer["ciou"] if refer else None,
                  vqa["answers"]["accuracy"] if vqa and "answers" in vqa else None]
         print(f"| {label} | " + " | ".join(cell(c) for c in cells) + " |")
     reason = load(folder, "4-reason-reasonseg") or {}
     print(f"\nn = {reason.get('n', '?')} reasoning queries "
-          f"({reason.get('no_target', {}).get('n', '?')} with no target), test split.")
+          f"({reason.get('no_target', {}).get('n', '?')} with no target), test split; absent-object: "
+          f"explicit queries for a shape that is not in the scene, declined or answered with an empty mask.")
 
 
 if __name__ == "__main__":
