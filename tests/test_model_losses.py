@@ -49,7 +49,29 @@ def test_ce_is_token_mean_over_supervised_positions() -> None:
     logits[0, 0, 2] = math.log(3.0)  # p(token 2) = 3/6 at step 0
     labels = torch.tensor([[IGNORE_INDEX, 2, 1]])
     expected = (-math.log(3 / 6) - math.log(1 / 4)) / 2
-    assert text_ce_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert text_ce_loss(logits, labels, head=lambda x: x).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ce_runs_the_head_only_where_needed_with_the_full_logits_result() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 8, requires_grad=True)
+    head = torch.nn.Linear(8, 11, bias=False)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[:, :4] = IGNORE_INDEX
+    labels[1] = IGNORE_INDEX
+    seen: list[int] = []
+
+    def counting_head(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return head(x)
+
+    loss = text_ce_loss(hidden, labels, counting_head)
+    full = torch.nn.functional.cross_entropy(
+        head(hidden)[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+    assert seen == [int((labels[:, 1:] != IGNORE_INDEX).sum())] == [6]
+    torch.testing.assert_close(loss, full)
+    none = torch.full((2, 5), IGNORE_INDEX)
+    assert text_ce_loss(hidden[:2, :5], none, head).item() == 0.0
 
 
 def _write_image(path, rng, size=(48, 64)) -> None:

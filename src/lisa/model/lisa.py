@@ -151,7 +151,7 @@ class LisaModel(nn.Module):
     def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
         embeds = self.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
         hidden = self.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix)
-        ce = text_ce_loss(self.vlm.lm_head(hidden), batch.labels)
+        ce = text_ce_loss(hidden, batch.labels, self.vlm.lm_head)
         rows, cols = self.seg_positions(batch.input_ids)
         num_masks = sum(m.shape[0] for m in batch.masks)
         if rows.numel() != num_masks:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
 from lisa.model.prompting import IGNORE_INDEX
 
 
-def text_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token CE averaged over every supervised token of the batch. logits [C, L, V], labels [C, L]."""
-    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shifted_labels = labels[:, 1:].reshape(-1)
-    if (shifted_labels != IGNORE_INDEX).sum() == 0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
+def text_ce_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Next-token CE averaged over every supervised token of the batch. hidden [C, L, D] (or
+    logits, with an identity head), labels [C, L]. The head (lm_head) runs only where a
+    supervised token is predicted: answers are a few percent of a sequence, and full [C, L, V]
+    logits of a 32k vocabulary would be the largest tensor of a training step."""
+    targets = labels[:, 1:]
+    supervised = targets != IGNORE_INDEX
+    if not bool(supervised.any()):
+        return hidden.sum() * 0.0
+    logits = head(hidden[:, :-1][supervised]).float()
+    return F.cross_entropy(logits, targets[supervised])
 
 
 def mask_bce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
