@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce lisa-tiny from nothing, on a CPU (about 3 hours on 2 cores, 1 h 40 of it stage 3). Every stage
+# Reproduce lisa-tiny from nothing, on a CPU (about 2 hours on 2 cores, 1 hour of it stage 3). Every stage
 # checkpoints: re-running this script resumes an interrupted stage instead of starting over.
 #   bash configs/tiny-shapes/train.sh
 set -euo pipefail
