@@ -4,7 +4,7 @@
 #   bash configs/tiny-shapes/train.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-run() { echo "+ $*" >&2; "$@"; }
+run() { echo "+ [$(date -u +%H:%M:%S)] $*" >&2; "$@"; }  # timestamps: how long each stage took
 resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q step- && echo --resume || true; }
 
 # The synthetic world (deterministic: same seed, same bytes).
