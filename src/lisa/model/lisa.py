@@ -140,11 +140,12 @@ class LisaModel(nn.Module):
         """Final-norm hidden states [C, L, D] of right-padded conversations; the prefix they all
         share (the system prompt) runs once unless gradient checkpointing (which drops caches)
         is on."""
-        language_model = self.vlm.model.language_model
-        checkpointing = self.training and any(getattr(m, "gradient_checkpointing", False) for m in language_model.layers)
-        prefix = vlm_ops.shared_prefix_length(input_ids, attention_mask, self.config.image_token_id)
-        if share_prefix and prefix > 0 and not checkpointing:
-            return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix)
+        layers = self.vlm.model.language_model.layers
+        checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in layers)
+        if share_prefix and not checkpointing:
+            prefix = vlm_ops.shared_prefix_length(input_ids, attention_mask, self.config.image_token_id)
+            if prefix > 0:
+                return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix)
         return vlm_ops.language_hidden(self.vlm, embeds, attention_mask)
 
     # ---- teacher-forced forward --------------------------------------------------------

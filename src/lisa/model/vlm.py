@@ -77,10 +77,10 @@ def language_hidden_shared_prefix(
     rows, length = attention_mask.shape
     positions = torch.arange(length, device=inputs_embeds.device)[None].expand(rows, -1)
     cache = DynamicCache(config=vlm.config.text_config)
-    head = language_hidden(vlm, inputs_embeds[:1, :prefix], attention_mask[:1, :prefix], positions[:1, :prefix], cache)
+    shared = language_hidden(vlm, inputs_embeds[:1, :prefix], attention_mask[:1, :prefix], positions[:1, :prefix], cache)
     cache.batch_repeat_interleave(rows)
-    tail = language_hidden(vlm, inputs_embeds[:, prefix:], attention_mask, positions[:, prefix:], cache)
-    return torch.cat([head.expand(rows, -1, -1), tail], dim=1)
+    rest = language_hidden(vlm, inputs_embeds[:, prefix:], attention_mask, positions[:, prefix:], cache)
+    return torch.cat([shared.expand(rows, -1, -1), rest], dim=1)
 
 
 @dataclass
