@@ -3,6 +3,7 @@ as an uninterrupted run with the same seed (CPU, smoke config)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,3 +74,5 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
     # The resumed log holds each step once.
     steps = [yaml.safe_load(line)["step"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 16))
+    times = [json.loads(line)["time"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert times == sorted(times) and times[0] > 1.7e9  # wall clock, in order across the resume

@@ -141,7 +141,7 @@ def test_dense_heads_train_from_an_existing_sam_and_resume_exactly(square_world,
     assert any(k.startswith("dense.semantic") for k in saved) and any(k.startswith("dense.colour") for k in saved)
     assert not any(k.startswith("dense") for k in a)  # the heads are dropped: a plain SAM folder
     logged = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[-1])
-    assert {"semantic", "colour", "bce", "dice"} <= set(logged)
+    assert {"semantic", "colour", "bce", "dice", "time"} <= set(logged)
 
 
 def test_dense_weight_without_semantic_records_is_a_clear_error(square_world, tmp_path) -> None:

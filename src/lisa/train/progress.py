@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -31,7 +32,8 @@ class RunLogger:
 
     def _write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            # Wall clock on every line: a stage's time can be read back even across resumes.
+            handle.write(json.dumps({**record, "time": round(time.time(), 1)}) + "\n")
         if self.board is not None:
             for key, value in record.items():
                 if key != "step":

@@ -102,7 +102,8 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
             step += 1
             if step % settings.log_every == 0 or step == settings.max_steps:
                 rate = (step - first) / max(time.perf_counter() - start, 1e-9)
-                entry = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step - 1, settings)}
+                entry = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step - 1, settings),
+                         "time": round(time.time(), 1)}  # wall clock: stage times survive resumes
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
                 shown = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
