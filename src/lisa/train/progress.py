@@ -11,6 +11,12 @@ import torch
 LOG_NAME = "log.jsonl"
 
 
+def log_line(record: dict) -> str:
+    """One JSONL log line, stamped with the wall clock so that a stage's time can be read back
+    even across resumes."""
+    return json.dumps({**record, "time": round(time.time(), 1)}) + "\n"
+
+
 class RunLogger:
     def __init__(self, run_dir: Path, active: bool, progress: bool, total_steps: int, start_step: int) -> None:
         from tqdm import tqdm
@@ -32,8 +38,7 @@ class RunLogger:
 
     def _write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            # Wall clock on every line: a stage's time can be read back even across resumes.
-            handle.write(json.dumps({**record, "time": round(time.time(), 1)}) + "\n")
+            handle.write(log_line(record))
         if self.board is not None:
             for key, value in record.items():
                 if key != "step":

@@ -20,6 +20,7 @@ from lisa.model.weights import write_safetensors
 from lisa.train.checkpoint import (
     OPTIMIZER_NAME, STATE_NAME, list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name,
 )
+from lisa.train.progress import log_line
 
 WEIGHTS_NAME = "weights.safetensors"
 StepLoss = Callable[[int], tuple[torch.Tensor, dict[str, float]]]  # step -> (loss, logged parts: bce, dice, ...)
@@ -102,9 +103,8 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
             step += 1
             if step % settings.log_every == 0 or step == settings.max_steps:
                 rate = (step - first) / max(time.perf_counter() - start, 1e-9)
-                entry = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step - 1, settings),
-                         "time": round(time.time(), 1)}  # wall clock: stage times survive resumes
-                log.write(json.dumps(entry) + "\n")
+                entry = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step - 1, settings)}
+                log.write(log_line(entry))
                 log.flush()
                 shown = " ".join(f"{k}={v:.4f}" for k, v in parts.items())
                 print(f"{name} step {step}/{settings.max_steps} loss={entry['loss']:.4f} {shown} ({rate:.2f} steps/s)", flush=True)
