@@ -10,9 +10,8 @@ import pytest
 from _data_writers import shape, square, write_reasonseg
 
 from lisa.eval import commands
+from lisa.model import build
 
-pytest.importorskip("lisa.inference.pipeline")
-build = pytest.importorskip("lisa.model.build")
 
 
 @pytest.fixture(scope="module")

@@ -165,3 +165,74 @@ def test_not_a_lisa_folder(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
     with pytest.raises(LisaError, match="lisa init"):
         load_official(tmp_path, tmp_path)
+
+
+def _official_style_generate(model: LisaModel, pipeline: LisaPipeline, image: np.ndarray, max_new_tokens: int):
+    """The generated path as the original ``LISAForCausalLM.evaluate`` runs it, written out
+    step by step: no KV cache (every step re-runs the LLM over prompt + generated text),
+    greedy, stop at EOS; then the final-norm hidden state of the full sequence at the position
+    *before* each [SEG] -> text_hidden_fcs -> SAM's decoder with the no-mask dense prompt and
+    one output mask -> postprocess_masks (bilinear to the SAM input size, crop the padding,
+    bilinear to the original size). Token ids the pipeline never generates (image, BOS, pad)
+    are excluded here too."""
+    import torch.nn.functional as F
+
+    from lisa.data.transforms import sam_view
+
+    cfg = model.config
+    ids = list(pipeline.builder.build([(QUERY, None)]).input_ids)
+    pixels = pipeline.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+    generated: list[int] = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            embeds = model.embed_conversations(torch.tensor([ids + generated]), pixels, torch.tensor([0]))
+            logits = model.vlm(inputs_embeds=embeds).logits[0, -1].float()
+            logits[pipeline.banned_ids] = float("-inf")
+            token = int(logits.argmax())
+            if token in pipeline.builder.stop_ids:
+                break
+            generated.append(token)
+        full = torch.tensor([ids + generated])
+        embeds = model.embed_conversations(full, pixels, torch.tensor([0]))
+        hidden = model.vlm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1][0]
+        before_seg = torch.nonzero(full[0, 1:] == cfg.seg_token_id).flatten()
+        prompts = model.seg_head(hidden[before_seg])
+        if prompts.shape[0] == 0:
+            return generated, hidden[before_seg], torch.zeros(0, *image.shape[:2])
+        view = sam_view(image, cfg.sam_image_size)
+        embedding = model.sam.get_image_embeddings(view.pixels[None])
+        n = prompts.shape[0]
+        low_res, _ = model.sam.mask_decoder(
+            image_embeddings=embedding.expand(n, -1, -1, -1),
+            image_positional_embeddings=model.sam.get_image_wide_positional_embeddings().expand(n, -1, -1, -1),
+            sparse_prompt_embeddings=prompts[:, None, None, :],
+            dense_prompt_embeddings=model.sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1),
+            multimask_output=False,
+        )
+        size = cfg.sam_image_size
+        masks = F.interpolate(low_res[:, 0].float(), (size, size), mode="bilinear", align_corners=False)
+        masks = masks[..., : view.resized_size[0], : view.resized_size[1]]
+        masks = F.interpolate(masks, image.shape[:2], mode="bilinear", align_corners=False)[:, 0]
+    return generated, hidden[before_seg], masks
+
+
+@pytest.mark.parametrize("height,width", [(48, 40), (30, 70)])
+def test_generated_path_matches_the_official_decode(tiny_bin, height, width):
+    """Generation through the pipeline (KV cache, [SEG] states kept as they are produced) gives
+    the tokens, [SEG] states and masks of the official no-cache decode, on a released-layout
+    checkpoint whose lm_head is biased so that it generates some [SEG]s among other tokens."""
+    pipeline = LisaPipeline.from_pretrained(tiny_bin.directory, device="cpu", dtype="fp32", vision_tower=tiny_bin.clip_dir)
+    model, cfg = pipeline.model, pipeline.model.config
+    lm_head = model.vlm.lm_head
+    bias = torch.zeros(lm_head.out_features)
+    bias[cfg.seg_token_id] = 0.4
+    lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    image = make_image(3, height, width)
+    tokens, seg_hidden, logits = _official_style_generate(model, pipeline, image, 8)
+    seg_count = tokens.count(cfg.seg_token_id)
+    assert 0 < seg_count < len(tokens), tokens  # a real mix of [SEG] and text
+    result = pipeline(image, QUERY, max_new_tokens=8)
+    assert result.text == pipeline.builder.decode(tokens)
+    assert result.masks.shape == (seg_count, height, width)
+    agree = (result.masks == (logits > 0).numpy()).mean()
+    assert agree > 0.999, agree

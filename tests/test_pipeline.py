@@ -44,17 +44,56 @@ def _embeds(pipe, image, query):
     return embeds, torch.ones_like(ids)
 
 
+class _SegBias:
+    """Give lm_head a bias towards [SEG] so that the random model generates some."""
+
+    def __init__(self, pipe, value: float) -> None:
+        self.lm_head, self.seg, self.value = pipe.model.vlm.lm_head, pipe.model.config.seg_token_id, value
+
+    def __enter__(self):
+        self.original = self.lm_head.bias
+        bias = torch.zeros(self.lm_head.out_features)
+        bias[self.seg] = self.value
+        self.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+
+    def __exit__(self, *exc) -> None:
+        self.lm_head.bias = self.original
+
+
 def test_cached_generation_equals_uncached(tiny_pipeline, images) -> None:
     pipe = tiny_pipeline
     embeds, mask = _embeds(pipe, images[0], "segment the thing")
     config = pipe.model.config
-    # force [SEG] to be generated sometimes: no ban list, argmax over the random model
-    kwargs = dict(max_new_tokens=16, stop_ids=pipe.builder.stop_ids, seg_id=config.seg_token_id, banned_ids=[])
-    cached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=True, **kwargs)
-    uncached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=False, **kwargs)
+    kwargs = dict(max_new_tokens=16, stop_ids=pipe.builder.stop_ids, seg_id=config.seg_token_id, banned_ids=pipe.banned_ids)
+    with _SegBias(pipe, 0.5):  # [SEG] on some steps, other tokens on the rest
+        cached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=True, **kwargs)
+        uncached = vlm_ops.greedy_generate(pipe.model.vlm, embeds, mask, use_cache=False, **kwargs)
+    seg_count = cached.tokens[0].count(config.seg_token_id)
+    assert 0 < seg_count < len(cached.tokens[0])  # a real mix, not an empty comparison
     assert cached.tokens == uncached.tokens
+    assert cached.seg_hidden[0].shape[0] == seg_count
     for a, b in zip(cached.seg_hidden, uncached.seg_hidden):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_banned_tokens_are_never_generated(tiny_pipeline, images) -> None:
+    """The image placeholder, BOS and pad must not be generated even when they score highest."""
+    pipe = tiny_pipeline
+    embeds, mask = _embeds(pipe, images[0], "segment the thing")
+    lm_head = pipe.model.vlm.lm_head
+    original = lm_head.bias
+    bias = torch.zeros(lm_head.out_features)
+    bias[pipe.banned_ids] = 100.0
+    lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    try:
+        generation = vlm_ops.greedy_generate(
+            pipe.model.vlm, embeds, mask, max_new_tokens=6, stop_ids=pipe.builder.stop_ids,
+            seg_id=pipe.model.config.seg_token_id, banned_ids=pipe.banned_ids,
+        )
+    finally:
+        lm_head.bias = original
+    assert pipe.model.config.image_token_id in pipe.banned_ids and pipe.tokenizer.bos_token_id in pipe.banned_ids
+    assert generation.tokens[0] and not set(generation.tokens[0]) & set(pipe.banned_ids)
 
 
 def test_seg_hidden_collected_during_generation_matches_teacher_forcing(tiny_pipeline, images) -> None:

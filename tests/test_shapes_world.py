@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lisa.data.polygons import reasonseg_mask
 from lisa.data.shapes.objects import COLOURS, make_shape, make_thing
 from lisa.data.shapes.scene import (MIN_OBJECT_VISIBLE, Scene, render, sample_scene)
 from lisa.data.shapes.writer import rasterize_reason_seg, reason_seg_shapes
@@ -89,12 +90,11 @@ def test_polygons_rasterise_back_to_the_exact_mask() -> None:
 
 
 def test_the_project_loader_rasterises_our_polygons_the_same_way() -> None:
-    polygons = pytest.importorskip("lisa.data.polygons")
     scene = _hand_scene()
     for i in range(len(scene.objects)):
         shapes = reason_seg_shapes(scene.object_mask(i))
         assert shapes is not None
-        assert np.array_equal(polygons.reasonseg_mask(shapes, SIZE, SIZE),
+        assert np.array_equal(reasonseg_mask(shapes, SIZE, SIZE),
                               scene.object_mask(i).astype(np.uint8))
 
 
