@@ -8,6 +8,7 @@ prompt ids -> greedy generation with a KV cache, keeping the hidden state that p
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class LisaPipeline:
         self.builder = PromptBuilder(tokenizer, model.config)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, _ImageEntry] = OrderedDict()
+        self._cache_lock = threading.Lock()  # callers on several threads share one cache
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.builder.eos_id)
         vocab = model.vlm.get_output_embeddings().weight.shape[0]
@@ -118,7 +120,8 @@ class LisaPipeline:
         return results[0] if single else results
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        with self._cache_lock:
+            self._cache.clear()
 
     # ---- steps -------------------------------------------------------------------------
     @torch.no_grad()
@@ -135,10 +138,11 @@ class LisaPipeline:
 
         tick = time.perf_counter()
         unique = list(dict.fromkeys(keys))
-        self._encode_missing(unique, {k: a for k, a in zip(keys, arrays)})
-        entries = [self._cache[k] for k in unique]
-        for key in unique:
-            self._cache.move_to_end(key)
+        with self._cache_lock:  # encode, look up and reorder as one step: no eviction in between
+            self._encode_missing(unique, {k: a for k, a in zip(keys, arrays)})
+            entries = [self._cache[k] for k in unique]
+            for key in unique:
+                self._cache.move_to_end(key)
         image_index = torch.tensor([unique.index(k) for k in keys], device=self.model.device)
         features = torch.stack([e.features for e in entries])
         timings["image_encode_ms"] = _ms(tick)
