@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "lisa.train.commands",  # train, export
     "lisa.interop.commands",  # convert, init
     "lisa.baselines.commands",  # baseline train, baseline eval
+    "lisa.serve.commands",  # serve api
 )
 USAGE_ERROR = 2  # bad input: flags, files, values (argparse's own code for usage errors)
 INTERNAL_ERROR = 1  # a bug: please report it
