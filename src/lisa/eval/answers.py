@@ -19,7 +19,8 @@ def answer_accuracy(pipe: Any, records: Sequence[Any], batch_size: int = 8, max_
     correct, mistakes = 0, []
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
-        results = pipe([r.image for r in batch], [r.query for r in batch], max_new_tokens=max_new_tokens)
+        results = pipe([r.image for r in batch], [r.query for r in batch], max_new_tokens=max_new_tokens,
+                       raw=True)  # text questions: no segmentation wording
         for record, result in zip(batch, results):
             if normalise(result.text) == normalise(str(record.answer)):
                 correct += 1

@@ -85,15 +85,16 @@ def union_mask(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def pipeline_predictor(pipe: Any, teacher_forced: bool, max_new_tokens: int) -> Predictor:
-    """Batched calls to a ``LisaPipeline``; teacher-forced passes the answer "[SEG]."."""
+    """Batched calls to a ``LisaPipeline``; teacher-forced passes the answer "[SEG].". The
+    items' queries already carry the evaluation wording, so they are sent raw."""
 
     def predict(items: list[EvalItem]) -> list[Prediction]:
         images = [item.image for item in items]
         queries = [item.query for item in items]
         if teacher_forced:
-            results = pipe(images, queries, answers=[TEACHER_FORCED_ANSWER] * len(items))
+            results = pipe(images, queries, answers=[TEACHER_FORCED_ANSWER] * len(items), raw=True)
         else:
-            results = pipe(images, queries, max_new_tokens=max_new_tokens)
+            results = pipe(images, queries, max_new_tokens=max_new_tokens, raw=True)
         return [(union_mask(r.masks, *item.target.shape), r.text) for r, item in zip(results, items)]
 
     return predict

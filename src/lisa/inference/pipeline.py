@@ -26,6 +26,8 @@ from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.lisa import LisaModel
 from lisa.model.prompting import PromptBuilder
+from lisa.inference.queries import segment_query
+from lisa.threads import set_threads
 from lisa.inference.resolve import resolve_device, resolve_dtype, resolve_model_dir
 
 Turns = list[tuple[str, str]]
@@ -71,10 +73,15 @@ class LisaPipeline:
         dtype: str | torch.dtype = "auto",
         vision_tower: str | Path | None = None,
         quantize: int | None = None,
+        threads: int | str | None = "auto",
     ) -> "LisaPipeline":
         """``model``: a lisa-seg folder, "lisa-tiny" (the shipped default) or, with
         ``vision_tower``, a released LISA checkpoint folder. ``quantize`` 8 or 4: the LLM's
-        decoder layers through bitsandbytes (CUDA only; lm_head and the seg head stay in ``dtype``)."""
+        decoder layers through bitsandbytes (CUDA only; lm_head and the seg head stay in ``dtype``).
+        ``threads``: torch's CPU threads for this process: a count, "auto" (``lisa.threads``: the
+        free cores, at most 4) or None to leave torch's setting alone."""
+        if threads is not None:
+            set_threads(threads)
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         if quantize is not None:
@@ -103,12 +110,16 @@ class LisaPipeline:
         history: Turns | Sequence[Turns] | None = None,
         answers: str | Sequence[str] | None = None,
         max_new_tokens: int = 64,
+        raw: bool = False,
     ) -> SegmentResult | list[SegmentResult]:
         """Segment. A single image and query give one result; lists give a list (one image
-        with several queries is broadcast). ``answers`` switches to teacher forcing: the answer
-        is given (e.g. "[SEG].") and masks come from its [SEG]s."""
+        with several queries is broadcast). A bare phrase or question is wrapped in LISA's
+        segmentation instruction (``lisa.inference.queries``); ``raw=True`` sends the text as
+        typed (chat, VQA). ``answers`` switches to teacher forcing: the answer is given
+        (e.g. "[SEG].") and masks come from its [SEG]s."""
         single = isinstance(queries, str)
         query_list = [queries] if single else list(queries)
+        query_list = query_list if raw else [segment_query(q) for q in query_list]
         image_list = list(images) if isinstance(images, (list, tuple)) else [images]
         if len(image_list) == 1 and len(query_list) > 1:
             image_list = image_list * len(query_list)

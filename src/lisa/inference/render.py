@@ -46,7 +46,9 @@ def mask_record(mask: np.ndarray, score: float) -> dict:
 
 
 def write_outputs(out_dir: Path, image: np.ndarray, query: str, text: str, masks: np.ndarray, scores: np.ndarray,
-                  timings: dict[str, float]) -> list[Path]:
+                  timings: dict[str, float], prompt: str | None = None) -> list[Path]:
+    """mask_<i>.png, overlay.png and result.json; ``prompt`` is the text sent to the model when
+    it differs from the query as typed (the segmentation wording added)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for index, mask in enumerate(masks):
@@ -58,6 +60,7 @@ def write_outputs(out_dir: Path, image: np.ndarray, query: str, text: str, masks
     written.append(overlay_path)
     result = {
         "query": query,
+        **({"prompt": prompt} if prompt is not None and prompt != query else {}),
         "text": text,
         "image_size": [int(image.shape[0]), int(image.shape[1])],
         "masks": [mask_record(m, s) for m, s in zip(masks, scores)],
