@@ -44,13 +44,41 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="lisa", description="Reasoning segmentation with LISA.")
+    from lisa import __version__
+
+    parser = OneLineParser(
+        prog="lisa", description="Reasoning segmentation with LISA: an image and a free-form query in, "
+                                 "an answer and masks out. `lisa COMMAND --help` explains each command.",
+        epilog='example:\n  lisa segment examples/umbrella.jpg "What in this picture would keep you dry in the rain?"')
+    parser.add_argument("--version", action="version", version=f"lisa {__version__}")
     parser.add_argument(DEBUG_FLAG, action="store_true",
                         help="show the full traceback of an error (accepted anywhere on the command line)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in _all_parsers(parser):
+        command.formatter_class = HelpFormatter
     return parser
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line paragraphs; keeps paragraphs written on several lines (examples) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.strip().split("\n\n")
+        return "\n\n".join(
+            "\n".join(indent + line for line in paragraph.splitlines()) if "\n" in paragraph
+            else super(HelpFormatter, self)._fill_text(paragraph, width, indent)
+            for paragraph in paragraphs
+        )
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
 
 
 def one_line(text: str) -> str:

@@ -74,13 +74,13 @@ def set_threads(threads: str | int | None = None) -> int:
     return count
 
 
-def _threads_type(value: str) -> int | None:
+def _threads_type(value: str) -> int | str:
     try:
-        return parse_threads(value)
+        return parse_threads(value) or "auto"
     except LisaError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    """``--threads N|auto`` (parsed to an int, or None for auto)."""
-    parser.add_argument("--threads", type=_threads_type, default=None, metavar="N", help=THREADS_HELP)
+    """``--threads N|auto`` (parsed to an int or "auto", what ``set_threads`` takes)."""
+    parser.add_argument("--threads", type=_threads_type, default="auto", metavar="N", help=THREADS_HELP)

@@ -11,15 +11,23 @@ from lisa.eval.commands import add_dataset_arguments, add_report_arguments
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("baseline", help="a baseline without an LLM: text encoder -> SAM mask decoder",
-                                   description="Train or score the text-prompt SAM baseline.")
+                                   description="Train or score the text-prompt SAM baseline.",
+                                   epilog="example:\n  lisa baseline train --config configs/tiny-shapes/baseline.yaml")
     commands = parser.add_subparsers(dest="baseline_command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train on explicit (non-reasoning) queries")
+    train = commands.add_parser(
+        "train", help="train on explicit (non-reasoning) queries",
+        description="Train the no-LLM baseline of the results table: a small text encoder whose output prompts "
+                    "SAM's mask decoder, on the explicit (semantic and referring) queries only.",
+        epilog="example:\n  lisa baseline train --config configs/tiny-shapes/baseline.yaml")
     train.add_argument("--config", type=Path, required=True, help="e.g. configs/tiny-shapes/baseline.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     train.set_defaults(run=run_train)
 
-    score = commands.add_parser("eval", help="gIoU / cIoU, as `lisa eval`, of a trained baseline")
+    score = commands.add_parser(
+        "eval", help="gIoU / cIoU, as `lisa eval`, of a trained baseline",
+        description="Score a trained baseline on the same items and metrics as `lisa eval`.",
+        epilog="example:\n  lisa baseline eval --model runs/baseline/model --dataset jsonl --data-dir data/shapes --split test")
     score.add_argument("--model", type=Path, required=True, help="a baseline folder (RUN_DIR/model)")
     add_dataset_arguments(score)
     score.add_argument("--batch-size", type=int, default=16, help="queries per model call")

@@ -7,9 +7,14 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect and validate datasets")
+    data = subparsers.add_parser("data", help="inspect and validate datasets", description="Inspect and validate datasets.",
+                                 epilog="example:\n  lisa data check data/mine")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    check = data_sub.add_parser("check", help="validate a folder of *.jsonl records; list every problem")
+    check = data_sub.add_parser(
+        "check", help="validate a folder of *.jsonl records; list every problem",
+        description="Read every record of a JSONL data folder (docs/data-format.md) and print each problem "
+                    "with its file and line; exits 1 when there is an error.",
+        epilog="example:\n  lisa data check data/shapes --split val")
     check.add_argument("dir", type=Path, help="folder holding *.jsonl files (or DIR/<split>/ with --split)")
     check.add_argument("--split", default=None, help="check DIR/<split>/ instead of DIR")
     check.set_defaults(run=run_check)

@@ -6,13 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from lisa.threads import add_threads_argument
+
 DATASET_CHOICES = ("reasonseg", "refcoco", "refcoco+", "refcocog", "refclef", "grefcoco", "jsonl")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
-        description="Score a model (--model) or precomputed masks (--pred-dir P/<image stem>.png).")
+        description="Score a model (--model) or precomputed masks (--pred-dir P/<image stem>.png). Prints "
+                    "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union).",
+        epilog="example:\n  lisa shapes generate --out data/shapes --split val --n 20\n"
+               "  lisa eval --model lisa-tiny --dataset jsonl --data-dir data/shapes --split val --visualize out/worst")
     add_dataset_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model folder (or a shipped name such as lisa-tiny) for LisaPipeline")
@@ -20,17 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-forced", action="store_true",
                         help='official protocol: the answer "[SEG]." is given instead of generated')
     parser.add_argument("--batch-size", type=int, default=8, help="queries per model call")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest generated answer, in tokens (default: 64)")
     parser.add_argument("--device", default=None, help="cuda / cpu / mps (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: the model's)")
-    parser.add_argument("--visualize", type=Path, default=None, help="write worst-case PNGs to this folder")
+    parser.add_argument("--visualize", type=Path, default=None, help="write the worst cases as PNGs (image | target | prediction, with query, answer and IoU) here")
+    add_threads_argument(parser)
     add_report_arguments(parser)
     parser.set_defaults(run=run_eval)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Which items to score (shared by `lisa eval` and `lisa baseline eval`)."""
-    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES)
+    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES,
+                        help="the dataset's layout: " + ", ".join(DATASET_CHOICES) + " (jsonl: your own data, docs/data-format.md)")
     parser.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
     parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
     parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
@@ -64,7 +71,7 @@ def _pipeline(args: argparse.Namespace):
     from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
 
     kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
-    return LisaPipeline.from_pretrained(args.model, **kwargs)
+    return LisaPipeline.from_pretrained(args.model, threads=args.threads, **kwargs)
 
 
 class _Head:

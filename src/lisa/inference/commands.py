@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     '("What is the blue circle in this image? Please output segmentation mask."); --raw sends '
                     "the text exactly as typed.",
         epilog='example:\n  lisa segment examples/diamond.jpg "the grey diamond" --out out/diamond',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    )
     segment.add_argument("image", type=Path, help="the image (PNG, JPEG, ...; EXIF rotation is applied)")
     segment.add_argument("query", help='what to find: a phrase ("the red star"), a question, or any instruction')
     segment.add_argument("--raw", action="store_true",
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Text is sent as typed: to get a mask, ask for one (\"... Please output segmentation mask.\"). "
                     "When the conversation outgrows the model's context, the oldest turns are dropped.",
         epilog=COMMANDS_HELP + "\n\nexample:\n  lisa chat examples/umbrella.jpg --out out/chat",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    )
     chat.add_argument("image", type=Path, help="the image to talk about (/image PATH switches)")
     _model_arguments(chat)
     chat.add_argument("--out", type=Path, default=Path("out/chat"),
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="A few-MB model with random weights in the lisa-seg folder layout: it loads and runs "
                     "everywhere a model folder is accepted, and its answers are noise.",
         epilog="example:\n  lisa tiny-model --out /tmp/tiny && lisa segment --model /tmp/tiny examples/umbrella.jpg \"the umbrella\"",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    )
     tiny.add_argument("--out", type=Path, required=True, help="the folder to write (created if missing)")
     tiny.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: 0)")
     tiny.set_defaults(run=run_tiny_model)

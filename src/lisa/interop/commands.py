@@ -8,25 +8,41 @@ DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    convert = subparsers.add_parser("convert", help="convert a released checkpoint to a lisa-seg folder")
+    convert = subparsers.add_parser(
+        "convert", help="convert a released checkpoint to a lisa-seg folder",
+        description="Convert checkpoints from elsewhere (docs/released-weights.md).",
+        epilog="example:\n  lisa convert official --src LISA-7B-v1 --vision-tower clip-vit-large-patch14 --out lisa-7b-v1")
     kinds = convert.add_subparsers(dest="kind", required=True, metavar="KIND")
-    official = kinds.add_parser("official", help="a released LISA folder (xinlai/LISA-7B-v1, ...) + a CLIP folder")
+    official = kinds.add_parser(
+        "official", help="a released LISA folder (xinlai/LISA-7B-v1, ...) + a CLIP folder",
+        description="Stream a released LISA checkpoint shard by shard into a lisa-seg folder (safetensors, "
+                    "lisa_config.json, tokenizer, CLIP image processor); needs about one shard of RAM. "
+                    "`lisa fixtures official` writes tiny look-alikes to try it on.",
+        epilog="example:\n  lisa convert official --src LISA-7B-v1 --vision-tower clip-vit-large-patch14 --out lisa-7b-v1")
     official.add_argument("--src", required=True, help="the released LISA folder")
     official.add_argument("--vision-tower", required=True, help="the openai/clip-vit-large-patch14 folder")
     official.add_argument("--out", required=True, help="a new folder for the lisa-seg model")
     official.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="auto keeps the checkpoint's (bf16)")
     official.set_defaults(run=_run_convert_official)
-    sam = kinds.add_parser("sam", help="an original sam_vit_{h,l,b}_*.pth file -> a transformers SAM folder")
-    sam.add_argument("--src", required=True)
-    sam.add_argument("--out", required=True)
+    sam = kinds.add_parser(
+        "sam", help="an original sam_vit_{h,l,b}_*.pth file -> a transformers SAM folder",
+        description="Read an original SAM checkpoint (weights_only; the architecture is read from the tensor "
+                    "shapes) and write a transformers SamModel folder.",
+        epilog="example:\n  lisa convert sam --src sam_vit_h_4b8939.pth --out sam-vit-h")
+    sam.add_argument("--src", required=True, help="the original sam_vit_*.pth file")
+    sam.add_argument("--out", required=True, help="a new folder for the transformers SAM model")
     sam.set_defaults(run=_run_convert_sam)
 
-    init = subparsers.add_parser("init", help="a fresh LISA (new seg head) from a LLaVA folder and a SAM checkpoint")
+    init = subparsers.add_parser(
+        "init", help="a fresh LISA (new seg head) from a LLaVA folder and a SAM checkpoint",
+        description="Build a training base: the LLaVA model gains [SEG] (when its tokenizer lacks it) and a "
+                    "fresh seg head; SAM comes from an original .pth or a transformers folder.",
+        epilog="example:\n  lisa init --vlm llava-1.5-7b-hf --sam sam_vit_h_4b8939.pth --out my-lisa")
     init.add_argument("--vlm", required=True, help="a llava-hf folder (LLaVA-1.5) or a LLaVA-v1 folder")
     init.add_argument("--sam", required=True, help="sam_vit_*.pth or a transformers sam-vit-* folder")
     init.add_argument("--vision-tower", default=None, help="CLIP folder (LLaVA-v1 folders only; they hold no CLIP)")
-    init.add_argument("--out", required=True)
-    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--out", required=True, help="a new folder for the model")
+    init.add_argument("--seed", type=int, default=0, help="random seed of the new seg head and [SEG] row (default: 0)")
     init.set_defaults(run=_run_init)
 
 

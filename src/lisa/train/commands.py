@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from lisa.threads import add_threads_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,17 +14,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="fine-tune LISA (LoRA + mask decoder) from a YAML config",
         description="One CPU / one GPU: `lisa train --config C`. Several GPUs or DeepSpeed: "
                     "`accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m lisa.cli train --config C` "
-                    "(see docs/training.md).")
+                    "(see docs/training.md).",
+        epilog="example:\n  lisa train --config configs/smoke.yaml --run-dir runs/smoke --no-progress")
     train.add_argument("--config", type=Path, required=True, help="YAML recipe, e.g. configs/smoke.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     train.add_argument("--run-dir", default=None, help="override the config's run_dir")
     train.add_argument("--max-steps", type=int, default=None, help="override optim.max_steps")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log is still written)")
+    add_threads_argument(train)
     train.set_defaults(run=run_train)
 
     export = subparsers.add_parser(
         "export", help="merge a run's LoRA and write a standalone model folder",
-        description="The folder loads with LisaPipeline.from_pretrained / `lisa segment --model`.")
+        description="The folder loads with LisaPipeline.from_pretrained / `lisa segment --model`.",
+        epilog="example:\n  lisa export --run runs/smoke --out models/smoke && lisa segment --model models/smoke examples/umbrella.jpg \"the umbrella\"")
     export.add_argument("--run", dest="run_folder", type=Path, required=True, help="the training run folder")
     export.add_argument("--out", type=Path, required=True, help="where to write the model")
     export.add_argument("--checkpoint", default="last", help="last | best | a checkpoint folder (default last)")
@@ -32,7 +38,9 @@ def run_train(args: argparse.Namespace) -> int:
     from lisa.train.config import load_config
     from lisa.train.sam_pretrain import is_sam_stage, load_stage_config, train_sam
     from lisa.train.trainer import train
+    from lisa.threads import set_threads
 
+    print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
     if is_sam_stage(args.config):  # stage 1 of a from-scratch model: SAM alone
         stage = load_stage_config(args.config)
         stage.run_dir = args.run_dir or stage.run_dir

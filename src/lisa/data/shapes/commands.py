@@ -13,9 +13,15 @@ MIN_SIZE, MAX_SIZE = 128, 2048  # below 128 px the smallest shapes get under ~15
 
 
 def register(subparsers: Any) -> None:
-    shapes = subparsers.add_parser("shapes", help="the synthetic shapes world")
+    shapes = subparsers.add_parser("shapes", help="the synthetic shapes world", description="The synthetic shapes world lisa-tiny is trained on.",
+                                   epilog="example:\n  lisa shapes generate --out data/shapes --split val")
     actions = shapes.add_subparsers(dest="shapes_command", required=True, metavar="ACTION")
-    gen = actions.add_parser("generate", help="write one split: images, queries, facts")
+    gen = actions.add_parser(
+        "generate", help="write one split: images, queries, facts",
+        description="Write OUT/SPLIT/: scene images and JSONL records (semantic, referring, absent-object, VQA and "
+                    "reasoning queries with exact masks), plus the world-knowledge corpus. Test reasoning uses "
+                    "facts that no training segmentation sample contains.",
+        epilog="example:\n  lisa shapes generate --out data/shapes --split test --n 200")
     gen.add_argument("--out", required=True, type=Path, help="dataset root; writes OUT/SPLIT/")
     gen.add_argument("--split", required=True, help="train, val or test")
     gen.add_argument("--n", type=int, default=None, help="scenes (default 2000 train, 200 val/test)")
