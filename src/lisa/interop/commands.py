@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     official.add_argument("--vision-tower", required=True, help="the openai/clip-vit-large-patch14 folder")
     official.add_argument("--out", required=True, help="a new folder for the lisa-seg model")
     official.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="auto keeps the checkpoint's (bf16)")
+    official.add_argument("--no-progress", action="store_true",
+                          help="no progress bar (it is shown on stderr only when that is a terminal)")
     official.set_defaults(run=_run_convert_official)
     sam = kinds.add_parser(
         "sam", help="an original sam_vit_{h,l,b}_*.pth file -> a transformers SAM folder",
@@ -45,6 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--seed", type=int, default=0, help="random seed of the new seg head and [SEG] row (default: 0)")
     init.set_defaults(run=_run_init)
 
+    fixtures = subparsers.add_parser(
+        "fixtures", help="tiny look-alikes of released checkpoints, to try convert / init / segment",
+        description="Write tiny random-weight checkpoints laid out like released ones.",
+        epilog="example:\n  lisa fixtures official --out fixtures")
+    fixture_kinds = fixtures.add_subparsers(dest="fixture_kind", required=True, metavar="KIND")
+    fixture_official = fixture_kinds.add_parser(
+        "official", help="LISA, CLIP, llava-hf, LLaVA-v1 and SAM look-alikes (a few MB, about 10 s)",
+        description="Write OUT/LISA-tiny-v1 (xinlai/LISA-7B-v1's files: sharded pytorch_model-*.bin, config.json, "
+                    "tokenizer.model with the added tokens), OUT/clip-vit-tiny (openai/clip-vit-large-patch14's), "
+                    "OUT/llava-1.5-tiny-hf (llava-hf/llava-1.5-7b-hf's), OUT/LLaVA-tiny-v1 (LISA's own LLaVA-v1 "
+                    "base) and OUT/sam_vit_tiny.pth (an original SAM checkpoint), with random weights, so that "
+                    "the commands of docs/released-weights.md can be tried in a minute. Their answers are noise.",
+        epilog="example:\n  lisa fixtures official --out fixtures\n"
+               "  lisa convert official --src fixtures/LISA-tiny-v1 --vision-tower fixtures/clip-vit-tiny --out fixtures/converted")
+    fixture_official.add_argument("--out", required=True, help="the folder to write (must be new or empty)")
+    fixture_official.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: 0)")
+    fixture_official.set_defaults(run=_run_fixtures)
+
 
 def _dtype(name: str):
     import torch
@@ -55,7 +75,7 @@ def _dtype(name: str):
 def _run_convert_official(args: argparse.Namespace) -> int:
     from lisa.interop.official import convert_official
 
-    out = convert_official(args.src, args.vision_tower, args.out, _dtype(args.dtype))
+    out = convert_official(args.src, args.vision_tower, args.out, _dtype(args.dtype), progress=not args.no_progress)
     print(f"wrote {out}; use it with: lisa segment --model {out} ...")
     return 0
 
@@ -64,6 +84,24 @@ def _run_convert_sam(args: argparse.Namespace) -> int:
     from lisa.interop.sam_original import convert_sam
 
     print(f"wrote {convert_sam(args.src, args.out)}")
+    return 0
+
+
+def _run_fixtures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lisa.errors import LisaError
+    from lisa.interop.fixtures import write_fixtures
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LisaError(f"{out} exists and is not an empty folder; choose a new one")
+    fixtures = write_fixtures(out, seed=args.seed)
+    print(f"wrote tiny released-layout checkpoints (random weights) to {out}/:")
+    for label, path in (("LISA (released layout)", fixtures.lisa), ("CLIP", fixtures.clip),
+                        ("llava-hf", fixtures.llava_hf), ("LLaVA-v1", fixtures.llava_v1), ("SAM .pth", fixtures.sam_pth)):
+        print(f"  {label:24s} {path}")
+    print(f"try: lisa convert official --src {fixtures.lisa} --vision-tower {fixtures.clip} --out {out}/converted")
     return 0
 
 

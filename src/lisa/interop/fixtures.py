@@ -1,10 +1,13 @@
-"""Tiny checkpoints laid out exactly like the released ones, for tests and benchmarks.
+"""Tiny checkpoints laid out exactly like the released ones, for tests, benchmarks and
+`lisa fixtures official` (try convert / init / segment --vision-tower in a minute).
 
 ``write_tiny_official`` builds a LisaModel directly, then writes its tensors under the
 official names (LLaMA ``model.*``, ``model.mm_projector``, ``model.visual_model.*`` with the
 original SAM names, ``model.text_hidden_fcs.0.{0,2}``, ``rotary_emb.inv_freq``), a
-sentencepiece tokenizer with the four added tokens, a config.json with the LISA fields of
-reference 2.2, and a separate CLIP folder (full CLIPModel, text half included).
+sentencepiece tokenizer with the four added tokens, a config.json with the fields of the
+released LISA-7B-v1 config.json, and a separate CLIP folder (full CLIPModel, text half
+included). ``write_fixtures`` adds a llava-hf folder, a LLaVA-v1 folder and an original SAM
+``.pth``, the inputs of `lisa init` and `lisa convert sam`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from transformers import (
-    CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPVisionConfig, LlamaConfig, LlavaConfig, SamConfig,
-    SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig,
+    CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+    LlavaForConditionalGeneration, SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig,
 )
 
+from lisa.interop.stream import checkpoint_shards, iter_shard
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
 
@@ -125,7 +129,7 @@ def _sam_config(size: TinySize) -> SamConfig:
 
 
 def official_config_json(config: LisaConfig) -> dict:
-    """config.json as the released checkpoints have it (reference 2.2)."""
+    """config.json as the released checkpoints have it (xinlai/LISA-7B-v1's field names)."""
     text = config.vlm["text_config"]
     fields = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
               "num_key_value_heads", "rms_norm_eps", "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")
@@ -261,6 +265,87 @@ def write_tiny_official(root: str | Path, size: TinySize | None = None, shards: 
     tower = {k[len("vlm.model.vision_tower."):]: v for k, v in model.state_dict().items() if k.startswith("vlm.model.vision_tower.")}
     write_clip_folder(clip_dir, size, tower)
     return TinyOfficial(directory, clip_dir, model)
+
+
+def write_sam_pth(path: str | Path, size: TinySize | None = None, seed: int = 3) -> SamModel:
+    """An original-layout SAM checkpoint (``sam_vit_*.pth`` names); returns the same model."""
+    torch.manual_seed(seed)
+    sam = SamModel(_sam_config(size or TinySize()))
+    state = {original_sam_name(k): v for k, v in sam.state_dict().items() if "shared_embedding" not in k}
+    torch.save(state, Path(path))
+    return sam
+
+
+def write_llava_hf_folder(folder: str | Path, tiny: TinyOfficial) -> LlavaForConditionalGeneration:
+    """A llava-hf style folder (LLaVA-1.5: transformers 4.x key layout, MLP projector, an
+    ``<image>`` token, vocabulary padded past the tokenizer); returns the same model."""
+    from lisa.interop.sp_tokenizer import load_llama_tokenizer
+
+    folder = Path(folder)
+    tokenizer = load_llama_tokenizer(tiny.directory)
+    text = tiny.model.config.vlm_config().text_config
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    text.vocab_size = len(tokenizer) + 3  # padded, like llava-1.5 (32064)
+    config = LlavaConfig(vision_config=tiny.model.config.vlm_config().vision_config, text_config=text,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+                         vision_feature_select_strategy="default", tie_word_embeddings=False)
+    model = LlavaForConditionalGeneration(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    old_layout = {}
+    for name, tensor in model.state_dict().items():
+        name = name.replace("model.language_model.", "language_model.model.").replace("lm_head.", "language_model.lm_head.")
+        name = name.replace("model.vision_tower.", "vision_tower.vision_model.").replace("model.multi_modal_projector.", "multi_modal_projector.")
+        old_layout[name] = tensor.contiguous()
+    save_file(old_layout, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_bytes((tiny.clip_dir / "preprocessor_config.json").read_bytes())
+    return model
+
+
+def write_llava_v1_folder(folder: str | Path, tiny: TinyOfficial) -> Path:
+    """A LLaVA-v1 folder (LISA's own base, e.g. LLaVA-Lightning-7B-v1-1): the released LISA
+    folder without SAM, the seg head and ``[SEG]``; CLIP lives in a separate folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).write_bytes((tiny.directory / name).read_bytes())
+    kept = tiny.model.config.seg_token_id  # [SEG] is the last added token: keep every id below it
+    _json(folder / "added_tokens.json", {token: kept - 3 + i for i, token in enumerate(ADDED[:3])})
+    config = json.loads((tiny.directory / "config.json").read_text())
+    for key in ("train_mask_decoder", "out_dim"):
+        config.pop(key)
+    config["vocab_size"] = kept
+    _json(folder / "config.json", config)
+    state: dict[str, torch.Tensor] = {}
+    for shard in checkpoint_shards(tiny.directory):
+        for name, tensor in iter_shard(shard):
+            if "visual_model" not in name and "text_hidden_fcs" not in name:
+                state[name] = tensor[:kept] if "embed" in name or "lm_head" in name else tensor
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+@dataclass
+class Fixtures:
+    lisa: Path  # released LISA layout (LISA-7B-v1's files)
+    clip: Path  # openai/clip-vit-large-patch14's layout
+    llava_hf: Path  # llava-hf/llava-1.5-7b-hf's layout
+    llava_v1: Path  # LLaVA-Lightning-7B-v1-1's layout
+    sam_pth: Path  # sam_vit_h_4b8939.pth's layout
+
+
+def write_fixtures(root: str | Path, seed: int = 0) -> Fixtures:
+    """Every released-layout input the interop commands read, tiny and random, under ``root``."""
+    root = Path(root)
+    tiny = write_tiny_official(root, seed=seed)
+    fixtures = Fixtures(tiny.directory, tiny.clip_dir, root / "llava-1.5-tiny-hf", root / "LLaVA-tiny-v1",
+                        root / "sam_vit_tiny.pth")
+    torch.manual_seed(seed)
+    write_llava_hf_folder(fixtures.llava_hf, tiny)
+    write_llava_v1_folder(fixtures.llava_v1, tiny)
+    write_sam_pth(fixtures.sam_pth, seed=seed + 3)
+    return fixtures
 
 
 def _json(path: Path, data: dict) -> None:

@@ -181,24 +181,45 @@ class KeyAudit:
 
 
 def mapped_shards(
-    sources: list[tuple[list[Path], KeyMap]], audit: KeyAudit, dtype: torch.dtype | None
+    sources: list[tuple[list[Path], KeyMap]], audit: KeyAudit, dtype: torch.dtype | None, progress: bool = False
 ) -> Iterator[dict[str, torch.Tensor]]:
     """One dict of our names per input shard; unknown names are recorded, not raised, so that
-    the final error lists all of them."""
-    for shards, key_map in sources:
-        for path in shards:
-            mapped: dict[str, torch.Tensor] = {}
-            for name, tensor in iter_shard(path):
-                try:
-                    target = key_map(name)
-                except KeyError:
-                    audit.unexpected.append(f"{path.name}: {name}")
-                    continue
-                if audit.take(name, target, tensor):
-                    cast = dtype is not None and tensor.is_floating_point()
-                    mapped[target] = tensor.to(dtype) if cast else tensor
-            yield mapped
-            del mapped
+    the final error lists all of them. ``progress``: a bar on stderr (TTY only) that advances by
+    the bytes of each tensor read, titled with the shard."""
+    files = [(path, key_map) for shards, key_map in sources for path in shards]
+    bar = _shard_bar(sum(path.stat().st_size for path, _ in files), progress)
+    done = 0
+    for number, (path, key_map) in enumerate(files, start=1):
+        bar.set_description(f"shard {number}/{len(files)} {path.name}")
+        shard_end = done + path.stat().st_size
+        mapped: dict[str, torch.Tensor] = {}
+        for name, tensor in iter_shard(path):
+            bar.set_postfix_str(name[-48:], refresh=False)
+            bar.update(max(0, min(tensor.numel() * tensor.element_size(), shard_end - bar.n)))
+            try:
+                target = key_map(name)
+            except KeyError:
+                audit.unexpected.append(f"{path.name}: {name}")
+                continue
+            if audit.take(name, target, tensor):
+                cast = dtype is not None and tensor.is_floating_point()
+                mapped[target] = tensor.to(dtype) if cast else tensor
+        done = shard_end
+        bar.update(done - bar.n)  # file bytes, not tensor bytes: each shard ends where its file does
+        yield mapped
+        del mapped
+    bar.close()
+
+
+def _shard_bar(total_bytes: int, progress: bool):
+    """A tqdm bar in bytes on stderr, silent unless asked for and stderr is a terminal."""
+    import sys
+
+    from tqdm import tqdm
+
+    active = progress and sys.stderr.isatty()
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, disable=not active,
+                file=sys.stderr, dynamic_ncols=True)
 
 
 # ---- the checkpoint as a whole --------------------------------------------------------
@@ -255,17 +276,19 @@ def load_official(
 
 
 def convert_official(
-    src: str | Path, vision_tower_dir: str | Path, out: str | Path, dtype: torch.dtype | None = None
+    src: str | Path, vision_tower_dir: str | Path, out: str | Path, dtype: torch.dtype | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write a lisa-seg folder (sharded safetensors, config, tokenizer, image processor),
-    one input shard in memory at a time. ``dtype`` None keeps the checkpoint's (bf16)."""
+    one input shard in memory at a time. ``dtype`` None keeps the checkpoint's (bf16);
+    ``progress`` shows a bar by shard and tensor on a terminal's stderr."""
     checkpoint = OfficialCheckpoint.open(src, vision_tower_dir)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise LisaError(f"{out} exists and is not empty; choose a new folder")
     audit = checkpoint.audit()
     writer = ShardWriter(out)
-    for mapped in mapped_shards(checkpoint.sources(), audit, dtype or checkpoint.checkpoint_dtype()):
+    for mapped in mapped_shards(checkpoint.sources(), audit, dtype or checkpoint.checkpoint_dtype(), progress):
         writer.write(mapped)
     try:
         audit.finish()

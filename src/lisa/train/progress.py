@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class RunLogger:
         self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                         disable=not (active and progress), dynamic_ncols=True)
         self.board = _tensorboard(run_dir / "tensorboard") if active else None
+        self.total_steps = total_steps
+        self._clock = (time.perf_counter(), start_step)  # the ETA's own clock: the bar's is off with --no-progress
 
     def _drop_after(self, step: int) -> None:
         """A resumed run rewrites the log lines of steps after its checkpoint."""
@@ -52,8 +55,13 @@ class RunLogger:
         self.bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}", bce=f"{bce:.3f}", dice=f"{dice:.3f}",
                              sps=f"{samples_per_s:.2f}")
         if force:
+            eta = self._eta(step)
             self._write({"step": step, "loss": loss, "ce": ce, "bce": bce, "dice": dice, "lr": lr,
-                         "samples_per_s": samples_per_s, "eta_s": _eta(self.bar)})
+                         "samples_per_s": samples_per_s, "eta_s": eta})
+            if self.bar.disable:  # no bar: one line per logged step instead
+                left = "?" if eta is None else _duration(eta)
+                print(f"step {step}/{self.total_steps} loss {loss:.4f} (ce {ce:.4f} bce {bce:.4f} dice {dice:.4f}) "
+                      f"{samples_per_s:.2f} samples/s, eta {left}", file=sys.stderr, flush=True)
 
     def log_val(self, step: int, scores: dict[str, float]) -> None:
         if self.active:
@@ -65,11 +73,19 @@ class RunLogger:
         if self.board is not None:
             self.board.close()
 
+    def _eta(self, step: int) -> float | None:
+        """Seconds left at the mean time per step since this run (or resume) started."""
+        started, first_step = self._clock
+        if step <= first_step:
+            return None
+        per_step = (time.perf_counter() - started) / (step - first_step)
+        return round(per_step * max(0, self.total_steps - step), 1)
 
-def _eta(bar) -> float | None:
-    """Seconds left at the bar's current rate (None while unknown or with the bar disabled)."""
-    rate = bar.format_dict.get("rate")
-    return float((bar.total - bar.n) / rate) if rate else None
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _tensorboard(directory: Path):
