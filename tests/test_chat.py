@@ -29,15 +29,15 @@ def _image(path: Path, value: int) -> Path:
 
 
 def test_long_chat_drops_the_oldest_turns_and_says_so_once(tiny_model_dir, tmp_path) -> None:
-    # each turn is ~60 prompt tokens plus an answer of up to 16; the tiny model accepts 512
-    long_query = "tell me about the " + " ".join(f"object{i}" for i in range(25))
-    done = _chat(tiny_model_dir, _image(tmp_path / "a.png", 90), tmp_path / "out", [long_query] * 12,
+    # each turn is over 100 prompt tokens plus an answer of up to 16; the tiny model accepts 512
+    long_query = "tell me about the " + " ".join(f"object{i}" for i in range(50))
+    done = _chat(tiny_model_dir, _image(tmp_path / "a.png", 90), tmp_path / "out", [long_query] * 7,
                  "--max-new-tokens", "16")
     assert done.returncode == 0, done.stderr
     assert "error" not in done.stdout, done.stdout
     assert done.stdout.count("dropping the oldest turns") == 1
-    assert done.stdout.count("lisa> ") == 12
-    assert all((tmp_path / "out" / f"turn_{i}" / "result.json").is_file() for i in range(12))
+    assert done.stdout.count("lisa> ") == 7
+    assert all((tmp_path / "out" / f"turn_{i}" / "result.json").is_file() for i in range(7))
 
 
 def test_reset_image_and_save_commands(tiny_model_dir, tmp_path) -> None:
