@@ -212,3 +212,27 @@ def test_segment_command_refuses_quantization_on_cpu(tiny_model_dir, tmp_path, c
     Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
     code = main(["segment", str(tmp_path / "x.png"), "q", "--model", str(tiny_model_dir), "--device", "cpu", "--quantize", "4"])
     assert code == 2 and "4-bit loading needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_pipeline_formats_what_the_model_computes(tiny_pipeline, images) -> None:
+    """The pipeline only formats: its masks and scores are the model's own segmentation path's
+    (logits > 0, the model's scores), for a batch over two images with 1 and 2 [SEG]s."""
+    from lisa.data.transforms import sam_view, vlm_view
+    from lisa.inference.pipeline import _pad_left
+
+    pipe = tiny_pipeline
+    model = pipe.model
+    answers = ["Sure, [SEG].", "[SEG] and [SEG]."]
+    results = pipe(images, ["first", "second"], answers=answers)
+    views = [sam_view(i, model.config.sam_image_size) for i in images]
+    encoded = model.encode_images(
+        vlm_view(images, pipe.image_processor), torch.stack([v.pixels for v in views]),
+        [v.resized_size for v in views], [v.original_size for v in views],
+    )
+    prompts = [pipe.builder.build([(q, a)]).input_ids for q, a in zip(["first", "second"], answers)]
+    ids, attention = _pad_left(prompts, pipe.pad_id, model.device)
+    segmentation = model.teacher_forced_segmentation(ids, attention, encoded, torch.tensor([0, 1]))
+    assert [h.shape[0] for h in segmentation.seg_hidden] == [1, 2]
+    for result, logits, scores in zip(results, segmentation.mask_logits, segmentation.scores):
+        assert np.array_equal(result.masks, (logits > 0).numpy())
+        assert np.array_equal(result.scores, scores.numpy())

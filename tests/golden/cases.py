@@ -128,17 +128,23 @@ def run_case(pipe, case: Case, image: np.ndarray) -> dict:
 
 @torch.no_grad()
 def seg_hidden_states(pipe, image: np.ndarray, query: str, answer: str | None) -> torch.Tensor:
-    """[n_seg, D] hidden states that predicted each [SEG] of the answer (image is cached by the
-    call just made)."""
+    """[n_seg, D] hidden states that predicted each [SEG] of the answer, from ``LisaModel``'s
+    own segmentation path (the image is cached by the pipeline call just made)."""
     from lisa.data.image_io import load_image
-    from lisa.inference.pipeline import _image_key
+    from lisa.inference.pipeline import _image_key, _pad_left
+    from lisa.model.lisa import ImageEncoding
 
     entry = pipe._cache[_image_key(load_image(image))]
-    prompts = [pipe.builder.build([(query, answer)])]
-    features, index = entry.features[None], torch.tensor([0])
+    encoded = ImageEncoding(entry.features[None], entry.sam_embedding[None], [entry.resized_size], [entry.original_size])
+    ids, attention = _pad_left([pipe.builder.build([(query, answer)]).input_ids], pipe.pad_id, pipe.model.device)
+    index = torch.tensor([0])
     if answer is None:
-        return pipe._generate(prompts, features, index, MAX_NEW_TOKENS)[1][0]
-    return pipe._teacher_forced(prompts, features, index)[0]
+        segmentation = pipe.model.generate_segmentation(
+            ids, attention, encoded, index, MAX_NEW_TOKENS, pipe.builder.stop_ids, pipe.banned_ids
+        )
+    else:
+        segmentation = pipe.model.teacher_forced_segmentation(ids, attention, encoded, index)
+    return segmentation.seg_hidden[0]
 
 
 def run_cases(model: str, dtype: str, scratch: Path) -> dict:

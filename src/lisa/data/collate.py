@@ -8,7 +8,7 @@ import torch
 from lisa.data.image_io import load_image
 from lisa.data.sample import Sample
 from lisa.data.transforms import sam_view, vlm_view
-from lisa.model.lisa import LisaBatch
+from lisa.batch import LisaBatch
 from lisa.model.prompting import IGNORE_INDEX, PromptBuilder
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-SEG_TOKEN = "[SEG]"
+from lisa.batch import SEG_TOKEN  # noqa: F401  (loaders import it from here)
 
 
 @dataclass

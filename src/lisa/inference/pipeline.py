@@ -1,8 +1,10 @@
 """LisaPipeline: image(s) + query(ies) -> answer text and masks.
 
-One request: load and normalise the image -> (cached) VLM features and SAM image embedding ->
-prompt ids -> greedy generation with a KV cache, keeping the hidden state that predicts each
-[SEG] -> seg head -> SAM mask decoder -> masks at the original size.
+One request: load and normalise the images -> encode the ones not cached yet (VLM features and
+SAM image embedding, ``LisaModel.encode_images``) -> prompt ids -> ``LisaModel``'s generated or
+teacher-forced segmentation (answer ids, [SEG] states, masks at the original size) -> text,
+boolean masks and scores. The model does the computing; the pipeline loads, caches, batches
+and formats.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil
 from lisa.data.image_io import ImageInput, load_image
 from lisa.data.transforms import sam_view, vlm_view
 from lisa.errors import LisaError
-from lisa.model import sam as sam_ops
-from lisa.model import vlm as vlm_ops
-from lisa.model.lisa import LisaModel
+from lisa.model.lisa import ImageEncoding, LisaModel, Segmentation
 from lisa.model.prompting import PromptBuilder
 from lisa.inference.queries import segment_query
 from lisa.threads import set_threads
@@ -145,6 +145,7 @@ class LisaPipeline:
             self.builder.build(list(h) + [(q, None if answers is None else answers[i])])
             for i, (q, h) in enumerate(zip(queries, histories))
         ]
+        input_ids, attention = _pad_left([p.input_ids for p in prompts], self.pad_id, self.model.device)
         timings["preprocess_ms"] = _ms(start)
 
         tick = time.perf_counter()
@@ -155,19 +156,24 @@ class LisaPipeline:
             for key in unique:
                 self._cache.move_to_end(key)
         image_index = torch.tensor([unique.index(k) for k in keys], device=self.model.device)
-        features = torch.stack([e.features for e in entries])
+        encoded = ImageEncoding(
+            torch.stack([e.features for e in entries]), torch.stack([e.sam_embedding for e in entries]),
+            [e.resized_size for e in entries], [e.original_size for e in entries],
+        )
         timings["image_encode_ms"] = _ms(tick)
 
         tick = time.perf_counter()
         if answers is None:
-            texts, seg_hidden = self._generate(prompts, features, image_index, max_new_tokens)
+            segmentation = self.model.generate_segmentation(
+                input_ids, attention, encoded, image_index, max_new_tokens, self.builder.stop_ids, self.banned_ids
+            )
+            texts = [self.builder.decode(tokens) for tokens in segmentation.tokens]
         else:
-            texts, seg_hidden = list(answers), self._teacher_forced(prompts, features, image_index)
-        timings["generate_ms"] = _ms(tick)
-
-        tick = time.perf_counter()
-        masks, scores = self._decode(seg_hidden, entries, image_index)
-        timings["mask_decode_ms"] = _ms(tick)
+            segmentation = self.model.teacher_forced_segmentation(input_ids, attention, encoded, image_index)
+            texts = list(answers)
+        masks, scores = _to_numpy(segmentation)
+        timings["mask_decode_ms"] = round(segmentation.mask_decode_ms, 3)
+        timings["generate_ms"] = round(_ms(tick) - timings["mask_decode_ms"], 3)
         timings["total_ms"] = _ms(start)
         return [SegmentResult(t, m, s, dict(timings)) for t, m, s in zip(texts, masks, scores)]
 
@@ -177,68 +183,22 @@ class LisaPipeline:
             return
         model = self.model
         views = [sam_view(arrays[k], model.config.sam_image_size) for k in missing]
-        pixels = vlm_view([arrays[k] for k in missing], self.image_processor).to(model.device)
-        features = vlm_ops.image_features(model.vlm, pixels)
-        sam_pixels = torch.stack([v.pixels for v in views]).to(model.device)
-        embeddings = sam_ops.encode_images(model.sam, sam_pixels)
+        encoded = model.encode_images(
+            vlm_view([arrays[k] for k in missing], self.image_processor),
+            torch.stack([v.pixels for v in views]),
+            [v.resized_size for v in views], [v.original_size for v in views],
+        )
         for i, key in enumerate(missing):
-            self._cache[key] = _ImageEntry(features[i], embeddings[i], views[i].resized_size, views[i].original_size)
+            self._cache[key] = _ImageEntry(encoded.features[i], encoded.sam_embeddings[i], views[i].resized_size, views[i].original_size)
         while len(self._cache) > max(self.cache_size, len(keys)):
             self._cache.popitem(last=False)
 
-    def _generate(self, prompts, features, image_index, max_new_tokens):
-        ids = [p.input_ids for p in prompts]
-        input_ids, attention = _pad_left(ids, self.pad_id, self.model.device)
-        embeds = vlm_ops.embed_with_images(
-            self.model.vlm, input_ids, features, image_index, self.model.config.image_token_id
-        )
-        generation = vlm_ops.greedy_generate(
-            self.model.vlm, embeds, attention, max_new_tokens,
-            stop_ids=self.builder.stop_ids, seg_id=self.model.config.seg_token_id, banned_ids=self.banned_ids,
-        )
-        texts = [self.builder.decode(tokens) for tokens in generation.tokens]
-        return texts, generation.seg_hidden
 
-    def _teacher_forced(self, prompts, features, image_index) -> list[torch.Tensor]:
-        ids = [p.input_ids for p in prompts]
-        input_ids, attention = _pad_left(ids, self.pad_id, self.model.device)
-        embeds = vlm_ops.embed_with_images(
-            self.model.vlm, input_ids, features, image_index, self.model.config.image_token_id
-        )
-        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        hidden = vlm_ops.language_hidden(self.model.vlm, embeds, attention, position_ids)
-        rows, cols = self.model.seg_positions(input_ids)
-        return [hidden[rows[rows == r], cols[rows == r]] for r in range(len(prompts))]
-
-    def _decode(self, seg_hidden: list[torch.Tensor], entries: list[_ImageEntry], image_index: torch.Tensor):
-        model = self.model
-        counts = [h.shape[0] for h in seg_hidden]
-        masks: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        if sum(counts) == 0:
-            for row in range(len(seg_hidden)):
-                height, width = entries[int(image_index[row])].original_size
-                masks.append(np.zeros((0, height, width), dtype=bool))
-                scores.append(np.zeros(0, dtype=np.float32))
-            return masks, scores
-        hidden = torch.cat(seg_hidden)
-        row_of_mask = torch.repeat_interleave(torch.arange(len(counts), device=hidden.device), torch.tensor(counts, device=hidden.device))
-        image_of_mask = image_index[row_of_mask]
-        prompts_embedded = model.seg_head(hidden.to(model.dtype))
-        embeddings = torch.stack([e.sam_embedding for e in entries])
-        low_res, _ = sam_ops.decode_masks(model.sam, embeddings, prompts_embedded, image_of_mask)
-        for row in range(len(counts)):
-            entry = entries[int(image_index[row])]
-            logits = sam_ops.upscale_masks(
-                low_res[row_of_mask == row], model.config.sam_image_size, entry.resized_size, entry.original_size
-            )
-            binary = logits > 0
-            probs = logits.sigmoid()
-            area = binary.flatten(1).sum(-1)
-            score = torch.where(area > 0, (probs * binary).flatten(1).sum(-1) / area.clamp(min=1), torch.zeros_like(area, dtype=probs.dtype))
-            masks.append(binary.cpu().numpy())
-            scores.append(score.float().cpu().numpy())
-        return masks, scores
+def _to_numpy(segmentation: Segmentation) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per conversation: boolean masks [n, H, W] (logit > 0) and scores [n]."""
+    masks = [(logits > 0).cpu().numpy() for logits in segmentation.mask_logits]
+    scores = [score.cpu().numpy().astype(np.float32) for score in segmentation.scores]
+    return masks, scores
 
 
 def _pad_left(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

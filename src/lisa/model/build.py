@@ -23,7 +23,7 @@ from transformers import (
     SamVisionConfig,
 )
 
-from lisa.data.sample import SEG_TOKEN
+from lisa.batch import SEG_TOKEN
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
 from lisa.model.sam import init_sam_from_scratch

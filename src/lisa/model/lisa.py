@@ -1,13 +1,18 @@
 """The composite model: Llava (any HF Llava-family checkpoint) + SAM + the seg head.
 
-``forward`` is the teacher-forced training / validation pass; inference composes the same
-pieces with KV-cache generation (``lisa.inference.pipeline``).
+``forward`` is the teacher-forced training / validation pass with losses. Inference has two
+paths on the model too: ``generate_segmentation`` (greedy generation with a KV cache, keeping
+the hidden state that predicts each generated [SEG]) and ``teacher_forced_segmentation`` (the
+answer is given). Both take prompt ids and encoded images and return answer ids, [SEG]
+states and masks; ``lisa.inference.pipeline`` only loads, caches image encodings, batches and
+formats. Every path decodes masks through ``masks_from_hidden``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +21,7 @@ from torch import nn
 from transformers import LlavaForConditionalGeneration, SamModel
 from transformers.initialization import no_init_weights
 
+from lisa.batch import LisaBatch
 from lisa.errors import LisaError
 from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
@@ -25,29 +31,28 @@ from lisa.model.projector import LinearProjector
 from lisa.model.seg_head import SegHead
 from lisa.model.weights import load_weights, save_weights
 
+__all__ = ["ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
+
+
 @dataclass
-class LisaBatch:
-    """A collated batch. C conversations over B images."""
+class ImageEncoding:
+    """B images as both towers see them: what inference reuses across queries."""
 
-    input_ids: torch.Tensor  # [C, L] image span expanded, right-padded
-    attention_mask: torch.Tensor  # [C, L]
-    labels: torch.Tensor  # [C, L] IGNORE_INDEX outside assistant answers
-    image_index: torch.Tensor  # [C] image of each conversation
-    vlm_pixels: torch.Tensor  # [B, 3, h, w]
-    sam_pixels: torch.Tensor  # [B, 3, S, S]
+    features: torch.Tensor  # [B, N_img, D] projected VLM features
+    sam_embeddings: torch.Tensor  # [B, C, h, w]
     resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
-    original_sizes: list[tuple[int, int]]  # per image
-    masks: list[torch.Tensor]  # per conversation [n_seg, H, W] (1 target, 0 background, 255 ignore)
-    sam_embeddings: torch.Tensor | None = None  # [B, C, h, w] precomputed (the encoder is frozen)
-    meta: list[dict] = field(default_factory=list)
+    original_sizes: list[tuple[int, int]]  # per image (H, W)
 
-    def to(self, device: torch.device | str) -> "LisaBatch":
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
-        return LisaBatch(
-            move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.image_index),
-            move(self.vlm_pixels), move(self.sam_pixels), self.resized_sizes, self.original_sizes,
-            [move(m) for m in self.masks], move(self.sam_embeddings), self.meta,
-        )
+
+@dataclass
+class Segmentation:
+    """Per conversation: answer ids, the [SEG] states, mask logits and scores."""
+
+    tokens: list[list[int]]  # generated ids (stop ids excluded), or [] when the answer was given
+    seg_hidden: list[torch.Tensor]  # [n_seg, D]
+    mask_logits: list[torch.Tensor]  # [n_seg, H, W] float32 at the original image size
+    scores: list[torch.Tensor]  # [n_seg] float32, ``mask_scores`` of each mask
+    mask_decode_ms: float = 0.0  # of the call's time, spent from [SEG] states to masks
 
 
 @dataclass
@@ -122,7 +127,10 @@ class LisaModel(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i]."""
+        """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i].
+
+        The one mask decoder of the project: training's ``forward`` and both inference paths
+        (hence the pipeline and evaluation) call it."""
         prompts = self.seg_head(seg_hidden.to(self.dtype))
         low_res, iou = sam_ops.decode_masks(self.sam, image_embeddings, prompts, seg_image)
         logits, scores = [], []
@@ -147,6 +155,79 @@ class LisaModel(nn.Module):
             if prefix > 0:
                 return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix)
         return vlm_ops.language_hidden(self.vlm, embeds, attention_mask)
+
+    # ---- inference ---------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_images(
+        self,
+        vlm_pixels: torch.Tensor,
+        sam_pixels: torch.Tensor,
+        resized_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> ImageEncoding:
+        """vlm_pixels [B, 3, h, w], sam_pixels [B, 3, S, S] (``lisa.data.transforms`` views)."""
+        features = vlm_ops.image_features(self.vlm, vlm_pixels.to(self.device))
+        embeddings = sam_ops.encode_images(self.sam, sam_pixels.to(self.device))
+        return ImageEncoding(features, embeddings, list(resized_sizes), list(original_sizes))
+
+    @torch.no_grad()
+    def generate_segmentation(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: ImageEncoding,
+        image_index: torch.Tensor,
+        max_new_tokens: int,
+        stop_ids: list[int],
+        banned_ids: list[int],
+    ) -> Segmentation:
+        """Greedy answers to left-padded prompts [C, L] (conversation c shows image
+        ``image_index[c]``), and a mask for every generated [SEG]."""
+        embeds = vlm_ops.embed_with_images(
+            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
+        )
+        generation = vlm_ops.greedy_generate(
+            self.vlm, embeds, attention_mask, max_new_tokens,
+            stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids,
+        )
+        return self._segment(generation.tokens, generation.seg_hidden, images, image_index)
+
+    @torch.no_grad()
+    def teacher_forced_segmentation(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, images: ImageEncoding, image_index: torch.Tensor
+    ) -> Segmentation:
+        """Masks for the [SEG]s of answers already in the left-padded prompts [C, L]."""
+        embeds = vlm_ops.embed_with_images(
+            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
+        )
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids)
+        rows, cols = self.seg_positions(input_ids)
+        seg_hidden = [hidden[rows[rows == r], cols[rows == r]] for r in range(input_ids.shape[0])]
+        return self._segment([[] for _ in seg_hidden], seg_hidden, images, image_index)
+
+    def _segment(
+        self, tokens: list[list[int]], seg_hidden: list[torch.Tensor], images: ImageEncoding, image_index: torch.Tensor
+    ) -> Segmentation:
+        """Per-conversation [SEG] states -> per-conversation masks, all in one decoder call."""
+        start = time.perf_counter()
+        counts = [h.shape[0] for h in seg_hidden]
+        device = image_index.device
+        if sum(counts) == 0:
+            sizes = [images.original_sizes[int(i)] for i in image_index]
+            empty = [torch.zeros(0, h, w, device=device) for h, w in sizes]
+            return Segmentation(tokens, seg_hidden, empty, [torch.zeros(0, device=device) for _ in sizes])
+        row_of_mask = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
+        image_of_mask = image_index[row_of_mask]
+        per_image, _ = self.masks_from_hidden(
+            torch.cat(seg_hidden), image_of_mask, images.sam_embeddings, images.resized_sizes, images.original_sizes
+        )
+        logits = []
+        for row in range(len(counts)):
+            image = int(image_index[row])
+            logits.append(per_image[image][row_of_mask[image_of_mask == image] == row])
+        scores = [sam_ops.mask_scores(m) for m in logits]
+        return Segmentation(tokens, seg_hidden, logits, scores, (time.perf_counter() - start) * 1000.0)
 
     # ---- teacher-forced forward --------------------------------------------------------
     def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:

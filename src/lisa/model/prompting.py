@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
-from lisa.data.sample import SEG_TOKEN
+from lisa.batch import SEG_TOKEN
 from lisa.errors import LisaError
 from lisa.model.config import LisaConfig
 

@@ -1,7 +1,9 @@
 """SAM as LISA uses it: a frozen image encoder and a mask decoder prompted by one sparse token.
 
-Built on transformers' ``SamModel``; no SAM code is vendored. The dense prompt is SAM's learned
-``no_mask_embed`` and ``multimask_output=False`` keeps mask token 0 (reference 1.6).
+Built on transformers' ``SamModel``; no SAM code is vendored. As in the official LISA
+(``model/LISA.py``: the prompt encoder gets ``text_embeds`` and no points, boxes or masks), the
+dense prompt is SAM's learned ``no_mask_embed`` and ``multimask_output=False`` keeps mask token
+0; ``postprocess_masks`` there upscales as ``upscale_masks`` does here.
 """
 
 from __future__ import annotations
@@ -70,3 +72,14 @@ def upscale_masks(
     masks = masks[..., : resized_size[0], : resized_size[1]]
     masks = F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
     return masks[:, 0]
+
+
+def mask_scores(logits: torch.Tensor) -> torch.Tensor:
+    """[n, H, W] logits -> [n] float32: the mean foreground probability inside each binary mask
+    (logit > 0), 0 for an empty mask. (The decoder's own IoU estimate is not used: LISA's
+    training never supervises it.)"""
+    binary = logits > 0
+    probs = logits.sigmoid()
+    area = binary.flatten(1).sum(-1)
+    score = torch.where(area > 0, (probs * binary).flatten(1).sum(-1) / area.clamp(min=1), torch.zeros_like(area, dtype=probs.dtype))
+    return score.float()
