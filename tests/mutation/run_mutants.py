@@ -1,0 +1,170 @@
+"""Mutation check of the mask path: put one realistic one-line bug in at a time, run the fast
+tests that should notice it, restore the file, and report the kill rate.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python tests/mutation/run_mutants.py [--only NAME ...] [--list]
+
+Not collected by pytest (the file name does not start with test_). It edits files under src/
+in place and restores each one in a ``finally``; run it on a clean tree (or a copy: --root).
+A mutant is *killed* when the tests fail (or time out); it *survives* when they pass.
+Takes ~20-30 min on one core: killed mutants stop at the first failing test (-x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # under src/lisa/
+    old: str  # must occur exactly once in the file
+    new: str
+
+
+MUTANTS = [
+    # ---- SAM stage (model/sam.py) -------------------------------------------------------
+    Mutant("sam_multimask", "model/sam.py", "multimask_output=False,", "multimask_output=True,"),
+    Mutant("crop_dropped", "model/sam.py", "masks = masks[..., : resized_size[0], : resized_size[1]]", "masks = masks"),
+    Mutant("crop_wrong_side", "model/sam.py", "masks = masks[..., : resized_size[0], : resized_size[1]]",
+           "masks = masks[..., input_size - resized_size[0]:, input_size - resized_size[1]:]"),
+    Mutant("crop_axes_swapped", "model/sam.py", "masks = masks[..., : resized_size[0], : resized_size[1]]",
+           "masks = masks[..., : resized_size[1], : resized_size[0]]"),
+    Mutant("align_corners_true", "model/sam.py",
+           'masks = F.interpolate(masks, (input_size, input_size), mode="bilinear", align_corners=False)',
+           'masks = F.interpolate(masks, (input_size, input_size), mode="bilinear", align_corners=True)'),
+    Mutant("dense_prompt_zeroed", "model/sam.py", "dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)",
+           "dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1) * 0"),
+    Mutant("positional_dropped", "model/sam.py",
+           "positional = sam.get_image_wide_positional_embeddings().expand(count, -1, -1, -1)",
+           "positional = sam.get_image_wide_positional_embeddings().expand(count, -1, -1, -1) * 0"),
+    Mutant("score_over_whole_image", "model/sam.py", "(probs * binary).flatten(1).sum(-1) / area.clamp(min=1)",
+           "(probs * binary).flatten(1).sum(-1) / binary[0].numel()"),
+    Mutant("score_is_mean_probability", "model/sam.py", "score = torch.where(area > 0,",
+           "score = probs.flatten(1).mean(-1) if True else torch.where(area > 0,"),
+    # ---- SAM view (data/transforms.py) --------------------------------------------------
+    Mutant("sam_pad_top_left", "data/transforms.py", "padded[:new_h, :new_w] = normalised",
+           "padded[target - new_h:, target - new_w:] = normalised"),
+    Mutant("sam_size_truncates", "data/transforms.py", "return int(height * scale + 0.5), int(width * scale + 0.5)",
+           "return int(height * scale), int(width * scale)"),
+    Mutant("sam_pad_not_mean", "data/transforms.py", "padded = np.zeros((target, target, 3), np.float32)",
+           "padded = np.full((target, target, 3), -2.0, np.float32)"),
+    Mutant("sam_bgr", "data/transforms.py", "normalised = (resized - np.array(SAM_PIXEL_MEAN",
+           "normalised = (resized[..., ::-1] - np.array(SAM_PIXEL_MEAN"),
+    Mutant("sam_nearest", "data/transforms.py", "Image.BILINEAR", "Image.NEAREST"),
+    # ---- seg head (model/seg_head.py) ---------------------------------------------------
+    Mutant("seg_head_no_activation", "model/seg_head.py", "return self.fc2(self.act(self.fc1(hidden)))",
+           "return self.fc2(self.fc1(hidden))"),
+    Mutant("seg_head_batch_stats_at_inference", "model/seg_head.py",
+           "batch_stats = self.training and hidden.shape[0] > 1", "batch_stats = hidden.shape[0] > 1"),
+    # ---- generation (model/vlm.py) ------------------------------------------------------
+    Mutant("banned_not_banned", "model/vlm.py", 'logits[:, banned_ids] = float("-inf")', "pass"),
+    Mutant("positions_from_one", "model/vlm.py", "position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)",
+           "position_ids = attention_mask.long().cumsum(-1)"),
+    Mutant("next_position_repeated", "model/vlm.py", "next_position = position_ids[:, -1:] + 1",
+           "next_position = position_ids[:, -1:]"),
+    Mutant("new_token_masked_out", "model/vlm.py", "attention_mask.new_ones(rows, 1)", "attention_mask.new_zeros(rows, 1)"),
+    Mutant("seg_state_after_token", "model/vlm.py", "seg_hidden[row].append(hidden[row])",
+           "seg_hidden[row].append(embed(next_ids)[row])"),
+    Mutant("image_features_not_per_row", "model/vlm.py", "row_features = features[image_index][per_row > 0]",
+           "row_features = features[torch.zeros_like(image_index)][per_row > 0]"),
+    # ---- composite model (model/lisa.py) ------------------------------------------------
+    Mutant("seg_gather_off_by_one", "model/lisa.py", "is_seg = input_ids[:, 1:] == self.config.seg_token_id",
+           "is_seg = input_ids[:, :-1] == self.config.seg_token_id"),
+    Mutant("rope_half_precision", "model/lisa.py", "return keep_rope_float32(model.to(device=device, dtype=dtype)).eval()",
+           "return model.to(device=device, dtype=dtype).eval()"),
+    Mutant("forced_left_pad_positions", "model/lisa.py",
+           "hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids)",
+           "hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, None)"),
+    Mutant("masks_of_first_image_only", "model/lisa.py", "chosen = seg_image == image", "chosen = seg_image == 0"),
+    Mutant("every_mask_to_every_row", "model/lisa.py", "logits.append(per_image[image][row_of_mask[image_of_mask == image] == row])",
+           "logits.append(per_image[image])"),
+    Mutant("ignore_is_target_in_training", "model/lisa.py", "(m == 1).float()", "(m > 0).float()"),
+    Mutant("loss_weights_swapped", "model/lisa.py",
+           "loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice",
+           "loss = cfg.ce_weight * ce + cfg.dice_weight * bce + cfg.bce_weight * dice"),
+    # ---- pipeline (inference/pipeline.py) -----------------------------------------------
+    Mutant("prompts_right_padded", "inference/pipeline.py", "input_ids[row, length - len(tokens):] = torch.tensor(tokens)",
+           "input_ids[row, :len(tokens)] = torch.tensor(tokens)"),
+    Mutant("cache_key_ignores_shape", "inference/pipeline.py", "digest.update(str(array.shape).encode())", "pass"),
+    Mutant("cache_evicts_current_batch", "inference/pipeline.py", "while len(self._cache) > max(self.cache_size, len(keys)):",
+           "while len(self._cache) > self.cache_size:"),
+    Mutant("threshold_at_half", "inference/pipeline.py", "masks = [(logits > 0).cpu().numpy()", "masks = [(logits > 0.5).cpu().numpy()"),
+    # ---- metrics (eval/metrics.py) ------------------------------------------------------
+    Mutant("ignore_not_removed", "eval/metrics.py", "pred_fg = (pred != 0) & valid", "pred_fg = pred != 0"),
+    Mutant("union_double_counts", "eval/metrics.py",
+           "union = int(np.count_nonzero(pred_fg)) + int(np.count_nonzero(target_fg)) - intersection",
+           "union = int(np.count_nonzero(pred_fg)) + int(np.count_nonzero(target_fg))"),
+    Mutant("empty_on_empty_zero", "eval/metrics.py", "            return 1.0", "            return 0.0"),
+    Mutant("giou_wrong_denominator", "eval/metrics.py", "return float(self.iou_sum) / (self.n + IOU_EPS)",
+           "return float(self.iou_sum) / (self.n + 1)"),
+    Mutant("intersection_sums_union", "eval/metrics.py", "self.intersection += score.intersection",
+           "self.intersection += score.union"),
+    Mutant("merge_mixes_sums", "eval/metrics.py", "self.union + other.union,", "self.union + other.intersection,"),
+]
+
+# Fast tests that exercise the mask path, cheapest first (-x stops at the first failure).
+TESTS = [
+    "tests/test_mask_geometry.py", "tests/test_eval_metrics.py", "tests/test_model_seg_head.py",
+    "tests/test_model_losses.py", "tests/test_model_prompting.py", "tests/test_pipeline.py",
+    "tests/test_golden.py", "tests/test_interop_official.py", "tests/test_shipped_model.py",
+    "tests/test_eval_model.py", "tests/test_train_step.py",
+]
+
+
+def run_tests(root: Path, timeout: int) -> tuple[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *TESTS],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        verdict = "survived" if done.returncode == 0 else "killed"
+    except subprocess.TimeoutExpired:
+        verdict = "killed (timeout)"
+    return verdict, time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--only", nargs="*", help="mutant names to run (default: all)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
+    args = parser.parse_args()
+    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    if args.list:
+        print("\n".join(f"{m.name}: {m.path}" for m in mutants))
+        return 0
+    for mutant in mutants:  # check every mutant applies before spending time
+        text = (args.root / "src/lisa" / mutant.path).read_text()
+        if text.count(mutant.old) != 1:
+            print(f"{mutant.name}: expected one match of {mutant.old!r} in {mutant.path}, found {text.count(mutant.old)}")
+            return 2
+    if not mutants:
+        print("no mutant selected")
+        return 2
+    survivors = []
+    for n, mutant in enumerate(mutants, 1):
+        path = args.root / "src/lisa" / mutant.path
+        original = path.read_text()
+        try:
+            path.write_text(original.replace(mutant.old, mutant.new))
+            verdict, seconds = run_tests(args.root, args.timeout)
+        finally:
+            path.write_text(original)
+        print(f"[{n}/{len(mutants)}] {mutant.name:36s} {verdict:16s} {seconds:6.1f}s", flush=True)
+        if verdict == "survived":
+            survivors.append(mutant.name)
+    killed = len(mutants) - len(survivors)
+    print(f"killed {killed}/{len(mutants)} ({100.0 * killed / len(mutants):.0f} %); survivors: {', '.join(survivors) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
