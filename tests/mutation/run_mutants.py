@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,8 +113,8 @@ MUTANTS = [
 # Fast tests that exercise the mask path, cheapest first (-x stops at the first failure).
 TESTS = [
     "tests/test_mask_geometry.py", "tests/test_eval_metrics.py", "tests/test_model_seg_head.py",
-    "tests/test_model_losses.py", "tests/test_model_prompting.py", "tests/test_pipeline.py",
-    "tests/test_golden.py", "tests/test_interop_official.py", "tests/test_shipped_model.py",
+    "tests/test_golden.py", "tests/test_pipeline.py", "tests/test_model_losses.py",
+    "tests/test_model_prompting.py", "tests/test_interop_official.py", "tests/test_shipped_model.py",
     "tests/test_eval_model.py", "tests/test_train_step.py",
 ]
 
@@ -137,6 +138,7 @@ def main() -> int:
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that a killed run still restores the file
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     if args.list:
         print("\n".join(f"{m.name}: {m.path}" for m in mutants))
