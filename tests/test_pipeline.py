@@ -223,7 +223,7 @@ def test_pipeline_formats_what_the_model_computes(tiny_pipeline, images) -> None
     pipe = tiny_pipeline
     model = pipe.model
     answers = ["Sure, [SEG].", "[SEG] and [SEG]."]
-    results = pipe(images, ["first", "second"], answers=answers)
+    results = pipe(images, ["first", "second"], answers=answers, raw=True)
     views = [sam_view(i, model.config.sam_image_size) for i in images]
     encoded = model.encode_images(
         vlm_view(images, pipe.image_processor), torch.stack([v.pixels for v in views]),

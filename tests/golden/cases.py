@@ -109,10 +109,11 @@ def decode_masks(rles: list[dict], height: int, width: int) -> np.ndarray:
 def run_case(pipe, case: Case, image: np.ndarray) -> dict:
     """One call through the public pipeline (text, masks, scores) and the [SEG] hidden states
     that produced those masks."""
+    # raw: the query is sent as written (the wording helper has tests of its own)
     if case.answer is None:
-        result = pipe(image, case.query, max_new_tokens=MAX_NEW_TOKENS)
+        result = pipe(image, case.query, max_new_tokens=MAX_NEW_TOKENS, raw=True)
     else:
-        result = pipe(image, case.query, answers=case.answer)
+        result = pipe(image, case.query, answers=case.answer, raw=True)
     hidden = seg_hidden_states(pipe, image, case.query, case.answer)
     return {
         "image": case.image,
