@@ -236,3 +236,25 @@ def test_pipeline_formats_what_the_model_computes(tiny_pipeline, images) -> None
     for result, logits, scores in zip(results, segmentation.mask_logits, segmentation.scores):
         assert np.array_equal(result.masks, (logits > 0).numpy())
         assert np.array_equal(result.scores, scores.numpy())
+
+
+def test_same_pixels_in_another_shape_are_another_image(tiny_pipeline) -> None:
+    """The image cache keys on shape too: a 2x8 and a 4x4 image with the same bytes must not
+    share an encoding (the mask would come back at the wrong size)."""
+    flat = np.arange(2 * 8 * 3, dtype=np.uint8)
+    wide, square = flat.reshape(2, 8, 3), flat.reshape(4, 4, 3)
+    assert wide.tobytes() == square.tobytes()
+    tiny_pipeline.clear_cache()
+    first = tiny_pipeline(wide, "q", answers="[SEG].", raw=True)
+    second = tiny_pipeline(square, "q", answers="[SEG].", raw=True)
+    assert first.masks.shape == (1, 2, 8) and second.masks.shape == (1, 4, 4)
+
+
+def test_a_batch_larger_than_the_cache_keeps_all_its_images(tiny_pipeline, images, rng) -> None:
+    pipe = LisaPipeline(tiny_pipeline.model, tiny_pipeline.tokenizer, tiny_pipeline.image_processor, cache_size=1)
+    third = rng.integers(0, 255, (20, 33, 3), dtype=np.uint8)
+    results = pipe([images[0], images[1], third], ["a", "b", "c"], answers="[SEG].", raw=True)
+    assert [r.masks.shape for r in results] == [(1, 40, 56), (1, 64, 30), (1, 20, 33)]
+    assert len(pipe._cache) == 3  # trimmed back to cache_size when the next image is encoded
+    pipe(rng.integers(0, 255, (9, 9, 3), dtype=np.uint8), "a", answers="[SEG].", raw=True)
+    assert len(pipe._cache) == 1
