@@ -1,4 +1,4 @@
-"""ReasonSeg rasterisation (reference 4.1) and COCO polygon / RLE decoding."""
+"""ReasonSeg rasterisation (labelme polygons as the official code fills them) and COCO polygon / RLE decoding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ReasonSeg loader on tiny files in the real format (reference 4.1, 3.5)."""
+"""ReasonSeg loader on tiny files in the real format (the official utils/reason_seg_dataset.py format)."""
 
 from __future__ import annotations
 

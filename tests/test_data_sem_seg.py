@@ -1,4 +1,4 @@
-"""Semantic / part segmentation loaders on tiny files in the real layouts (reference 4.4)."""
+"""Semantic / part segmentation loaders on tiny files in the real layouts (as the official utils/sem_seg_dataset.py reads them)."""
 
 from __future__ import annotations
 

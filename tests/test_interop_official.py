@@ -89,7 +89,7 @@ def test_bf16_load_keeps_released_values(tiny_bin):
     weight = model.seg_head.fc1.weight
     assert torch.equal(weight.float(), tiny_bin.model.seg_head.fc1.weight)
     rope = model.vlm.model.language_model.rotary_emb.inv_freq
-    assert rope.dtype == torch.float32  # exact, as the original computes it (reference 11)
+    assert rope.dtype == torch.float32  # exact, as the original computes it (the 4.31 LlamaRotaryEmbedding builds cos/sin from an fp32 inv_freq)
     assert torch.equal(rope, tiny_bin.model.vlm.model.language_model.rotary_emb.inv_freq)
 
 

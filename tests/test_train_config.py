@@ -9,7 +9,7 @@ import yaml
 
 from lisa.errors import LisaError
 from lisa.train.config import config_from_dict, load_config
-from lisa.train.trainer import lr_factor
+from lisa.train.schedule import lr_factor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -146,3 +146,12 @@ def test_val_names_select_jsonl_files(tmp_path: Path) -> None:
     data["val"].update(dataset="reasonseg")
     with pytest.raises(LisaError, match="val.names selects JSONL files"):
         config_from_dict(data)
+
+
+def test_both_training_loops_follow_one_schedule() -> None:
+    from lisa.train.simple_loop import LoopSettings, lr_at
+
+    settings = LoopSettings(lr=2e-3, warmup_steps=10, max_steps=110, clip=1.0, save_every=1, keep_last=1, log_every=1)
+    for step in (0, 1, 5, 10, 60, 110, 200):
+        assert lr_at(step, settings) == 2e-3 * lr_factor(step, 10, 110)
+    assert lr_at(0, settings) == 0.0 and lr_at(5, settings) == pytest.approx(1e-3) and lr_at(60, settings) == pytest.approx(1e-3)

@@ -21,12 +21,12 @@ from typing import NoReturn
 from lisa.errors import LisaError
 
 COMMAND_MODULES = (
-    "lisa.inference.commands",  # segment, chat, bench
+    "lisa.inference.commands",  # segment, chat, tiny-model
     "lisa.eval.commands",  # eval
     "lisa.data.commands",  # data check
     "lisa.data.shapes.commands",  # shapes generate
     "lisa.train.commands",  # train, export
-    "lisa.interop.commands",  # convert, init
+    "lisa.interop.commands",  # convert official, convert sam, init
     "lisa.baselines.commands",  # baseline train, baseline eval
     "lisa.serve.commands",  # serve api
 )

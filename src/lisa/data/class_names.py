@@ -2,7 +2,7 @@
 
 ``ADE20K_CLASSES[i]`` names label ``i`` after the ADE20K remap (0 -> 255, then minus 1);
 ``COCOSTUFF_CLASSES[i]`` names label ``i`` of the stuffthingmaps PNGs (0 = person). Names with
-"-" are ignored (remapped to 255) as in the official loader (reference 4.4).
+"-" are ignored (remapped to 255) as in the official loader (``utils/sem_seg_dataset.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A mixture sampler over training sources with sample rates (reference 3.3).
+"""A mixture sampler over training sources with sample rates (the official ``utils/dataset.py:HybridDataset``).
 
 Every position ``i`` of the stream is a pure function of ``(seed, i)``: its own RNG picks the
 group by rate, a source uniformly inside the group, an item uniformly inside the source, and

@@ -2,7 +2,7 @@
 
 Two conventions live here, on purpose kept apart:
 
-* ReasonSeg (labelme polygons, reference 4.1): OpenCV closed 1-px outline plus fill,
+* ReasonSeg (labelme polygons, as the official ``utils/data_processing.py``): OpenCV closed 1-px outline plus fill,
   coordinates truncated to int32, polygons painted largest first so that smaller ones
   overwrite larger ones; ``ignore`` polygons paint 255, ``flag`` polygons are skipped.
 * COCO (refCOCO family, PACO, users' JSONL): ``pycocotools`` polygons / RLE.

@@ -1,4 +1,4 @@
-"""ReasonSeg (reference 4.1, 3.5): ``X.jpg`` + ``X.json`` pairs, one folder per split.
+"""ReasonSeg (as the official ``utils/reason_seg_dataset.py`` reads them): ``X.jpg`` + ``X.json`` pairs, one folder per split.
 
 Layouts accepted for ``data_dir`` and ``split`` (splits join with "_", e.g. ``train_val``):
 ``data_dir/<split>/`` (the synthetic generator) or the official
@@ -157,7 +157,7 @@ class ReasonSegTrain:
     """Training samples: up to ``max_queries`` texts per image, one ``[SEG]`` each.
 
     Ignore regions (255) become background. With an explanatory entry for the image, one
-    choice per image (reference 3.5): p=explanatory -> text-only answer (no masks), else
+    choice per image (official ``utils/reason_seg_dataset.py``): p=explanatory -> text-only answer (no masks), else
     uniform between the template answer and "answer + explanation".
     """
 

@@ -1,4 +1,4 @@
-"""refCOCO, refCOCO+, refCOCOg, refCLEF and gRefCOCO (reference 4.2, 4.3).
+"""refCOCO, refCOCO+, refCOCOg, refCLEF and gRefCOCO (the official ``utils/refer.py``, ``utils/grefer.py``, ``utils/refer_seg_dataset.py``).
 
 Layout (``DIR`` = the data dir; the ``refer_seg/`` level is optional, because the official
 training and validation code disagree on it)::
@@ -25,10 +25,9 @@ import numpy as np
 
 from lisa.data import safe_pickle, templates
 from lisa.data.polygons import segmentation_mask
+from lisa.data.names import REFER_DATASETS
 from lisa.data.sample import Conversation, EvalItem, Sample
 from lisa.errors import LisaError
-
-DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "grefcoco")
 SPLITS = ("train", "val", "testA", "testB", "testC", "test")
 
 
@@ -92,8 +91,8 @@ class ReferData:
     """One referring dataset split loaded from disk: images, annotations and expressions."""
 
     def __init__(self, data_dir: Path, name: str, split: str, split_by: str | None = None) -> None:
-        if name not in DATASETS:
-            raise LisaError(f"unknown referring dataset {name!r}; choose from {', '.join(DATASETS)}")
+        if name not in REFER_DATASETS:
+            raise LisaError(f"unknown referring dataset {name!r}; choose from {', '.join(REFER_DATASETS)}")
         if split not in SPLITS:
             raise LisaError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
         data_dir = Path(data_dir)

@@ -1,4 +1,4 @@
-"""Semantic and part segmentation training sets (reference 4.4).
+"""Semantic and part segmentation training sets (the official ``utils/sem_seg_dataset.py``).
 
 Label-map datasets (one PNG of class ids per image; 255 = ignore)::
 

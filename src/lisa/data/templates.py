@@ -1,4 +1,4 @@
-"""Question / answer / explanatory templates (reference 3.4), without the ``<image>`` tag.
+"""Question / answer / explanatory templates (the official ``utils/utils.py``), without the ``<image>`` tag.
 
 The prompt builder places the image; these strings are the user text after it.
 """
@@ -31,7 +31,7 @@ ANSWERS = (
 )
 NO_TARGET_ANSWER = "There is no such object in the image."
 
-# Evaluation prompts of the official protocol (reference 4.1 / 4.2), answer "[SEG]."
+# Evaluation prompts of the official protocol (``train_ds.py:validate`` with ``utils/utils.py``), answer "[SEG]."
 EVAL_SHORT = "What is {text} in this image? Please output segmentation mask."
 EVAL_LONG = "{text} Please output segmentation mask."
 EVAL_ANSWER = "[SEG]."

@@ -2,7 +2,7 @@
 
 - VLM view: the checkpoint's own CLIP image processor (PIL backend): e.g. shortest side 224,
   centre crop, CLIP mean/std.
-- SAM view (reference 1.7 B): longest side to the SAM input size with round-half-up sizes,
+- SAM view (as the official ``ResizeLongestSide`` + normalise + pad in its datasets and ``chat.py``): longest side to the SAM input size with round-half-up sizes,
   PIL bilinear, normalise on the 0-255 scale, zero-pad bottom/right (after normalising, so the
   pad is the mean colour).
 """

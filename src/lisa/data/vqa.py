@@ -1,4 +1,4 @@
-"""LLaVA-Instruct-150k conversations (reference 4.5) as text-only training samples.
+"""LLaVA-Instruct-150k conversations (the official ``utils/vqa_dataset.py``) as text-only training samples.
 
 Layout: ``DIR/llava_dataset/llava_instruct_150k.json`` (a list of ``{"image", "conversations":
 [{"from": "human"|"gpt", "value"}]}``) and images in ``DIR/coco/train2017/<image>``. The

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lisa.data.names import EVAL_DATASETS
 from lisa.threads import add_threads_argument
-
-DATASET_CHOICES = ("reasonseg", "refcoco", "refcoco+", "refcocog", "refclef", "grefcoco", "jsonl")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """Which items to score (shared by `lisa eval` and `lisa baseline eval`)."""
-    parser.add_argument("--dataset", required=True, choices=DATASET_CHOICES,
-                        help="the dataset's layout: " + ", ".join(DATASET_CHOICES) + " (jsonl: your own data, docs/data-format.md)")
+    parser.add_argument("--dataset", required=True, choices=EVAL_DATASETS,
+                        help="the dataset's layout: " + ", ".join(EVAL_DATASETS) + " (jsonl: your own data, docs/data-format.md)")
     parser.add_argument("--data-dir", type=Path, required=True, help="dataset root (see docs/data-format.md)")
     parser.add_argument("--split", default="val", help="val | test | testA | testB | train ... (default val)")
     parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")

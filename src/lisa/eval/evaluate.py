@@ -14,13 +14,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from lisa.data.names import EVAL_DATASETS, REFER_DATASETS
 from lisa.data.sample import EvalItem
 from lisa.errors import LisaError
 from lisa.eval.metrics import score_mask
 from lisa.eval.report import ItemScore, Results
 
-REFER_DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "grefcoco")
-DATASETS = ("reasonseg", *REFER_DATASETS, "jsonl")
 TEACHER_FORCED_ANSWER = "[SEG]."
 
 Prediction = tuple[np.ndarray, str | None]  # ([H, W] bool mask, answer text or None)
@@ -45,7 +44,7 @@ def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = F
         from lisa.data.jsonl import JsonlEval
 
         return JsonlEval(data_dir, split, names)
-    raise LisaError(f"unknown evaluation dataset {name!r}; choose from {', '.join(DATASETS)}")
+    raise LisaError(f"unknown evaluation dataset {name!r}; choose from {', '.join(EVAL_DATASETS)}")
 
 
 def pred_stem(item: EvalItem) -> str:

@@ -1,4 +1,4 @@
-"""gIoU / cIoU exactly as the official validation (reference 5), accumulated as mergeable sums.
+"""gIoU / cIoU exactly as the official validation (``train_ds.py:validate`` and ``utils/utils.py:intersectionAndUnionGPU`` of the official code), accumulated as mergeable sums.
 
 Per mask (prediction and target [H, W]; target 255 = ignore):
 

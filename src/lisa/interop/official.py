@@ -3,7 +3,7 @@
 The folder holds LLaMA + ``mm_projector`` + SAM (``model.visual_model.*``, original SAM names)
 + ``text_hidden_fcs`` in sharded ``pytorch_model*.bin`` (or safetensors), a slow LLaMA
 tokenizer with ``<im_patch> <im_start> <im_end> [SEG]`` added, and a ``config.json`` of
-model_type ``llava``; CLIP comes from a separate folder (reference 2.1, 2.2). Every key is
+model_type ``llava``; CLIP comes from a separate folder (the output of the official ``merge_lora_weights_and_save_hf_model.py``). Every key is
 mapped strictly, one shard at a time: ``load_official`` fills a model, ``convert_official``
 writes a lisa-seg folder without building the model.
 """
@@ -110,7 +110,7 @@ def official_lisa_config(
 
 
 def token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
-    """An added token's id, looked up directly (never via encoding, reference 1.2)."""
+    """An added token's id, looked up directly (never via encoding: ``[SEG]`` is added with ``tokenizer.add_tokens``, not as a special token, in the official ``train_ds.py``)."""
     index = tokenizer.convert_tokens_to_ids(token)
     if index is None or index == tokenizer.unk_token_id:
         raise LisaError(f"the tokenizer has no {token} token")

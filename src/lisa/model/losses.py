@@ -1,4 +1,4 @@
-"""LISA's losses: token CE for text, per-mask BCE and DICE for masks (reference 3.1)."""
+"""LISA's losses: token CE for text, per-mask BCE and DICE for masks (as the official ``model/LISA.py``)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lisa.data.names import EVAL_DATASETS
 from lisa.errors import LisaError
 
 DATA_TYPES = ("jsonl", "reason_seg", "refer_seg", "sem_seg", "vqa", "synthetic")
-VAL_DATASETS = ("jsonl", "reasonseg", "refcoco", "refcoco+", "refcocog", "refclef", "grefcoco")
+VAL_DATASETS = EVAL_DATASETS  # what val.dataset accepts: the evaluation registry
 
 
 @dataclass

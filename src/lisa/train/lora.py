@@ -1,4 +1,4 @@
-"""LoRA on the language model only (reference 2.3): q/v projections of the LLM's attention.
+"""LoRA on the language model only (as the official ``train_ds.py``): q/v projections of the LLM's attention.
 
 Adapters are injected in place into ``vlm.model.language_model`` (peft's
 ``inject_adapter_in_model``), so CLIP's and SAM's own ``q_proj`` / ``v_proj`` are never

@@ -1,6 +1,6 @@
 """The model a run trains: loaded from a lisa-seg folder or built fresh (then saved to
 ``RUN/base`` so that resume and export find the same starting weights), with LoRA and the
-trainable set of reference 2.3 applied.
+trainable set of the official ``train_ds.py`` applied.
 """
 
 from __future__ import annotations

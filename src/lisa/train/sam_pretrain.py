@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import SamConfig, SamModel
 
@@ -27,7 +26,7 @@ from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
 from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
-from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch
+from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch, upscale_masks
 from lisa.train.config import _build
 from lisa.train.model_setup import load_sam
 from lisa.train.dense_aux import UPSCALE, DenseHeads, dense_losses, to_head_grid
@@ -220,8 +219,7 @@ def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompt
     low_res, embeddings = predict_low_res(sam, batch, prompter)  # [B, h, w]
     bce = dice = low_res.sum() * 0.0
     for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
-        full = F.interpolate(logits[None, None], (image_size, image_size), mode="bilinear", align_corners=False)
-        full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0]
+        full = upscale_masks(logits[None], image_size, resized, original)  # [1, H, W]
         bce = bce + mask_bce_sum(full, target[None])
         dice = dice + mask_dice_sum(full, target[None])
     count = len(batch["targets"])
@@ -309,8 +307,7 @@ def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int
             batch = make_batch(instances, 2 * step + offset, seed, 8, size)
             low_res, _ = predict_low_res(sam, batch)
             for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
-                full = F.interpolate(logits[None, None], (size, size), mode="bilinear", align_corners=False)
-                full = F.interpolate(full[..., : resized[0], : resized[1]], original, mode="bilinear", align_corners=False)[0, 0]
+                full = upscale_masks(logits[None], size, resized, original)[0]
                 predicted, truth = full > 0, target > 0
                 union = (predicted | truth).sum().item()
                 scores[kind].append((predicted & truth).sum().item() / union if union else 1.0)

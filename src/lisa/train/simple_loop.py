@@ -1,6 +1,7 @@
 """A single-process training loop for the small from-scratch pieces (stage-1 SAM, the no-LLM
-baseline): AdamW, warmup then linear decay, clipping, a JSONL log, and atomic checkpoints of
-the trainable parameters that resume exactly (batches must be a pure function of the step).
+baseline): AdamW, the trainer's warm-up / linear-decay schedule (``lisa.train.schedule``),
+clipping, a JSONL log, and atomic checkpoints of the trainable parameters that resume exactly
+(batches must be a pure function of the step).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lisa.train.checkpoint import (
     OPTIMIZER_NAME, STATE_NAME, list_checkpoints, prune, publish, rng_state, rng_tensors, set_rng, step_name,
 )
 from lisa.train.progress import log_line
+from lisa.train.schedule import lr_factor
 
 WEIGHTS_NAME = "weights.safetensors"
 StepLoss = Callable[[int], tuple[torch.Tensor, dict[str, float]]]  # step -> (loss, logged parts: bce, dice, ...)
@@ -38,11 +40,8 @@ class LoopSettings:
 
 
 def lr_at(step: int, settings: LoopSettings) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps`` (first step lr / warmup), then linear decay to 0."""
-    if step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    remaining = max(settings.max_steps - step, 0) / max(settings.max_steps - settings.warmup_steps, 1)
-    return settings.lr * remaining
+    """The learning rate of optimizer step ``step``: the same schedule as the main trainer."""
+    return settings.lr * lr_factor(step, settings.warmup_steps, settings.max_steps)
 
 
 def trainable_parameters(module: nn.Module) -> dict[str, nn.Parameter]:

@@ -2,6 +2,9 @@
 
 Used by ``configs/smoke.yaml`` and the tests: a run can build its own data in seconds,
 with no download. Layout: ``DIR/{train,val}/data.jsonl`` + PNG images and masks.
+
+It is part of the installed package, not a test fixture: a training config's
+``{type: synthetic}`` data source (the CPU smoke run) writes its data with it at run time.
 """
 
 from __future__ import annotations

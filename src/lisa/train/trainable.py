@@ -1,4 +1,4 @@
-"""Which parameters train (reference 2.3): LoRA A/B, the [SEG] rows of embed_tokens and lm_head
+"""Which parameters train (as the official ``train_ds.py``): LoRA A/B, the [SEG] rows of embed_tokens and lm_head
 (or the whole matrices, as the official code), the SAM mask decoder and the seg head.
 Everything else (LLM base weights, final norm, vision tower, projector, SAM image and prompt
 encoders) is frozen.

@@ -17,18 +17,12 @@ from lisa.train import checkpoint as ckpt
 from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
+from lisa.train.schedule import lr_factor
 from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
 OOM_HINT = ("out of memory: lower optim.batch_size (and raise optim.grad_accum to keep the effective "
             "batch), set model.gradient_checkpointing: true, or use bf16 / DeepSpeed ZeRO-2 "
             "(configs/accelerate/deepspeed_zero2.yaml)")
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warmup from 0 over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    if step < warmup:
-        return step / max(1, warmup)
-    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def make_accelerator(config: TrainConfig):
