@@ -9,32 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from lisa.data.image_io import load_image
 from lisa.inference.pipeline import LisaPipeline
-from lisa.inference.render import draw_overlay
+from lisa.inference.render import enlarge, overlay_figure, stack, text_band, view_scale
 
 HERE = Path(__file__).resolve().parent
-CAPTION_HEIGHT = 96
+GAP = 12
 
 
-def panel(image: np.ndarray, overlay: np.ndarray, lines: list[str]) -> Image.Image:
-    height, width = image.shape[:2]
-    canvas = Image.new("RGB", (2 * width + 8, height + CAPTION_HEIGHT), "white")
-    canvas.paste(Image.fromarray(image), (0, 0))
-    canvas.paste(Image.fromarray(overlay), (width + 8, 0))
-    draw = ImageDraw.Draw(canvas)
-    y = height + 4
-    for line in lines:
-        for wrapped in textwrap.wrap(line, width=(2 * width) // 6) or [""]:
-            draw.text((4, y), wrapped, fill="black")
-            y += 12
-    return canvas
+def row(image: np.ndarray, kind: str, query: str, result) -> Image.Image:
+    """[kind] above: the input (enlarged like the overlay) | the overlay with its legend."""
+    left = Image.fromarray(enlarge(image, view_scale(*image.shape[:2])))
+    right = overlay_figure(image, result.masks, query, result.text, result.scores)
+    canvas = Image.new("RGB", (left.width + GAP + right.width, right.height), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + GAP, 0))
+    return stack(text_band(canvas.width, [(f"[{kind}]", None)]), canvas)
 
 
 def main() -> None:
@@ -43,19 +38,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "figure.png")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="float32")
-    panels = []
+    rows = []
     for example in json.loads((HERE / "examples.json").read_text()):
         image = load_image(HERE / example["image"])
         result = pipe(image, example["query"])
-        lines = [f"[{example['kind']}]", f"Q: {example['query']}", f"A: {result.text}"]
-        panels.append(panel(image, draw_overlay(image, result.masks), lines))
+        rows.append(row(image, example["kind"], example["query"], result))
         print(f"{example['image']}: {result.text!r}, {len(result.masks)} mask(s)")
-    width = max(p.width for p in panels)
-    figure = Image.new("RGB", (width, sum(p.height for p in panels)), "white")
-    y = 0
-    for p in panels:
-        figure.paste(p, (0, y))
-        y += p.height
+    figure = rows[0]
+    for next_row in rows[1:]:
+        figure = stack(figure, stack(Image.new("RGB", (1, GAP), "white"), next_row))
     figure.save(args.out)
     print(f"figure written to {args.out}")
 

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from lisa.cli import main
-from lisa.inference.render import draw_overlay, mask_record, write_outputs
+from lisa.inference.render import PALETTE, draw_overlay, enlarge, mask_record, overlay_figure, write_outputs
 
 
 def test_segment_writes_overlay_and_result(tiny_model_dir, tmp_path, capsys) -> None:
@@ -21,7 +21,8 @@ def test_segment_writes_overlay_and_result(tiny_model_dir, tmp_path, capsys) -> 
     result = json.loads((out / "result.json").read_text())
     assert result["query"] == "find <image> [SEG]" and result["image_size"] == [30, 40]
     assert len(list(out.glob("mask_*.png"))) == len(result["masks"])
-    assert Image.open(out / "overlay.png").size == (40, 30)
+    overlay = Image.open(out / "overlay.png")  # enlarged x13 to at least 512 px, a legend below
+    assert overlay.width == 40 * 13 and overlay.height > 30 * 13
     assert result["text"] in capsys.readouterr().out
 
 
@@ -40,13 +41,30 @@ def test_written_masks_and_rle_round_trip(tmp_path) -> None:
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"mask_{index}.png")) > 0, masks[index])
 
 
-def test_overlay_tints_masks_and_leaves_the_rest() -> None:
+def test_overlay_fills_masks_in_strong_colours_and_dims_the_rest() -> None:
     image = np.full((10, 10, 3), 100, np.uint8)
-    masks = np.zeros((1, 10, 10), bool)
-    masks[0, 4:6, 4:6] = True
-    overlay = draw_overlay(image, masks)
-    assert (overlay[0, 0] == 100).all() and not (overlay[5, 5] == 100).all()
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 1:5, 1:5] = True
+    masks[1, 6:10, 6:10] = True
+    overlay = draw_overlay(image, masks).astype(int)
+    assert (overlay[0, 9] < 100).all()  # outside every mask: dimmed
+    for index, (y, x) in enumerate([(2, 2), (8, 8)]):  # inside: most of the way to the mask's colour
+        assert np.abs(overlay[y, x] - PALETTE[index]).max() < 0.4 * np.abs(100 - PALETTE[index]).max()
+    assert (draw_overlay(image, masks[:0]) == 100).all()  # no mask: the image as it is
     assert mask_record(np.zeros((3, 3), bool), 0.0)["bbox"] == [0, 0, 0, 0]
+
+
+def test_overlay_figure_enlarges_small_images_and_has_a_legend() -> None:
+    image = np.full((20, 30, 3), 200, np.uint8)
+    masks = np.zeros((1, 20, 30), bool)
+    masks[0, 5:15, 5:15] = True
+    figure = np.asarray(overlay_figure(image, masks, "the red star", "Sure, [SEG].", np.array([0.8])))
+    assert figure.shape[1] == 30 * 18 and figure.shape[0] > 20 * 18  # x18: the long side reaches 512
+    np.testing.assert_array_equal(figure[: 20 * 18, : 30 * 18], draw_overlay(enlarge(image, 18), enlarge(masks[0], 18)[None]))
+    legend = figure[20 * 18 :]
+    assert (legend != 255).any(axis=-1).sum() > 200  # text was drawn
+    swatch = np.all(legend == PALETTE[0].astype(np.uint8), axis=-1)
+    assert swatch.sum() >= 100  # the mask's colour swatch
 
 
 def test_chat_keeps_history_and_writes_each_turn(tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:

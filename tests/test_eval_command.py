@@ -15,6 +15,7 @@ from lisa.errors import LisaError
 from lisa.eval import commands
 from lisa.eval.evaluate import evaluate, load_eval_dataset, pred_dir_predictor
 from lisa.eval.report import build_report
+from lisa.inference.render import text_band
 
 
 def _run(argv: list[str]) -> int:
@@ -52,7 +53,12 @@ def test_pred_dir_report_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
         f"gIoU={report['giou']:.4f} cIoU={report['ciou']:.4f} n=5")
     pictures = sorted(p.name for p in vis.iterdir())
     assert len(pictures) == 3 and pictures[0].startswith("000_img4")
-    assert Image.open(vis / pictures[0]).size == (120, 30)
+    picture = np.asarray(Image.open(vis / pictures[0]))  # 30x40 panels enlarged x9, 6-px gaps, a caption
+    assert picture.shape[1] == 3 * 40 * 9 + 12
+    item = report["worst"][0]
+    caption = text_band(picture.shape[1], [(f"input  |  target (green)  |  prediction (red)  |  IoU {item['iou']:.3f}", None),
+                                           (f"Q: {item['query']}", None)], size=14)
+    np.testing.assert_array_equal(picture[30 * 9 :], np.asarray(caption))  # the query and the IoU, as written
 
 
 def test_split_evaluation_merges_to_the_same_numbers(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from _data_writers import shape, square, write_reasonseg
 
 from lisa.eval import commands
+from lisa.inference.render import text_band
 from lisa.model import build
 
 
@@ -42,4 +45,10 @@ def test_model_eval_runs_and_reports(tmp_path: Path, tiny_model: Path, mode: lis
     if mode:
         assert all(s["answer"] == "[SEG]." for s in report["per_sample"])
     assert len(list((tmp_path / "vis").iterdir())) == 3
+    worst = report["worst"][0]  # its picture carries the query, the answer and the IoU
+    picture = np.asarray(Image.open(sorted((tmp_path / "vis").iterdir())[0]))
+    caption = text_band(picture.shape[1], [
+        (f"input  |  target (green)  |  prediction (red)  |  IoU {worst['iou']:.3f}", None),
+        (f"Q: {worst['query']}", None), (f"A: {worst['answer']}", None)], size=14)
+    np.testing.assert_array_equal(picture[-caption.height :], np.asarray(caption))
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("gIoU=")

@@ -119,8 +119,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_report(report, args.out)
     if args.visualize:
+        answers = {score.item_id: score.answer for score in results.items}
         for rank, (item, pred, iou) in enumerate(keeper.cases()):
-            write_case(args.visualize, rank, item.item_id, iou, item.image, item.target, pred)
+            write_case(args.visualize, rank, item.item_id, iou, item.image, item.target, pred,
+                       item.query, answers.get(item.item_id))
     if len(items):
         print(summary_line(report))
     return 0
