@@ -9,16 +9,23 @@ TOKEN_ENV = "LISA_API_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="serve the model: an HTTP API or a web demo")
+    serve = subparsers.add_parser("serve", help="serve the model: an HTTP API or a web demo",
+                                  description="Serve a model over HTTP.",
+                                  epilog="example:\n  lisa serve api --model lisa-tiny --port 8000")
     kinds = serve.add_subparsers(dest="serve_command", required=True, metavar="KIND")
 
-    api = kinds.add_parser("api", help="HTTP API (FastAPI): /v1/segment, /v1/chat, /healthz, /metrics; docs at /docs")
+    api = kinds.add_parser(
+        "api", help="HTTP API (FastAPI): /v1/segment, /v1/chat, /healthz, /metrics; docs at /docs",
+        description="An HTTP API in front of one model worker per device, which batches waiting requests. "
+                    "The interactive schema is at http://HOST:PORT/docs.",
+        epilog="example:\n  lisa serve api --model lisa-tiny --port 8000\n"
+               "  curl -F image=@examples/umbrella.jpg -F query='the umbrella' http://127.0.0.1:8000/v1/segment")
     _common(api, port=8000)
     api.add_argument("--token", default=None,
                      help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} if set, else no token)")
     api.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10)")
     api.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest image, width x height (default 4096^2)")
-    api.add_argument("--max-query-chars", type=int, default=2000)
+    api.add_argument("--max-query-chars", type=int, default=2000, help="longest query, in characters (default 2000)")
     api.add_argument("--timeout-s", type=float, default=60.0, help="per-request limit, queueing included; then 504")
     api.add_argument("--max-conversations", type=int, default=64, help="chat conversations kept in memory")
     api.add_argument("--conversation-ttl-s", type=float, default=900.0, help="a conversation unused this long is forgotten")
@@ -33,7 +40,7 @@ def _common(parser: argparse.ArgumentParser, port: int) -> None:
                         help="auto, cpu, cuda:0, ...; repeat for one model worker per device (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
     parser.add_argument("--max-batch", type=int, default=8, help="jobs per pipeline call; 1 turns micro-batching off")
     parser.add_argument("--batch-window-ms", type=float, default=10.0, help="how long the worker waits to fill a batch")
     parser.add_argument("--queue-size", type=int, default=64, help="jobs waiting per worker; beyond it: 429 / busy")
