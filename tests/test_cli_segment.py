@@ -46,8 +46,9 @@ def test_overlay_fills_masks_in_strong_colours_and_dims_the_rest() -> None:
     masks = np.zeros((2, 10, 10), bool)
     masks[0, 1:5, 1:5] = True
     masks[1, 6:10, 6:10] = True
-    overlay = draw_overlay(image, masks).astype(int)
+    overlay = draw_overlay(image, masks, dim_rest=True).astype(int)
     assert (overlay[0, 9] < 100).all()  # outside every mask: dimmed
+    assert (draw_overlay(image, masks)[0, 9] == 100).all()  # unless asked not to (the API's overlay)
     for index, (y, x) in enumerate([(2, 2), (8, 8)]):  # inside: most of the way to the mask's colour
         assert np.abs(overlay[y, x] - PALETTE[index]).max() < 0.4 * np.abs(100 - PALETTE[index]).max()
     assert (draw_overlay(image, masks[:0]) == 100).all()  # no mask: the image as it is
@@ -60,7 +61,7 @@ def test_overlay_figure_enlarges_small_images_and_has_a_legend() -> None:
     masks[0, 5:15, 5:15] = True
     figure = np.asarray(overlay_figure(image, masks, "the red star", "Sure, [SEG].", np.array([0.8])))
     assert figure.shape[1] == 30 * 18 and figure.shape[0] > 20 * 18  # x18: the long side reaches 512
-    np.testing.assert_array_equal(figure[: 20 * 18, : 30 * 18], draw_overlay(enlarge(image, 18), enlarge(masks[0], 18)[None]))
+    np.testing.assert_array_equal(figure[: 20 * 18, : 30 * 18], draw_overlay(enlarge(image, 18), enlarge(masks[0], 18)[None], dim_rest=True))
     legend = figure[20 * 18 :]
     assert (legend != 255).any(axis=-1).sum() > 200  # text was drawn
     swatch = np.all(legend == PALETTE[0].astype(np.uint8), axis=-1)

@@ -25,8 +25,8 @@ COMMAND_MODULES = (
     "lisa.eval.commands",  # eval
     "lisa.data.commands",  # data check
     "lisa.data.shapes.commands",  # shapes generate
-    "lisa.train.commands",  # train, export
-    "lisa.interop.commands",  # convert official, convert sam, init
+    "lisa.train.commands",  # train, export, plot
+    "lisa.interop.commands",  # convert official, convert sam, init, fixtures official
     "lisa.baselines.commands",  # baseline train, baseline eval
     "lisa.serve.commands",  # serve api
 )

@@ -22,7 +22,7 @@ IGNORE_COLOR = np.array([128, 128, 128], dtype=np.float32)
 def overlay(image: np.ndarray, mask: np.ndarray, color: np.ndarray) -> np.ndarray:
     """Fill and outline mask pixels (mask == 1 or True) of an [H, W, 3] uint8 image in ``color``,
     dimming the rest; ignored pixels (255) are shown grey."""
-    out = draw_overlay(image, (mask == 1)[None], palette=color[None])
+    out = draw_overlay(image, (mask == 1)[None], palette=color[None], dim_rest=True)
     ignored = mask == 255
     out[ignored] = (0.5 * out[ignored] + 0.5 * IGNORE_COLOR).astype(np.uint8)
     return out

@@ -31,12 +31,12 @@ def enlarge(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 def draw_overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.65,
-                 palette: np.ndarray = PALETTE) -> np.ndarray:
+                 palette: np.ndarray = PALETTE, dim_rest: bool = False) -> np.ndarray:
     """RGB uint8 [H, W, 3] + bool masks [N, H, W] -> the image with each mask filled in its colour
-    (``palette`` row i for mask i) and outlined (white, then the colour); when there are masks, the
-    rest is dimmed so that they stand out."""
+    (``palette`` row i for mask i) and outlined (white, then the colour); ``dim_rest`` darkens
+    everything outside the masks so that they stand out (the pictures made for people)."""
     canvas = image.astype(np.float32)
-    if len(masks):
+    if len(masks) and dim_rest:
         anywhere = masks.any(0)
         canvas[~anywhere] = canvas[~anywhere] * 0.45 + 255 * 0.1
     for index, mask in enumerate(masks):
@@ -108,7 +108,7 @@ def overlay_figure(image: np.ndarray, masks: np.ndarray, query: str, answer: str
     above a legend with the query, the answer and one coloured line per mask."""
     factor = view_scale(*image.shape[:2])
     big_masks = np.stack([enlarge(m, factor) for m in masks]) if len(masks) else np.zeros((0,) + enlarge(image, factor).shape[:2], bool)
-    view = Image.fromarray(draw_overlay(enlarge(image, factor), big_masks))
+    view = Image.fromarray(draw_overlay(enlarge(image, factor), big_masks, dim_rest=True))
     rows: list[tuple[str, tuple[int, int, int] | None]] = [(f"Q: {query}", None), (f"A: {answer}", None)]
     total = image.shape[0] * image.shape[1]
     for index, mask in enumerate(masks):

@@ -1,4 +1,4 @@
-"""``lisa train`` and ``lisa export`` (heavy imports stay inside the run functions)."""
+"""``lisa train``, ``lisa export`` and ``lisa plot`` (heavy imports stay inside the run functions)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=Path, required=True, help="where to write the model")
     export.add_argument("--checkpoint", default="last", help="last | best | a checkpoint folder (default last)")
     export.set_defaults(run=run_export)
+
+    plot = subparsers.add_parser(
+        "plot", help="training curves of a run as a PNG (loss terms, learning rate, validation metrics)",
+        description="Read RUN/log.jsonl, which every `lisa train` / `lisa baseline train` run writes, and draw "
+                    "each loss term, the learning rate and each validation metric over steps (matplotlib).",
+        epilog="example:\n  lisa plot runs/smoke --out runs/smoke/curves.png")
+    plot.add_argument("run_folder", metavar="RUN", type=Path, help="a run folder (its log.jsonl) or a log.jsonl file")
+    plot.add_argument("--out", type=Path, default=None, help="the PNG to write (default: RUN/curves.png)")
+    plot.set_defaults(run=run_plot)
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from lisa.train.plot import find_log, plot_curves, read_curves
+
+    log = find_log(args.run_folder)
+    curves = read_curves(log)
+    out = args.out or log.parent / "curves.png"
+    plot_curves(curves, out, title=str(log.parent))
+    note = f" ({curves.skipped_lines} unreadable log line(s) skipped)" if curves.skipped_lines else ""
+    print(f"curves written to {out}{note}")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
