@@ -24,6 +24,7 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil
 from lisa.data.image_io import ImageInput, load_image
 from lisa.data.transforms import sam_view, vlm_view
 from lisa.errors import LisaError
+from lisa.model import static_decode
 from lisa.model.lisa import ImageEncoding, LisaModel, Segmentation
 from lisa.model.prompting import PromptBuilder
 from lisa.inference.queries import segment_query
@@ -64,6 +65,14 @@ class LisaPipeline:
         never = {model.config.image_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id}
         never.discard(self.builder.eos_id)
         self.banned_ids = sorted(i for i in never if i is not None and 0 <= i < vocab)
+        self.use_device_defaults()
+
+    def use_device_defaults(self) -> None:
+        """On CUDA: the static-cache, CUDA-graph decoder and a compiled SAM image encoder
+        (docs/gpu.md); elsewhere the eager decoder. Call again after moving the model."""
+        self.decoder = static_decode.decoder_for(self.model.vlm)
+        if self.decoder is not None:
+            static_decode.compile_image_encoder(self.model.sam)
 
     @classmethod
     def from_pretrained(
@@ -90,6 +99,7 @@ class LisaPipeline:
             check_quantization(quantize, torch_device)  # fail before loading gigabytes
             pipe = cls.from_pretrained(model, "cpu", torch.float16 if torch_dtype == torch.float32 else torch_dtype, vision_tower)
             quantize_language_model(pipe.model, quantize, torch_device, pipe.model.dtype)
+            pipe.use_device_defaults()
             return pipe
         if vision_tower is not None:
             from lisa.interop.official import load_official
@@ -165,7 +175,8 @@ class LisaPipeline:
         tick = time.perf_counter()
         if answers is None:
             segmentation = self.model.generate_segmentation(
-                input_ids, attention, encoded, image_index, max_new_tokens, self.builder.stop_ids, self.banned_ids
+                input_ids, attention, encoded, image_index, max_new_tokens, self.builder.stop_ids, self.banned_ids,
+                decoder=self.decoder,
             )
             texts = [self.builder.decode(tokens) for tokens in segmentation.tokens]
         else:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.projector import LinearProjector
 from lisa.model.seg_head import SegHead
 from lisa.model.weights import load_weights, save_weights
+
+if TYPE_CHECKING:
+    from lisa.model.static_decode import StaticDecoder
 
 __all__ = ["ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
 
@@ -180,14 +184,17 @@ class LisaModel(nn.Module):
         max_new_tokens: int,
         stop_ids: list[int],
         banned_ids: list[int],
+        decoder: StaticDecoder | None = None,
     ) -> Segmentation:
         """Greedy answers to left-padded prompts [C, L] (conversation c shows image
-        ``image_index[c]``), and a mask for every generated [SEG]."""
+        ``image_index[c]``), and a mask for every generated [SEG]. ``decoder``: the GPU path
+        (``static_decode``, same results); None: the eager loop."""
         embeds = vlm_ops.embed_with_images(
             self.vlm, input_ids, images.features, image_index, self.config.image_token_id
         )
-        generation = vlm_ops.greedy_generate(
-            self.vlm, embeds, attention_mask, max_new_tokens,
+        decode = decoder.generate if decoder is not None else partial(vlm_ops.greedy_generate, self.vlm)
+        generation = decode(
+            embeds, attention_mask, max_new_tokens,
             stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids,
         )
         return self._segment(generation.tokens, generation.seg_hidden, images, image_index)

@@ -89,6 +89,23 @@ class Generation:
     seg_hidden: list[torch.Tensor]  # per row [n_seg, D]: states that predicted each [SEG]
 
 
+def banned_bias(vocab: int, banned_ids: list[int], device: torch.device) -> torch.Tensor:
+    """[vocab] float32: 0, or -inf at banned ids. Added to the logits it gives the same argmax
+    as setting those logits to -inf, without indexing from a Python list every token."""
+    bias = torch.zeros(vocab, device=device)
+    bias[[i for i in banned_ids if 0 <= i < vocab]] = float("-inf")
+    return bias
+
+
+def collect_generation(picked: torch.Tensor, states: torch.Tensor, seg_id: int) -> Generation:
+    """picked [C, n] ids, -1 where a row had already stopped (and for the stop id itself);
+    states [C, n, D] the hidden state that predicted each pick. One read-back to the host;
+    the [SEG] states are gathered where they are (row-major, so in answer order)."""
+    seg_states = states[picked == seg_id]
+    tokens = [[t for t in row if t >= 0] for row in picked.cpu().tolist()]
+    return Generation(tokens, list(seg_states.split([row.count(seg_id) for row in tokens])))
+
+
 @torch.no_grad()
 def greedy_generate(
     vlm: LlavaForConditionalGeneration,
@@ -101,39 +118,37 @@ def greedy_generate(
     use_cache: bool = True,
 ) -> Generation:
     """Greedy decoding of left-padded prompts until a stop id (EOS, end of turn).
-    inputs_embeds [C, L, D], attention_mask [C, L]."""
-    stops = torch.tensor(stop_ids, device=inputs_embeds.device)
-    rows = inputs_embeds.shape[0]
+    inputs_embeds [C, L, D], attention_mask [C, L]. The eager reference; on CUDA the pipeline
+    uses ``static_decode.StaticDecoder`` (same results, no per-token host work)."""
+    device = inputs_embeds.device
+    rows, length = attention_mask.shape
+    if max_new_tokens < 1:
+        return Generation([[] for _ in range(rows)], [inputs_embeds.new_zeros(0, inputs_embeds.shape[-1])] * rows)
+    stops = torch.tensor(stop_ids, device=device)
+    ban = banned_bias(vlm.lm_head.weight.shape[0], banned_ids, device)
     embed = vlm.get_input_embeddings()
     cache = DynamicCache(config=vlm.config.text_config) if use_cache else None
+    full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache)[:, -1]
-    finished = torch.zeros(rows, dtype=torch.bool, device=inputs_embeds.device)
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    seg_hidden: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    picked: list[torch.Tensor] = []
+    states: list[torch.Tensor] = []
     for step in range(max_new_tokens):
-        logits = vlm.lm_head(hidden).float()
-        logits[:, banned_ids] = float("-inf")
-        next_ids = logits.argmax(-1)
-        for row in torch.nonzero(~finished).flatten().tolist():
-            token = int(next_ids[row])
-            if token in stop_ids:
-                continue
-            tokens[row].append(token)
-            if token == seg_id:
-                seg_hidden[row].append(hidden[row])
-        finished |= torch.isin(next_ids, stops)
-        if bool(finished.all()) or step == max_new_tokens - 1:
+        next_ids = (vlm.lm_head(hidden).float() + ban).argmax(-1)
+        stopped = torch.isin(next_ids, stops)
+        picked.append(next_ids.masked_fill(finished | stopped, -1))
+        states.append(hidden)
+        finished |= stopped
+        if step == max_new_tokens - 1 or bool(finished.all()):
             break
         next_embeds = embed(next_ids)[:, None]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, 1)], dim=1)
+        seen = full_mask[:, : length + step + 1]
         next_position = position_ids[:, -1:] + 1
         position_ids = torch.cat([position_ids, next_position], dim=1)
         if use_cache:
-            hidden = language_hidden(vlm, next_embeds, attention_mask, next_position, cache)[:, -1]
+            hidden = language_hidden(vlm, next_embeds, seen, next_position, cache)[:, -1]
         else:  # reference path for tests: re-run the whole sequence
             inputs_embeds = torch.cat([inputs_embeds, next_embeds], dim=1)
-            hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids)[:, -1]
-    width = inputs_embeds.shape[-1]
-    stacked = [torch.stack(h) if h else inputs_embeds.new_zeros(0, width) for h in seg_hidden]
-    return Generation(tokens, stacked)
+            hidden = language_hidden(vlm, inputs_embeds, seen, position_ids)[:, -1]
+    return collect_generation(torch.stack(picked, 1), torch.stack(states, 1), seg_id)
