@@ -1,9 +1,9 @@
-# The two commands of the README. Everything else is `lisa ...` (see README).
+# The two commands of the README (and `make test-fast` for the edit loop). Everything else is `lisa ...`.
 VENV   ?= .venv
 PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test clean-venv
+.PHONY: demo test test-fast clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The edit loop: everything except the tests marked slow (subprocesses, servers, browsers).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -41,6 +41,7 @@ def test_unknown_flag_is_one_line_naming_the_command() -> None:
     assert "usage:" not in result.stderr, line
 
 
+@pytest.mark.slow  # several fresh interpreters
 def test_lisa_error_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     assert_one_error_line(run_lisa("data", "check", str(missing)), str(missing))

@@ -11,6 +11,8 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 from lisa.interop.fixtures import write_tiny_official
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,7 @@ def _convert(tiny, out: Path, *extra: str, terminal: bool) -> tuple[int, str]:
     return process.wait(timeout=300), b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow  # conversions in subprocesses under a pseudo-terminal
 def test_progress_bar_on_a_terminal_only(tmp_path) -> None:
     tiny = write_tiny_official(tmp_path / "src", shards=3, fmt="bin")
     code, shown = _convert(tiny, tmp_path / "tty", terminal=True)

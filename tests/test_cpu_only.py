@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "lisa"
 
 SCRIPT = r"""
@@ -25,6 +27,7 @@ print(pipe(image, "find it", answers="[SEG].").masks.shape, pipe(image, "find it
 """
 
 
+@pytest.mark.slow  # a fresh interpreter with CUDA calls forbidden
 def test_cpu_inference_needs_no_cuda(tiny_model_dir) -> None:
     script = SCRIPT.replace("MODEL", repr(str(tiny_model_dir)))
     completed = subprocess.run(

@@ -41,6 +41,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
+@pytest.mark.slow  # 16 concurrent clients against a real server
 def test_sixteen_clients_get_their_own_answers_without_errors() -> None:
     pipe = LisaPipeline.from_pretrained("lisa-tiny", device="cpu", dtype="float32")
     requests = _requests()

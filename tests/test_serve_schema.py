@@ -34,6 +34,7 @@ def base_url(tiny_pipeline):
 OPERATIONS = [("POST", "/v1/segment"), ("POST", "/v1/chat"), ("GET", "/healthz"), ("GET", "/metrics")]
 
 
+@pytest.mark.slow  # schemathesis explores every operation
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_api_conforms_to_its_schema(base_url, method, path) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from safetensors.torch import load_file
 
@@ -41,6 +42,7 @@ def _finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, err[-3000:]
 
 
+@pytest.mark.slow  # a training subprocess killed and resumed
 def test_kill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
     straight = _start(_config(tmp_path, "straight"), resume=False)
     killed_config = _config(tmp_path, "killed")
