@@ -26,9 +26,9 @@ def peak_rss_mib(command: list[str]) -> float:
 
 
 def build(workdir: Path, shards: int, layers: int) -> tuple[Path, Path]:
-    from lisa.interop.fixtures import TinySize, write_tiny_official
+    from lisa.interop.fixtures import official_tiny_size, write_tiny_official
 
-    size = TinySize(hidden=1024, layers=layers, heads=8, intermediate=2816)
+    size = official_tiny_size(text_hidden=1024, text_layers=layers, text_heads=8, text_intermediate=2816)
     tiny = write_tiny_official(workdir, size=size, shards=shards, fmt="bin")
     return tiny.directory, tiny.clip_dir
 

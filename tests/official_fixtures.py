@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lisa.interop.fixtures import TinyOfficial, TinySize, write_tiny_official  # noqa: F401
+from lisa.interop.fixtures import TinyOfficial, official_tiny_size, write_tiny_official  # noqa: F401
 
 
 def make_image(seed: int = 0, height: int = 48, width: int = 40) -> np.ndarray:

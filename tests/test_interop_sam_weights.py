@@ -10,7 +10,7 @@ from transformers import SamConfig, SamModel, SamVisionConfig
 
 from lisa.cli import main
 from lisa.errors import LisaError
-from lisa.interop.fixtures import TinySize, _sam_config, original_sam_name
+from lisa.interop.fixtures import official_tiny_size, _sam_config, original_sam_name
 from lisa.interop.sam_original import infer_sam_config, load_sam, sam_key
 from lisa.model.lisa import LisaModel
 from lisa.model.weights import load_weights, save_weights
@@ -43,7 +43,7 @@ def test_vit_h_architecture_from_shapes():
 
 def test_sam_pth_and_hf_folder(tmp_path):
     torch.manual_seed(0)
-    model = SamModel(_sam_config(TinySize())).eval()
+    model = SamModel(_sam_config(official_tiny_size())).eval()
     state = _original_state(model)
     state["pixel_mean"] = torch.zeros(3, 1, 1)  # tolerated if present
     torch.save(state, tmp_path / "sam_vit_t.pth")
@@ -60,7 +60,7 @@ def test_sam_pth_and_hf_folder(tmp_path):
 
 def test_sharded_weights_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = LisaModel(tiny_lisa_config(TinySize()))
+    model = LisaModel(tiny_lisa_config(official_tiny_size()))
     save_weights(model, tmp_path, max_shard_bytes=200_000)
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 2 and not (tmp_path / "model.safetensors").exists()

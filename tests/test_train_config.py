@@ -155,3 +155,12 @@ def test_both_training_loops_follow_one_schedule() -> None:
     for step in (0, 1, 5, 10, 60, 110, 200):
         assert lr_at(step, settings) == 2e-3 * lr_factor(step, 10, 110)
     assert lr_at(0, settings) == 0.0 and lr_at(5, settings) == pytest.approx(1e-3) and lr_at(60, settings) == pytest.approx(1e-3)
+
+
+def test_model_build_sizes_nest_the_sam_size() -> None:
+    from lisa.model.build import ModelSize, SamSize
+
+    size = ModelSize(text_hidden=32, sam={"hidden": 16, "layers": 1, "image_size": 64, "prompt_dim": 16})
+    assert isinstance(size.sam, SamSize) and (size.sam.hidden, size.sam.layers, size.sam.window) == (16, 1, 8)
+    assert ModelSize().sam == SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2,
+                                      prompt_dim=32, decoder_mlp=64, decoder_heads=2)

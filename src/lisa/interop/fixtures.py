@@ -12,6 +12,7 @@ included). ``write_fixtures`` adds a llava-hf folder, a LLaVA-v1 folder and an o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ import torch
 from safetensors.torch import save_file
 from transformers import (
     CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-    LlavaForConditionalGeneration, SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig,
+    LlavaForConditionalGeneration, SamConfig, SamModel,
 )
 
 from lisa.interop.stream import checkpoint_shards, iter_shard
+from lisa.model.build import ModelSize, SamSize, build_sam_config
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
 
@@ -35,21 +37,13 @@ Can you segment the red thing in this picture? Please respond with segmentation 
 """
 
 
-@dataclass
-class TinySize:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 4
-    intermediate: int = 128
-    clip_hidden: int = 32
-    clip_layers: int = 3
-    clip_image: int = 32
-    clip_patch: int = 8
-    sam_hidden: int = 32
-    sam_layers: int = 2
-    sam_image: int = 64
-    prompt_dim: int = 32
-    base_vocab: int = 400
+def official_tiny_size(**changes) -> ModelSize:
+    """The look-alikes' size: lisa-seg's tiny ``ModelSize`` with a 3-layer CLIP, and a SAM with
+    8 decoder heads and 4 mask-prompt channels. ``vocab_size`` is the sentencepiece vocabulary;
+    the four added tokens (``ADDED``) take the ids after it, as in the released tokenizers."""
+    sam = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32,
+                  decoder_mlp=64, decoder_heads=8, mask_input_channels=4)
+    return dataclasses.replace(ModelSize(vision_layers=3, sam=sam), **changes)
 
 
 @dataclass
@@ -82,12 +76,12 @@ def train_sentencepiece(directory: Path, vocab_size: int) -> None:
     _json(directory / "added_tokens.json", {token: vocab_size + i for i, token in enumerate(ADDED)})
 
 
-def tiny_lisa_config(size: TinySize) -> LisaConfig:
-    vocab = size.base_vocab + len(ADDED)
+def tiny_lisa_config(size: ModelSize) -> LisaConfig:
+    vocab = size.vocab_size + len(ADDED)
     text = LlamaConfig(
-        vocab_size=vocab, hidden_size=size.hidden, intermediate_size=size.intermediate,
-        num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.heads,
-        rms_norm_eps=1e-6, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vocab_size=vocab, hidden_size=size.text_hidden, intermediate_size=size.text_intermediate,
+        num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads, num_key_value_heads=size.text_heads,
+        rms_norm_eps=1e-6, max_position_embeddings=size.max_positions, bos_token_id=1, eos_token_id=2, pad_token_id=0,
         tie_word_embeddings=False,
     )
     vlm = LlavaConfig(
@@ -95,16 +89,16 @@ def tiny_lisa_config(size: TinySize) -> LisaConfig:
         vision_feature_layer=-2, vision_feature_select_strategy="default", tie_word_embeddings=False,
     )
     return LisaConfig(
-        vlm=vlm.to_dict(), sam=_sam_config(size).to_dict(), seg_token_id=size.base_vocab + 3, image_token_id=-200,
-        num_image_tokens=count_image_tokens(vlm), projector="linear", image_start_id=size.base_vocab + 1,
-        image_end_id=size.base_vocab + 2, strip_text_around_tokens=True, out_dim=size.prompt_dim,
+        vlm=vlm.to_dict(), sam=_sam_config(size).to_dict(), seg_token_id=size.vocab_size + 3, image_token_id=-200,
+        num_image_tokens=count_image_tokens(vlm), projector="linear", image_start_id=size.vocab_size + 1,
+        image_end_id=size.vocab_size + 2, strip_text_around_tokens=True, out_dim=size.sam.prompt_dim,
     )
 
 
-def _clip_config(size: TinySize) -> CLIPConfig:
+def _clip_config(size: ModelSize) -> CLIPConfig:
     vision = CLIPVisionConfig(
-        hidden_size=size.clip_hidden, intermediate_size=size.clip_hidden * 4, num_hidden_layers=size.clip_layers,
-        num_attention_heads=4, image_size=size.clip_image, patch_size=size.clip_patch, projection_dim=16,
+        hidden_size=size.vision_hidden, intermediate_size=size.vision_hidden * 4, num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.vision_heads, image_size=size.vision_image_size, patch_size=size.vision_patch, projection_dim=16,
     )
     text = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
             "vocab_size": 50, "max_position_embeddings": 16, "projection_dim": 16,
@@ -112,20 +106,8 @@ def _clip_config(size: TinySize) -> CLIPConfig:
     return CLIPConfig(text_config=text, vision_config=vision.to_dict(), projection_dim=16)
 
 
-def _sam_config(size: TinySize) -> SamConfig:
-    return SamConfig(
-        vision_config=SamVisionConfig(
-            hidden_size=size.sam_hidden, output_channels=size.prompt_dim, num_hidden_layers=size.sam_layers,
-            num_attention_heads=2, image_size=size.sam_image, patch_size=16, window_size=2,
-            global_attn_indexes=[size.sam_layers - 1], num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
-        ),
-        prompt_encoder_config=SamPromptEncoderConfig(
-            hidden_size=size.prompt_dim, image_size=size.sam_image, patch_size=16, mask_input_channels=4
-        ),
-        mask_decoder_config=SamMaskDecoderConfig(
-            hidden_size=size.prompt_dim, mlp_dim=64, num_attention_heads=8, iou_head_hidden_dim=size.prompt_dim
-        ),
-    )
+def _sam_config(size: ModelSize) -> SamConfig:
+    return build_sam_config(size.sam)
 
 
 def official_config_json(config: LisaConfig) -> dict:
@@ -233,21 +215,21 @@ def write_sharded(directory: Path, state: dict[str, torch.Tensor], shards: int, 
     _json(directory / f"{stem}.{suffix}.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def write_clip_folder(directory: Path, size: TinySize, vision_state: dict[str, torch.Tensor]) -> None:
+def write_clip_folder(directory: Path, size: ModelSize, vision_state: dict[str, torch.Tensor]) -> None:
     """A full CLIPModel folder whose vision half holds ``vision_state`` (tower names)."""
     directory.mkdir(parents=True, exist_ok=True)
     clip = CLIPModel(_clip_config(size))
     clip.vision_model.load_state_dict(vision_state)
     clip.save_pretrained(str(directory))
     CLIPImageProcessorPil(
-        size={"shortest_edge": size.clip_image}, crop_size={"height": size.clip_image, "width": size.clip_image},
+        size={"shortest_edge": size.vision_image_size}, crop_size={"height": size.vision_image_size, "width": size.vision_image_size},
         do_center_crop=True, resample=3, image_mean=[0.48145466, 0.4578275, 0.40821073],
         image_std=[0.26862954, 0.26130258, 0.27577711],
     ).save_pretrained(str(directory))
 
 
-def write_tiny_official(root: str | Path, size: TinySize | None = None, shards: int = 3, fmt: str = "bin", seed: int = 0) -> TinyOfficial:
-    size = size or TinySize()
+def write_tiny_official(root: str | Path, size: ModelSize | None = None, shards: int = 3, fmt: str = "bin", seed: int = 0) -> TinyOfficial:
+    size = size or official_tiny_size()
     root = Path(root)
     directory, clip_dir = root / "LISA-tiny-v1", root / "clip-vit-tiny"
     torch.manual_seed(seed)
@@ -257,7 +239,7 @@ def write_tiny_official(root: str | Path, size: TinySize | None = None, shards: 
         for tensor in model.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(tensor.to(torch.bfloat16).float())
-    train_sentencepiece(directory, size.base_vocab)
+    train_sentencepiece(directory, size.vocab_size)
     state = {k: v.to(torch.bfloat16) for k, v in official_state(model).items()}
     state.update({k: v.to(torch.bfloat16) for k, v in inv_freq_keys(config).items()})
     write_sharded(directory, state, shards, fmt)
@@ -267,10 +249,10 @@ def write_tiny_official(root: str | Path, size: TinySize | None = None, shards: 
     return TinyOfficial(directory, clip_dir, model)
 
 
-def write_sam_pth(path: str | Path, size: TinySize | None = None, seed: int = 3) -> SamModel:
+def write_sam_pth(path: str | Path, size: ModelSize | None = None, seed: int = 3) -> SamModel:
     """An original-layout SAM checkpoint (``sam_vit_*.pth`` names); returns the same model."""
     torch.manual_seed(seed)
-    sam = SamModel(_sam_config(size or TinySize()))
+    sam = SamModel(_sam_config(size or official_tiny_size()))
     state = {original_sam_name(k): v for k, v in sam.state_dict().items() if "shared_embedding" not in k}
     torch.save(state, Path(path))
     return sam

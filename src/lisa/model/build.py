@@ -6,7 +6,7 @@ Every model lisa-seg trains from scratch starts here; released checkpoints go th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -56,6 +56,7 @@ class SamSize:
     prompt_dim: int = 128
     decoder_mlp: int = 512
     decoder_heads: int = 4
+    mask_input_channels: int = 16  # SAM's mask-prompt encoder (unused by LISA, but it has weights)
 
 
 def build_sam_config(size: SamSize) -> SamConfig:
@@ -67,7 +68,7 @@ def build_sam_config(size: SamSize) -> SamConfig:
             num_pos_feats=size.prompt_dim // 2, initializer_range=0.02,
         ),
         prompt_encoder_config=SamPromptEncoderConfig(
-            hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=size.patch, mask_input_channels=16
+            hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=size.patch, mask_input_channels=size.mask_input_channels
         ),
         mask_decoder_config=SamMaskDecoderConfig(
             hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
@@ -76,9 +77,16 @@ def build_sam_config(size: SamSize) -> SamConfig:
     )
 
 
+def _tiny_sam() -> SamSize:
+    return SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32,
+                   decoder_mlp=64, decoder_heads=2)
+
+
 @dataclass
 class ModelSize:
-    """The knobs that set a model's size (all other choices follow LISA)."""
+    """The knobs that set a model's size (all other choices follow LISA); the one size type of
+    lisa-seg: training configs (``model.build``), the test models and the released-layout
+    look-alikes (``lisa.interop.fixtures``) all use it. ``sam`` may be given as a dict."""
 
     text_hidden: int = 64
     text_layers: int = 2
@@ -89,20 +97,13 @@ class ModelSize:
     vision_heads: int = 4
     vision_image_size: int = 32
     vision_patch: int = 8
-    sam_hidden: int = 32
-    sam_layers: int = 2
-    sam_heads: int = 2
-    sam_image_size: int = 64
-    sam_window: int = 2
-    prompt_dim: int = 32
-    decoder_mlp: int = 64
     max_positions: int = 512
     vocab_size: int = 400
+    sam: SamSize = field(default_factory=_tiny_sam)
 
-    def sam_size(self) -> SamSize:
-        return SamSize(hidden=self.sam_hidden, layers=self.sam_layers, heads=self.sam_heads,
-                       image_size=self.sam_image_size, patch=16, window=self.sam_window,
-                       prompt_dim=self.prompt_dim, decoder_mlp=self.decoder_mlp, decoder_heads=2)
+    def __post_init__(self) -> None:
+        if isinstance(self.sam, dict):  # from a YAML config
+            self.sam = SamSize(**self.sam)
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -179,7 +180,7 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: SamCo
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    sam = sam or build_sam_config(size.sam_size())
+    sam = sam or build_sam_config(size.sam)
     return LisaConfig(
         vlm=vlm.to_dict(),
         sam=sam.to_dict(),
