@@ -22,6 +22,7 @@ loop, token for token and [SEG] state for [SEG] state.
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -120,7 +121,7 @@ class StaticDecoder:
         while len(self._shapes) >= self.max_shapes:  # a 7B cache at batch 32 is gigabytes
             self._shapes.popitem(last=False)
         buffers = self._allocate(*key)
-        graph = self._capture(buffers) if self.use_graphs else None
+        graph = self._capture(buffers) if self.use_graphs and key[2] > 1 else None  # 1 token: no step
         self._shapes[key] = (buffers, graph)
         return buffers, graph
 
@@ -149,20 +150,27 @@ class StaticDecoder:
             stops=torch.tensor(stop_ids, dtype=torch.long, device=device),
         )
 
-    def _capture(self, buffers: _Buffers) -> torch.cuda.CUDAGraph:
+    def _capture(self, buffers: _Buffers) -> torch.cuda.CUDAGraph | None:
         """Record one step. Warm-up runs (which allocate, autotune, compile) happen on a side
-        stream first, as CUDA graphs require; the state they leave is reset by each prefill."""
-        self._reset(buffers)
+        stream first, as CUDA graphs require; each starts from a reset state so that its
+        indices stay in range, and each prefill resets what they leave. A step that cannot be
+        captured (a kernel that syncs with the host) runs uncaptured: slower, same results."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
+                self._reset(buffers)
                 self._step(buffers)
         torch.cuda.current_stream().wait_stream(side)
         self._reset(buffers)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._step(buffers)
+        try:
+            with torch.cuda.graph(graph):
+                self._step(buffers)
+        except RuntimeError as error:
+            warnings.warn(f"the decode step could not be captured in a CUDA graph ({error}); running it uncaptured")
+            torch.cuda.synchronize()
+            return None
         return graph
 
     # ---- the steps ---------------------------------------------------------------------
