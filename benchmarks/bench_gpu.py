@@ -397,6 +397,28 @@ def physical_limit(subject: Subject, peaks: dict, report: Report, tags: dict) ->
     return figures
 
 
+@torch.no_grad()
+def agreement(subject: Subject, report: Report, tags: dict) -> None:
+    """Ours against the eager loop on this device, at these shapes: the ids of free (unbanned)
+    answers, and the [SEG] states of forced ones. Random weights have near-ties, so bf16 may
+    flip a few ids; a large disagreement means a broken decoder."""
+    model, batch = subject.model, make_batch(subject.model, 4, seed=7)
+    features = vlm_ops.image_features(model.vlm, batch.vlm_pixels)
+    embeds = subject.embed(batch, features)
+    seg = model.config.seg_token_id
+    eager = vlm_ops.greedy_generate(model.vlm, embeds, batch.attention_mask, 12, [], seg, [])
+    ours = subject.decoder.generate(embeds, batch.attention_mask, 12, [], seg, [])
+    pairs = [(a, b) for row_a, row_b in zip(eager.tokens, ours.tokens) for a, b in zip(row_a, row_b)]
+    same = sum(a == b for a, b in pairs) / max(1, len(pairs))
+    forced_eager = vlm_ops.greedy_generate(model.vlm, embeds, batch.attention_mask, NEW_TOKENS, [], seg, subject.banned)
+    forced_ours = subject.decoder.generate(embeds, batch.attention_mask, NEW_TOKENS, [], seg, subject.banned)
+    difference = max(float((a.float() - b.float()).abs().max()) for a, b in zip(forced_eager.seg_hidden, forced_ours.seg_hidden))
+    scale = max(float(a.float().abs().max()) for a in forced_eager.seg_hidden)
+    report.emit(**tags, path="ours", figure="agreement_with_eager", value=round(same, 4), unit="fraction of ids",
+                seg_state_max_abs_diff=difference, seg_state_max_abs=scale, first_row_eager=eager.tokens[0],
+                first_row_ours=ours.tokens[0])
+
+
 def run_size(size: str, args, device: torch.device, dtype: torch.dtype, peaks: dict, report: Report) -> None:
     tags = {"size": size, "precision": str(dtype).replace("torch.", "")}
     start = time.perf_counter()
@@ -411,6 +433,7 @@ def run_size(size: str, args, device: torch.device, dtype: torch.dtype, peaks: d
             continue
         if path == "ours":  # the pipeline's CUDA defaults, set last: compiling is in place
             subject.decoder = StaticDecoder(subject.model.vlm, compile_step=args.compile_step)
+            agreement(subject, report, tags)
             if device.type == "cuda":
                 compile_image_encoder(subject.model.sam)
         measure_path(subject, path, paths[path], args, report, limit, tags)
@@ -449,7 +472,8 @@ def quantized_sections(size: str, dtype: torch.dtype, args, device: torch.device
         weight = decode_weight_bytes(model)
         report.emit(**tags, figure="quantized_weight_bytes", bits=bits, value=weight, unit="B")
         quant_args = argparse.Namespace(**{**vars(args), "batches": "8"})
-        measure_path(subject, "ours", static_generate, quant_args, report, {}, {**tags, "precision": f"int{bits}"})
+        measure_path(subject, "ours", static_generate, quant_args, report, {},
+                     {**tags, "precision": f"int{bits}", "sam_encoder": "eager"})
         del model, subject
         gc.collect()
         torch.cuda.empty_cache()

@@ -29,4 +29,6 @@ def test_bench_gpu_tiny_runs_every_path_and_prints_json_figures() -> None:
     assert all(row["value"] > 0 for row in lines if row["figure"] == "ratio_to_limit")
     assert {row["path"] for row in lines if row["figure"] == "ratio_to_limit"} == {"naive", "official", "ours"}
     assert all(row["value"] > 0 for row in lines if row["figure"] == "ms_per_query")
+    agreement = next(row for row in lines if row["figure"] == "agreement_with_eager")
+    assert agreement["value"] == 1.0 and agreement["seg_state_max_abs_diff"] < 1e-4  # fp32 on the CPU
     assert "# size | precision | path" in done.stdout
