@@ -31,18 +31,18 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def load(model: str, device: str, dtype: str):
+def load(model: str, device: str, dtype: str, threads: int | None = None):
     from lisa.inference.pipeline import LisaPipeline
     from lisa.model.build import write_tiny_model
 
     if model == "tiny-random":
         model = str(write_tiny_model(tempfile.mkdtemp(prefix="lisa-tiny-random-")))
-    return LisaPipeline.from_pretrained(model, device=device, dtype=dtype)
+    return LisaPipeline.from_pretrained(model, device=device, dtype=dtype, threads=threads)  # None: keep torch's
 
 
 def timed(pipe, image, query: str, max_new_tokens: int) -> tuple[float, int, dict]:
     start = time.perf_counter()
-    result = pipe(image, query, max_new_tokens=max_new_tokens)
+    result = pipe(image, query, max_new_tokens=max_new_tokens, raw=True)  # the queries as written, as before
     if pipe.model.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1000, len(result.masks), result.timings
@@ -58,7 +58,7 @@ def main() -> None:
     queries = ["What is the red object?", "Segment the largest shape.", "Which thing keeps you dry in the rain?"]
 
     load_start = time.perf_counter()
-    pipe = load(args.model, args.device, args.dtype)
+    pipe = load(args.model, args.device, args.dtype, args.threads or None)
     load_ms = (time.perf_counter() - load_start) * 1000
     cold_ms, _, _ = timed(pipe, new_image(), queries[0], args.max_new_tokens)
 
