@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ def _image(path: Path, value: int) -> Path:
 
 
 @pytest.mark.slow  # a chat session in a subprocess
+@pytest.mark.slow  # a fresh interpreter driven through stdin
 def test_long_chat_drops_the_oldest_turns_and_says_so_once(tiny_model_dir, tmp_path) -> None:
     # each turn is over 100 prompt tokens plus an answer of up to 16; the tiny model accepts 512
     long_query = "tell me about the " + " ".join(f"object{i}" for i in range(50))
@@ -43,6 +45,7 @@ def test_long_chat_drops_the_oldest_turns_and_says_so_once(tiny_model_dir, tmp_p
 
 
 @pytest.mark.slow  # a chat session in a subprocess
+@pytest.mark.slow  # a fresh interpreter driven through stdin
 def test_reset_image_and_save_commands(tiny_model_dir, tmp_path) -> None:
     first, second = _image(tmp_path / "a.png", 40), _image(tmp_path / "b.png", 200)
     saved = tmp_path / "saved"

@@ -43,6 +43,7 @@ def _convert(tiny, out: Path, *extra: str, terminal: bool) -> tuple[int, str]:
 
 
 @pytest.mark.slow  # conversions in subprocesses under a pseudo-terminal
+@pytest.mark.slow  # two fresh interpreters, one on a pseudo-terminal
 def test_progress_bar_on_a_terminal_only(tmp_path) -> None:
     tiny = write_tiny_official(tmp_path / "src", shards=3, fmt="bin")
     code, shown = _convert(tiny, tmp_path / "tty", terminal=True)
