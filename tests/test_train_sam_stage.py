@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from lisa.errors import LisaError
 from lisa.model.build import SamSize
+from lisa.train.checkpoint import WEIGHTS_NAME
 from lisa.train.sam_pretrain import SamStageConfig, collect_instances, train_sam
 
 SMALL = SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32, decoder_mlp=64, decoder_heads=2)
@@ -102,7 +103,7 @@ def test_phrase_prompts_train_and_resume_exactly(square_world, tmp_path) -> None
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(resumed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / "weights.safetensors"))
+    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / WEIGHTS_NAME))
     assert any(k.startswith("prompter.") for k in saved)  # the phrase prompter trains (and is checkpointed)
 
 
@@ -137,7 +138,7 @@ def test_dense_heads_train_from_an_existing_sam_and_resume_exactly(square_world,
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], load_file(str(start / "model.safetensors"))[k]) for k in a)  # it trained on
-    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / "weights.safetensors"))
+    saved = load_file(str(next((tmp_path / "a" / "checkpoints").glob("step-*")) / WEIGHTS_NAME))
     assert any(k.startswith("dense.semantic") for k in saved) and any(k.startswith("dense.colour") for k in saved)
     assert not any(k.startswith("dense") for k in a)  # the heads are dropped: a plain SAM folder
     logged = json.loads((tmp_path / "a" / "log.jsonl").read_text().splitlines()[-1])

@@ -30,7 +30,8 @@ from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import encode_images, upscale_masks
 from lisa.model.weights import write_safetensors
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
-from lisa.train.config import _build
+from lisa.schema import parse
+from lisa.train.config import read_yaml
 
 
 @dataclass
@@ -65,10 +66,7 @@ class BaselineConfig:
 
 
 def load_config(path: str | Path) -> BaselineConfig:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return _build(BaselineConfig, data, "")
+    return parse(BaselineConfig, read_yaml(path) or {}, path)
 
 
 # ---- data ----------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPImageProcessorPil
 
 from lisa.data.image_io import ImageInput, load_image
 from lisa.data.transforms import sam_view, vlm_view
 from lisa.errors import LisaError
 from lisa.model import static_decode
+from lisa.model.folder import load_preprocessing
 from lisa.model.lisa import ImageEncoding, LisaModel, Segmentation
 from lisa.model.prompting import PromptBuilder
 from lisa.inference.queries import segment_query
@@ -107,9 +107,8 @@ class LisaPipeline:
             lisa_model, tokenizer, processor = load_official(model, vision_tower, torch_dtype, torch_device)
             return cls(lisa_model, tokenizer, processor)
         directory = resolve_model_dir(model)
+        tokenizer, processor = load_preprocessing(directory)  # checks the whole folder first
         lisa_model = LisaModel.from_pretrained(directory, dtype=torch_dtype, device=torch_device)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        processor = CLIPImageProcessorPil.from_pretrained(directory)
         return cls(lisa_model, tokenizer, processor)
 
     # ---- public call -------------------------------------------------------------------

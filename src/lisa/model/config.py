@@ -1,47 +1,53 @@
 """One config object that records every choice a LISA checkpoint depends on.
 
 Saved as ``lisa_config.json`` beside the weights; the VLM and SAM configs are stored whole
-so that any Llava-family and any SAM checkpoint in Hugging Face format can be rebuilt.
+so that any Llava-family and any SAM checkpoint in Hugging Face format can be rebuilt. Loading
+validates every field's type and range (pydantic) and the ids and sizes against the VLM and SAM
+configs, so a damaged or hand-edited file is one error naming the key, never a model that
+answers while ignoring the image.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic.dataclasses import dataclass
 from transformers import LlavaConfig, SamConfig
 
 from lisa.errors import LisaError
+from lisa.schema import STRICT_KEYS, Bool, Integer, NonNegativeInt, NonNegativeNumber, PositiveInt, Text, parse
 
 CONFIG_NAME = "lisa_config.json"
 FORMAT_VERSION = 1
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class LisaConfig:
     vlm: dict[str, Any]  # LlavaConfig.to_dict()
     sam: dict[str, Any]  # SamConfig.to_dict()
-    seg_token_id: int
-    image_token_id: int  # placeholder id repeated num_image_tokens times in input_ids
-    num_image_tokens: int  # embeddings one image expands to (256 for CLIP-L/14 @ 224)
-    chat_template: str = "llava_v1"
-    projector: str = "mlp"  # "mlp": HF Llava's 2-layer projector; "linear": LLaVA-v1 / LISA
+    seg_token_id: NonNegativeInt
+    # Placeholder id repeated num_image_tokens times in input_ids (LLaVA's own is -200, outside the vocabulary).
+    image_token_id: Integer
+    num_image_tokens: PositiveInt  # embeddings one image expands to (256 for CLIP-L/14 @ 224)
+    chat_template: Text = "llava_v1"
+    projector: Literal["mlp", "linear"] = "mlp"  # "mlp": HF Llava's 2-layer projector; "linear": LLaVA-v1 / LISA
     # Token ids wrapped around the image span (LISA's <im_start>/<im_end>); None for plain Llava.
-    image_start_id: int | None = None
-    image_end_id: int | None = None
+    image_start_id: NonNegativeInt | None = None
+    image_end_id: NonNegativeInt | None = None
     # 4.31 slow-tokenizer behaviour: text touching an added token is whitespace-stripped.
-    strip_text_around_tokens: bool = False
+    strip_text_around_tokens: Bool = False
     # Which hidden state feeds the seg head: the position that *predicts* [SEG] (official).
-    seg_hidden_rule: str = "predecessor"
-    out_dim: int = 256  # SAM prompt embedding size
+    seg_hidden_rule: Literal["predecessor"] = "predecessor"
+    out_dim: PositiveInt = 256  # SAM prompt embedding size
     # "none": the official seg head; "batch": standardise the [SEG] state first (SegHead).
-    seg_head_norm: str = "none"
-    ce_weight: float = 1.0
-    bce_weight: float = 2.0
-    dice_weight: float = 0.5
-    format_version: int = FORMAT_VERSION
+    seg_head_norm: Literal["none", "batch"] = "none"
+    ce_weight: NonNegativeNumber = 1.0
+    bce_weight: NonNegativeNumber = 2.0
+    dice_weight: NonNegativeNumber = 0.5
+    format_version: PositiveInt = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: converted from, trained by
 
     def vlm_config(self) -> LlavaConfig:
@@ -66,17 +72,65 @@ class LisaConfig:
     def load(cls, directory: str | Path) -> "LisaConfig":
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
-            raise LisaError(
-                f"{directory} is not a lisa-seg model folder: {CONFIG_NAME} is missing. "
-                "For a released LISA checkpoint use `lisa convert official` (or "
-                "LisaPipeline.from_pretrained(dir, vision_tower=CLIP_DIR))."
-            )
-        data = json.loads(path.read_text())
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LisaError(f"{path}: unknown config keys {unknown}; written by a newer lisa-seg?")
-        return cls(**data)
+            raise LisaError(not_a_model_folder(Path(directory)))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            where = f" (line {error.lineno}, column {error.colno}: {error.msg})" if isinstance(error, json.JSONDecodeError) else ""
+            raise LisaError(f"{path} is not valid JSON{where}: the file is damaged; copy or download the "
+                            "model folder again") from None
+        config = parse(cls, data, path)
+        config.check(path)
+        return config
+
+    def check(self, source: str | Path) -> None:
+        """The ids and sizes must fit the VLM and SAM configs they index into."""
+        if self.format_version > FORMAT_VERSION:
+            raise LisaError(f"{source}: format_version {self.format_version} was written by a newer lisa-seg "
+                            f"(this one reads up to {FORMAT_VERSION}); upgrade lisa-seg")
+        try:
+            vlm, sam = self.vlm_config(), self.sam_config()
+            vocab = int(vlm.text_config.vocab_size)
+            prompt_dim = int(sam.prompt_encoder_config.hidden_size)
+            image_tokens = count_image_tokens(vlm)
+            _ = self.hidden_size, self.sam_image_size  # the model reads these two keys as written
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+            raise LisaError(f"{source}: the 'vlm' or 'sam' section is not a complete Hugging Face config "
+                            f"({type(error).__name__}: {error}); re-export or re-convert the model") from None
+        ids = {"seg_token_id": self.seg_token_id, "image_token_id": self.image_token_id,
+               "image_start_id": self.image_start_id, "image_end_id": self.image_end_id}
+        for key, value in ids.items():
+            if value is not None and value >= vocab:  # a negative image_token_id is a placeholder
+                raise LisaError(f"{source}: {key} must be an integer in [0, {vocab}) (the vocabulary of "
+                                f"vlm.text_config), got {value}")
+        if self.num_image_tokens != image_tokens:
+            raise LisaError(f"{source}: num_image_tokens must be {image_tokens} (what vlm.vision_config gives "
+                            f"one image), got {self.num_image_tokens}")
+        if self.out_dim != prompt_dim:
+            raise LisaError(f"{source}: out_dim must be {prompt_dim} (SAM's prompt size), got {self.out_dim}")
+
+
+def not_a_model_folder(directory: Path) -> str:
+    """Why ``directory`` (without lisa_config.json) is not a lisa-seg model folder, and what to do."""
+    hf_config = directory / "config.json"
+    kind = None
+    if hf_config.is_file():
+        try:
+            kind = json.loads(hf_config.read_text(encoding="utf-8")).get("model_type")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            kind = None
+    if not directory.is_dir():
+        return f"model folder {directory} does not exist"
+    if kind == "sam":
+        return (f"{directory} is a SAM model folder (config.json says model_type 'sam'), not a lisa-seg "
+                f"model: give a folder with {CONFIG_NAME} (a SAM folder goes in a training config's model.sam)")
+    if kind is not None:
+        return (f"{directory} is a Hugging Face '{kind}' model folder, not a lisa-seg model ({CONFIG_NAME} "
+                "is missing). For a released LISA checkpoint use `lisa convert official` (or "
+                "LisaPipeline.from_pretrained(dir, vision_tower=CLIP_DIR)).")
+    return (f"{directory} is not a lisa-seg model folder: {CONFIG_NAME} is missing. "
+            "For a released LISA checkpoint use `lisa convert official` (or "
+            "LisaPipeline.from_pretrained(dir, vision_tower=CLIP_DIR)).")
 
 
 def count_image_tokens(vlm_config: LlavaConfig) -> int:

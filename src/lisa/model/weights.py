@@ -3,6 +3,8 @@
 Two layouts, as Hugging Face writes them: one ``model.safetensors``, or shards
 ``model-0000i-of-0000n.safetensors`` listed in ``model.safetensors.index.json`` (what
 ``lisa convert`` writes for big checkpoints). Sharded folders are loaded one shard at a time.
+A damaged file, or weights of another model (other keys, other shapes), is one LisaError that
+names the file and says what to do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -58,11 +61,24 @@ def weight_files(directory: Path) -> list[Path]:
     """The safetensors files of a lisa-seg folder (the shards in index order, or the one file)."""
     index = directory / INDEX_NAME
     if index.is_file():
-        names = dict.fromkeys(json.loads(index.read_text())["weight_map"].values())
-        return [directory / name for name in names]
+        try:
+            names = dict.fromkeys(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise LisaError(f"{index} is damaged (not JSON with a 'weight_map' of tensor -> shard file); "
+                            "copy or download the model folder again") from None
+        return [directory / str(name) for name in names]
     if (directory / WEIGHTS_NAME).is_file():
         return [directory / WEIGHTS_NAME]
     raise LisaError(f"{directory}: neither {WEIGHTS_NAME} nor {INDEX_NAME} is present")
+
+
+def read_safetensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of one file; a truncated or corrupt file is a LisaError naming it."""
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as error:
+        raise LisaError(f"{path} is damaged or incomplete ({error}); the copy or download was probably "
+                        "cut short: fetch the file again") from None
 
 
 def load_weights(model: nn.Module, directory: Path, device: str | torch.device = "cpu") -> None:
@@ -71,35 +87,52 @@ def load_weights(model: nn.Module, directory: Path, device: str | torch.device =
     for path in files:
         if not path.is_file():
             raise LisaError(f"{directory}: shard {path.name} is missing")
+    source = files[0] if len(files) == 1 else directory / INDEX_NAME
     if len(files) == 1:
-        load_state_strict(model, load_file(str(files[0]), device=str(device)))
+        load_state_strict(model, read_safetensors(files[0], device), source)
         return
-    expected = set(model.state_dict())
+    expected = model.state_dict()
     seen: set[str] = set()
     unexpected: list[str] = []
     for path in files:
-        shard = load_file(str(path), device=str(device))
-        unexpected += sorted(set(shard) - expected)
+        shard = read_safetensors(path, device)
+        unexpected += sorted(set(shard) - set(expected))
         seen.update(shard)
         if not unexpected:
+            check_shapes(expected, shard, path)
             model.load_state_dict(shard, strict=False)
         del shard
-    check_keys(expected - tied_names(model), seen, unexpected)
+    check_keys(set(expected) - tied_names(model), seen, unexpected, source)
 
 
-def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load every key; a missing or unexpected key is an error that lists them."""
-    expected = set(model.state_dict())
-    check_keys(expected - tied_names(model), set(state), sorted(set(state) - expected))
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:
+    """Load every key; a missing or unexpected key, or a tensor of another shape, is an error."""
+    expected = model.state_dict()
+    check_keys(set(expected) - tied_names(model), set(state), sorted(set(state) - set(expected)), source)
+    check_shapes(expected, state, source)
     model.load_state_dict(state, strict=False)
 
 
-def check_keys(required: set[str], found: set[str], unexpected: list[str]) -> None:
+def check_keys(required: set[str], found: set[str], unexpected: list[str], source: str | Path = "checkpoint") -> None:
     missing = sorted(required - found)
     if missing or unexpected:
         raise LisaError(
-            f"checkpoint does not match the model: missing {len(missing)} keys {missing[:10]}, "
-            f"unexpected {len(unexpected)} keys {unexpected[:10]}"
+            f"{source} does not hold this model's weights: missing {len(missing)} keys {missing[:10]}, "
+            f"unexpected {len(unexpected)} keys {unexpected[:10]}; the weights come from another model "
+            "(keep each model.safetensors with its own lisa_config.json; `lisa convert` for released weights)"
+        )
+
+
+def check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Same names but other shapes: weights of another model size."""
+    wrong = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in found.items()
+             if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        name, got, want = wrong[0]
+        raise LisaError(
+            f"{source} holds weights of another model size: {len(wrong)} tensors have other shapes, e.g. "
+            f"{name} is {list(got)} in the file but {list(want)} in the model its lisa_config.json describes; "
+            "keep each model.safetensors with its own lisa_config.json"
         )
 
 

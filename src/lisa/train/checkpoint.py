@@ -1,21 +1,27 @@
-"""Checkpoints: atomic (written to ``NAME.tmp`` then renamed), the last K kept, exact resume.
+"""Checkpoints: atomic (written to ``NAME.tmp`` then renamed), verified, the last K kept, exact resume.
 
-A checkpoint folder ``checkpoints/step-00000N/`` holds the trainable weights (safetensors),
-the optimizer state (``torch.save``, read back with ``weights_only=True``), the scheduler and
-trainer state as JSON, and every process's torch / numpy / python RNG states. ``state.json`` is
-written last, so a folder without it is never taken for a checkpoint. Under DeepSpeed the
-engine's own state is saved with ``accelerator.save_state`` inside the same folder.
+One format for every loop (the LISA trainer and the single-process SAM / baseline loops). A
+checkpoint folder ``checkpoints/step-0000000N/`` holds the trainable weights (safetensors), the
+optimizer state (``torch.save``, read back with ``weights_only=True``), the scheduler (when the
+loop has one) and trainer state as JSON, and every process's torch / numpy / python RNG states.
+Under DeepSpeed the engine's own state is saved with ``accelerator.save_state`` inside the same
+folder. ``manifest.json`` (size and sha256 of every other file) is written last: resume checks
+it and falls back to the newest intact checkpoint, so a flipped byte or a truncated file is
+found and said, never trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +34,27 @@ STATE_NAME = "state.json"
 WEIGHTS_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.json"
+MANIFEST_NAME = "manifest.json"
 DEEPSPEED_DIR = "deepspeed"
+DAMAGED_SUFFIX = ".damaged"
+# The single-process loops' names before the two formats became one (still read on resume).
+LEGACY_WEIGHTS_NAME, LEGACY_RNG_NAME = "weights.safetensors", "rng"
+_STEP_FOLDER = re.compile(r"step-(\d+)")
+
+
+class SingleProcess:
+    """What saving and loading need of an ``accelerate.Accelerator``, for the single-process loops."""
+
+    is_main_process = True
+    process_index = 0
+    num_processes = 1
+    distributed_type = "NO"
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def unwrap_model(self, model):
+        return model
 
 
 @dataclass
@@ -77,10 +103,10 @@ def step_name(step: int) -> str:
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints (``step-N`` with its state), oldest first; ``.tmp`` and ``.damaged`` are not."""
     if not directory.is_dir():
         return []
-    found = [p for p in directory.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / STATE_NAME).is_file()]
+    found = [p for p in directory.iterdir() if p.is_dir() and _STEP_FOLDER.fullmatch(p.name) and (p / STATE_NAME).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
@@ -113,9 +139,87 @@ def prune(directory: Path, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# ---- manifest -----------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Size and sha256 of every file below ``folder``; written last, once everything else is."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    entries = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (folder / MANIFEST_NAME).write_text(json.dumps({"files": entries}, indent=1) + "\n")
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None when every file matches the manifest; else what is wrong (missing, truncated, changed)."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return f"{MANIFEST_NAME} is missing"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["files"]
+        expected = {str(name): (int(e["bytes"]), str(e["sha256"])) for name, e in entries.items()}
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST_NAME} is unreadable"
+    for name, (size, sha256) in expected.items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {size} (truncated?)"
+        if _sha256(file) != sha256:
+            return f"{name} differs from the manifest (sha256): its bytes changed after saving"
+    return None
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename a damaged checkpoint out of the way (kept for inspection, never deleted)."""
+    target = folder.with_name(folder.name + DAMAGED_SUFFIX)
+    number = 1
+    while target.exists():
+        number += 1
+        target = folder.with_name(f"{folder.name}{DAMAGED_SUFFIX}-{number}")
+    os.replace(folder, target)
+    return target
+
+
+def choose_resume(directory: Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """The newest intact checkpoint of ``directory`` (None: there is none yet). Newer damaged
+    ones are renamed ``*.damaged`` and reported with the reason; if every checkpoint is damaged,
+    a LisaError. Main process only (it renames)."""
+    report = report or (lambda line: print(line, file=sys.stderr, flush=True))
+    damaged: list[str] = []
+    for folder in reversed(list_checkpoints(directory)):
+        problem = None if _without_manifest(folder) else verify_checkpoint(folder)
+        if problem is None:
+            if _without_manifest(folder):
+                report(f"resume: {folder.name} has no {MANIFEST_NAME} (written by an older lisa-seg), so it "
+                       "cannot be verified; resuming from it")
+            elif damaged:
+                report(f"resume: falling back to {folder.name}, the newest intact checkpoint")
+            return folder
+        aside = set_aside(folder)
+        damaged.append(folder.name)
+        report(f"resume: checkpoint {folder.name} is damaged ({problem}); kept as {aside.name}, not used")
+    if damaged:
+        raise LisaError(f"{directory}: no intact checkpoint to resume from (damaged: {', '.join(damaged)}); "
+                        "restore the files, or start again without --resume in a new run_dir")
+    return None
+
+
+def _without_manifest(folder: Path) -> bool:
+    return not (folder / MANIFEST_NAME).exists()
+
+
 # ---- save / load --------------------------------------------------------------------------
 def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state: TrainState) -> None:
-    """Every process calls this; the main process writes the shared files and renames."""
+    """Every process calls this; the main process writes the shared files and the manifest, and
+    renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``: None for loops
+    that set the learning rate themselves."""
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -134,17 +238,23 @@ def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state
                           str(tmp / WEIGHTS_NAME))
         if not _is_deepspeed(accelerator):
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
-        (tmp / SCHEDULER_NAME).write_text(json.dumps(scheduler.state_dict()))
+        if scheduler is not None:
+            (tmp / SCHEDULER_NAME).write_text(json.dumps(scheduler.state_dict()))
         (tmp / STATE_NAME).write_text(json.dumps(asdict(state), indent=1))
+        write_manifest(tmp)
         publish(tmp, final)
     accelerator.wait_for_everyone()
 
 
 def load_trainable(model, checkpoint: Path) -> None:
     """Copy the checkpoint's tensors into ``model``'s trainable parameters (all must match)."""
+    from lisa.model.weights import read_safetensors
     from lisa.train.trainable import trainable_state
 
-    saved = load_file(str(checkpoint / WEIGHTS_NAME))
+    weights = checkpoint / WEIGHTS_NAME
+    if not weights.is_file() and (checkpoint / LEGACY_WEIGHTS_NAME).is_file():
+        weights = checkpoint / LEGACY_WEIGHTS_NAME
+    saved = read_safetensors(weights)
     expected = trainable_state(model)
     if set(saved) != set(expected):
         missing = sorted(set(expected) - set(saved))[:5]
@@ -157,18 +267,23 @@ def load_trainable(model, checkpoint: Path) -> None:
 
 
 def load_checkpoint(checkpoint: Path, accelerator, model, optimizer, scheduler) -> TrainState:
-    """Restore weights, optimizer, scheduler and this process's RNG; returns the trainer state."""
+    """Restore weights, optimizer, scheduler (None: the loop has none) and this process's RNG;
+    returns the trainer state."""
     if _is_deepspeed(accelerator):
         accelerator.load_state(str(checkpoint / DEEPSPEED_DIR))
     else:
         load_trainable(accelerator.unwrap_model(model), checkpoint)
         optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_NAME, weights_only=True, map_location="cpu"))
-    scheduler.load_state_dict(json.loads((checkpoint / SCHEDULER_NAME).read_text()))
+    if scheduler is not None:
+        scheduler.load_state_dict(json.loads((checkpoint / SCHEDULER_NAME).read_text()))
     rank = accelerator.process_index
-    rng_file = checkpoint / f"rng-{rank}.json"
+    rng_name = f"rng-{rank}"
+    if rank == 0 and not (checkpoint / f"{rng_name}.json").is_file() and (checkpoint / f"{LEGACY_RNG_NAME}.json").is_file():
+        rng_name = LEGACY_RNG_NAME
+    rng_file = checkpoint / f"{rng_name}.json"
     if not rng_file.is_file():
         raise LisaError(f"{checkpoint} has no RNG state for process {rank}: resume with the same number of processes")
-    set_rng(json.loads(rng_file.read_text()), load_file(str(checkpoint / f"rng-{rank}.safetensors")))
+    set_rng(json.loads(rng_file.read_text()), load_file(str(checkpoint / f"{rng_name}.safetensors")))
     return TrainState(**json.loads((checkpoint / STATE_NAME).read_text()))
 
 

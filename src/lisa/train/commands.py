@@ -68,9 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
         stage.max_steps = args.max_steps or stage.max_steps
         print(f"SAM written to {train_sam(stage, resume=args.resume)}")
         return 0
-    config = load_config(args.config, {"run_dir": args.run_dir})
-    if args.max_steps is not None:
-        config.optim.max_steps = args.max_steps
+    config = load_config(args.config, {"run_dir": args.run_dir, "optim.max_steps": args.max_steps})
     run_dir = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
     return 0

@@ -1,195 +1,188 @@
-"""The training config: one dataclass tree, read from YAML. Every number of a run lives here.
+"""The training config: one dataclass tree, read from YAML and validated (pydantic) before any
+model is built. Every number of a run lives here.
 
-An unknown key anywhere is an error that names it (``optim.lrr``), so a typo never silently
-falls back to a default.
+Each field states its type and range; a wrong one is one error line naming the file, the key,
+what is expected and what was given. An unknown key anywhere is an error that names it
+(``optim.lrr``), so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic.dataclasses import dataclass
 
 from lisa.data.names import EVAL_DATASETS
 from lisa.errors import LisaError
+from lisa.schema import (
+    STRICT_KEYS, Bool, Fraction, NonNegativeInt, NonNegativeNumber, Number, PositiveInt,
+    PositiveNumber, Text, parse,
+)
 
-DATA_TYPES = ("jsonl", "reason_seg", "refer_seg", "sem_seg", "vqa", "synthetic")
-VAL_DATASETS = EVAL_DATASETS  # what val.dataset accepts: the evaluation registry
+DataType = Literal["jsonl", "reason_seg", "refer_seg", "sem_seg", "vqa", "synthetic"]
+ValDataset = Literal[EVAL_DATASETS]  # what val.dataset accepts: the evaluation registry
+DATA_TYPES = typing.get_args(DataType)
+VAL_DATASETS = EVAL_DATASETS
+Unit = Annotated[Number, annotated_types.Ge(0), annotated_types.Le(1)]  # [0, 1]
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class ModelSection:
     """Where the weights come from: ``base`` (a lisa-seg model folder) or ``build`` (a fresh
     random model; keys are ``lisa.model.build.ModelSize`` fields)."""
 
-    base: str | None = None
+    base: Text | None = None  # a folder, or a shipped name (lisa-tiny)
     build: dict[str, Any] | None = None
-    tokenizer_corpus_samples: int = 64  # build only: draws of the mixture whose text trains the tokenizer
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | no
-    gradient_checkpointing: bool = False
+    tokenizer_corpus_samples: PositiveInt = 64  # build only: draws of the mixture whose text trains the tokenizer
+    precision: Literal["auto", "bf16", "fp16", "no"] = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp16 | no
+    gradient_checkpointing: Bool = False
     # Run the prompt prefix every conversation shares (BOS + system prompt) once per batch, not
     # once per row: the same loss and gradients, less LM work. False: the plain per-row forward.
-    share_prefix: bool = True
-    full_embeddings: bool = False  # True: whole embed_tokens / lm_head trainable (official); False: [SEG] rows
-    sam: str | None = None  # a trained SAM folder (stage 1) instead of the model's own SAM
+    share_prefix: Bool = True
+    full_embeddings: Bool = False  # True: whole embed_tokens / lm_head trainable (official); False: [SEG] rows
+    sam: Text | None = None  # a trained SAM folder (stage 1) instead of the model's own SAM
     # Rebuild the seg head with this input norm ("none" | "batch", see SegHead); None: keep the base's.
-    seg_head_norm: str | None = None
-    tokenizer_corpus: list[str] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
+    seg_head_norm: Literal["none", "batch"] | None = None
+    tokenizer_corpus: list[Text] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class LoraSection:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    r: PositiveInt = 8
+    alpha: PositiveInt = 16
+    dropout: Fraction = 0.05
+    targets: Annotated[list[Text], annotated_types.MinLen(1)] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class DataSource:
     """One group of the mixture, drawn with probability ``rate / sum(rates)``."""
 
-    type: str  # one of DATA_TYPES
-    dir: str
-    rate: float = 1.0
-    split: str = "train"
-    names: list[str] = field(default_factory=list)  # refer_seg / sem_seg: datasets; jsonl: file stems
-    explanatory: float = 0.1  # reason_seg
-    images: int = 16  # synthetic: images written to ``dir``
-    image_size: int = 64  # synthetic
+    type: DataType
+    dir: Text
+    rate: PositiveNumber = 1.0
+    split: Text = "train"
+    names: list[Text] = field(default_factory=list)  # refer_seg / sem_seg: datasets; jsonl: file stems
+    explanatory: Unit = 0.1  # reason_seg
+    images: PositiveInt = 16  # synthetic: images written to ``dir``
+    image_size: PositiveInt = 64  # synthetic
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class ValSection:
-    dataset: str  # one of VAL_DATASETS
-    dir: str
-    split: str = "val"
-    limit: int | None = None  # score only the first N items
-    teacher_forced: bool = True  # official validation: the answer "[SEG]." is given
-    batch_size: int = 8
-    names: list[str] = field(default_factory=list)  # jsonl: which file stems (empty: all)
+    dataset: ValDataset
+    dir: Text
+    split: Text = "val"
+    limit: PositiveInt | None = None  # score only the first N items
+    teacher_forced: Bool = True  # official validation: the answer "[SEG]." is given
+    batch_size: PositiveInt = 8
+    names: list[Text] = field(default_factory=list)  # jsonl: which file stems (empty: all)
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class OptimSection:
-    lr: float = 3e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    max_steps: int = 5000  # optimizer steps; the lr decays linearly to 0 here
-    batch_size: int = 2  # images per micro-batch per process
-    grad_accum: int = 10
-    clip: float = 1.0
+    lr: PositiveNumber = 3e-4
+    betas: Annotated[list[Fraction], annotated_types.Len(2, 2)] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: NonNegativeNumber = 0.0
+    warmup_steps: NonNegativeInt = 100
+    max_steps: PositiveInt = 5000  # optimizer steps; the lr decays linearly to 0 here
+    batch_size: PositiveInt = 2  # images per micro-batch per process
+    grad_accum: PositiveInt = 10
+    clip: NonNegativeNumber = 1.0  # 0: no clipping
 
 
-@dataclass
+@dataclass(config=STRICT_KEYS)
 class TrainConfig:
-    run_dir: str
+    run_dir: Text
     model: ModelSection
-    data: list[DataSource]
-    seed: int = 0
-    max_queries: int = 3  # conversations per image
-    recipe: str = "lisa"  # which parameters train: see lisa.train.trainable.RECIPES
+    data: Annotated[list[DataSource], annotated_types.MinLen(1)]
+    seed: NonNegativeInt = 0
+    max_queries: PositiveInt = 3  # conversations per image
+    recipe: Text = "lisa"  # which parameters train: see lisa.train.trainable.RECIPES
     lora: LoraSection | None = field(default_factory=LoraSection)  # null: no adapters
     optim: OptimSection = field(default_factory=OptimSection)
     val: ValSection | None = None
-    precompute_sam_embeddings: bool = True  # the SAM encoder is frozen: encode each image once
-    sam_cache_images: int = 2048  # embeddings kept in memory (least recently used dropped)
-    save_every: int = 500
-    keep_last: int = 2
-    val_every: int = 500
-    log_every: int = 10
-    threads: int | None = None  # torch CPU threads (fixed for bit-exact CPU resume)
+    precompute_sam_embeddings: Bool = True  # the SAM encoder is frozen: encode each image once
+    sam_cache_images: PositiveInt = 2048  # embeddings kept in memory (least recently used dropped)
+    save_every: PositiveInt = 500
+    keep_last: PositiveInt = 2
+    val_every: PositiveInt = 500
+    log_every: PositiveInt = 10
+    threads: PositiveInt | None = None  # torch CPU threads (fixed for bit-exact CPU resume)
 
-    def check(self) -> None:
+    def check(self, source: str) -> None:
+        """What one field's type cannot say: choices that depend on each other."""
+        def fail(message: str) -> None:
+            raise LisaError(f"{source}: {message}")
+
         if (self.model.base is None) == (self.model.build is None):
-            raise LisaError("model: give exactly one of 'base' (a lisa-seg model folder) or 'build' (model size)")
-        if not self.data:
-            raise LisaError("data: list at least one dataset")
-        for k, source in enumerate(self.data):
-            if source.type not in DATA_TYPES:
-                raise LisaError(f"data[{k}].type {source.type!r} is unknown; choose from {', '.join(DATA_TYPES)}")
-        if self.val is not None and self.val.dataset not in VAL_DATASETS:
-            raise LisaError(f"val.dataset {self.val.dataset!r} is unknown; choose from {', '.join(VAL_DATASETS)}")
+            fail("model: give exactly one of 'base' (a lisa-seg model folder) or 'build' (model size)")
+        if self.model.build is not None:
+            from lisa.model.build import ModelSize
+
+            parse(ModelSize, self.model.build, source, prefix="model.build")
         if self.val is not None and self.val.names and self.val.dataset != "jsonl":
-            raise LisaError("val.names selects JSONL files; use it with val.dataset: jsonl")
+            fail("val.names selects JSONL files; use it with val.dataset: jsonl")
         from lisa.train.trainable import RECIPES
 
         if self.recipe not in RECIPES:
-            raise LisaError(f"recipe {self.recipe!r} is unknown; choose from {', '.join(RECIPES)}")
+            fail(f"recipe {self.recipe!r} is unknown: must be one of {', '.join(map(repr, RECIPES))}")
         if self.recipe == "lisa_sam_encoder" and self.precompute_sam_embeddings:
-            raise LisaError("recipe lisa_sam_encoder trains SAM's image encoder: set precompute_sam_embeddings: false")
-        if self.model.precision not in ("auto", "bf16", "fp16", "no"):
-            raise LisaError(f"model.precision {self.model.precision!r}: use auto, bf16, fp16 or no")
-        for name in ("save_every", "keep_last", "val_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise LisaError(f"{name} must be at least 1")
-        o = self.optim
-        if o.batch_size < 1 or o.grad_accum < 1 or o.max_steps < 1:
-            raise LisaError("optim.batch_size, optim.grad_accum and optim.max_steps must be at least 1")
+            fail("recipe lisa_sam_encoder trains SAM's image encoder: set precompute_sam_embeddings: false")
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
-    """A dataclass from a mapping, recursing into nested dataclasses; unknown keys are errors."""
-    if not isinstance(data, dict):
-        raise LisaError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{path}." if path else ""
-        raise LisaError(f"unknown config key {where}{unknown[0]} (known: {', '.join(sorted(names))})")
-    values = {}
-    for key, value in data.items():
-        values[key] = _convert(hints[key], value, f"{path}.{key}" if path else key)
-    try:
-        return cls(**values)
-    except TypeError as error:  # a required key is missing
-        raise LisaError(f"{path or 'config'}: {error}") from None
-
-
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    target = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None -> X
-        target = [a for a in typing.get_args(hint) if a is not type(None)][0]
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(target):
-        return _build(target, value, path)
-    if typing.get_origin(target) is list:
-        inner = typing.get_args(target)[0]
-        if not isinstance(value, list):
-            raise LisaError(f"{path}: expected a list")
-        return [_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    config = _build(TrainConfig, data, "")
-    config.check()
+def config_from_dict(data: Any, source: str | Path = "config") -> TrainConfig:
+    """A validated config; ``source`` (the file) is named in every error."""
+    config = parse(TrainConfig, data, source)
+    config.check(str(source))
     # Data paths may live in the run folder: "{run_dir}/data".
-    for source in config.data:
-        source.dir = source.dir.replace("{run_dir}", config.run_dir)
+    for data_source in config.data:
+        data_source.dir = data_source.dir.replace("{run_dir}", config.run_dir)
     if config.val is not None:
         config.val.dir = config.val.dir.replace("{run_dir}", config.run_dir)
     return config
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML config; ``overrides`` replace top-level keys (e.g. run_dir from the CLI)."""
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a missing file or a YAML syntax error is one line naming the file."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise LisaError(f"config {path} not found")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config_from_dict(data)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise LisaError(f"{path} is not a text (UTF-8) file; give a YAML config") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LisaError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read and validate a YAML config. ``overrides`` replace keys before validation, dotted for
+    nested ones: ``{"run_dir": ..., "optim.max_steps": ...}`` (None: keep the file's value)."""
+    data = read_yaml(path)
+    data = {} if data is None else data
+    for key, value in (overrides or {}).items():
+        if value is None or not isinstance(data, dict):
+            continue
+        *parents, last = key.split(".")
+        target = data
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[last] = value
+    return config_from_dict(data, path)
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -20,24 +20,26 @@ BASE_SUBDIR = "base"
 
 
 def base_dir(config: TrainConfig) -> Path:
+    """The base model's folder: ``model.base`` as a path, else a shipped name (``lisa-tiny``, as
+    ``lisa segment --model`` takes it); a built model lives in ``RUN/base``."""
     if config.model.base is not None:
-        return Path(config.model.base)
+        from lisa.inference.resolve import shipped_models_dir
+
+        path = Path(config.model.base)
+        shipped = shipped_models_dir() / config.model.base
+        return shipped if not path.is_dir() and "/" not in config.model.base and shipped.is_dir() else path
     return Path(config.run_dir) / BASE_SUBDIR
 
 
 def load_bundle(directory: Path):
     """(model, tokenizer, image processor) of a lisa-seg model folder, in training mode."""
-    from transformers import AutoTokenizer, CLIPImageProcessorPil
+    from lisa.model.folder import load_preprocessing
 
     if not directory.is_dir():
         raise LisaError(f"base model folder {directory} does not exist; set model.base to a lisa-seg model "
-                        "folder (see `lisa convert` for released LISA / LLaVA + SAM weights)")
+                        "folder or a shipped name (lisa-tiny); see `lisa convert` for released LISA / LLaVA + SAM weights")
+    tokenizer, processor = load_preprocessing(directory)  # checks the whole folder first
     model = LisaModel.from_pretrained(directory, dtype=torch.float32, device="cpu")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        processor = CLIPImageProcessorPil.from_pretrained(directory)
-    except (OSError, ValueError) as error:
-        raise LisaError(f"{directory}: cannot load the tokenizer / image processor ({error})") from None
     return model.train(), tokenizer, processor
 
 

@@ -18,26 +18,42 @@ def log_line(record: dict) -> str:
     return json.dumps({**record, "time": round(time.time(), 1)}) + "\n"
 
 
+def drop_log_after(path: Path, step: int, validated: set[int] | None = None) -> None:
+    """A resumed run trains the steps after its checkpoint again: drop their log lines (and the
+    validation lines of steps not in ``validated``, which run again too), so each step is logged once."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            logged_step = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut off by a kill
+        is_val = any(key.startswith("val_") for key in record)
+        if logged_step <= step and not (is_val and validated is not None and logged_step not in validated):
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
 class RunLogger:
-    def __init__(self, run_dir: Path, active: bool, progress: bool, total_steps: int, start_step: int) -> None:
+    def __init__(self, run_dir: Path, active: bool, progress: bool, total_steps: int, start_step: int,
+                 validated: set[int] | None = None) -> None:
+        """``start_step``: the checkpoint a run resumes from; ``validated``: the steps whose
+        validation that checkpoint holds (None: keep every validation line up to ``start_step``)."""
         from tqdm import tqdm
 
         self.active = active
         self.path = run_dir / LOG_NAME
         if active:
-            self._drop_after(start_step)
+            drop_log_after(self.path, start_step, validated)
         self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                         disable=not (active and progress), dynamic_ncols=True)
         self.board = _tensorboard(run_dir / "tensorboard") if active else None
         self.total_steps = total_steps
         self._clock = (time.perf_counter(), start_step)  # the ETA's own clock: the bar's is off with --no-progress
-
-    def _drop_after(self, step: int) -> None:
-        """A resumed run rewrites the log lines of steps after its checkpoint."""
-        if not self.path.is_file():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
 
     def _write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:

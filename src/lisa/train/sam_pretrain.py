@@ -27,7 +27,8 @@ from lisa.errors import LisaError
 from lisa.model.build import SamSize, build_sam_config
 from lisa.model.losses import mask_bce_sum, mask_dice_sum
 from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch, upscale_masks
-from lisa.train.config import _build
+from lisa.schema import parse
+from lisa.train.config import read_yaml
 from lisa.train.model_setup import load_sam
 from lisa.train.dense_aux import UPSCALE, DenseHeads, dense_losses, to_head_grid
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
@@ -275,21 +276,13 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     return out
 
 
-def _read_yaml(path: str | Path) -> dict:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise LisaError(f"config {path} not found")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
 def is_sam_stage(path: str | Path) -> bool:
-    return _read_yaml(path).get("stage") == "sam"
+    data = read_yaml(path)
+    return isinstance(data, dict) and data.get("stage") == "sam"
 
 
 def load_stage_config(path: str | Path) -> SamStageConfig:
-    config = _build(SamStageConfig, _read_yaml(path), "")
+    config = parse(SamStageConfig, read_yaml(path) or {}, path)
     if config.stage != "sam":
         raise LisaError(f"{path}: stage must be 'sam'")
     return config

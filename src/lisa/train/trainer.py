@@ -18,6 +18,7 @@ from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
 from lisa.train.schedule import lr_factor
+from lisa.train.validate import load_val_items
 from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
 OOM_HINT = ("out of memory: lower optim.batch_size (and raise optim.grad_accum to keep the effective "
@@ -42,13 +43,15 @@ def start_run_dir(config: TrainConfig, resume: bool, accelerator) -> Path | None
     """Checks the run folder; returns the checkpoint to resume from (None: fresh start)."""
     run_dir = Path(config.run_dir)
     checkpoints = run_dir / "checkpoints"
+    if ckpt.latest_checkpoint(checkpoints) is not None and not resume:
+        raise LisaError(f"{run_dir} already holds checkpoints; pass --resume to continue, or choose another run_dir")
     if accelerator.is_main_process:
         ckpt.remove_partial(checkpoints)
         ckpt.remove_partial(run_dir)
+        if resume:
+            ckpt.choose_resume(checkpoints)  # damaged newer checkpoints are set aside, with the reason
     accelerator.wait_for_everyone()
     latest = ckpt.latest_checkpoint(checkpoints)
-    if latest is not None and not resume:
-        raise LisaError(f"{run_dir} already holds checkpoints; pass --resume to continue, or choose another run_dir")
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=1))
@@ -87,6 +90,7 @@ class Trainer:
         set_seed(config.seed)
         resume_from = start_run_dir(config, resume, self.accelerator)
         self.mixture = build_mixture(config)
+        self.val_items = load_val_items(config.val) if config.val is not None else []  # before step 1
         model, self.tokenizer, self.processor = prepare_model(config, ensure_base(config, self.mixture, self.accelerator))
         self.collator = Collator(PromptBuilder(self.tokenizer, model.config), self.processor, model.config.sam_image_size)
         optimizer, self.scheduler = make_optimizer(model, config)
@@ -96,7 +100,7 @@ class Trainer:
         if resume_from is not None:
             self.state = ckpt.load_checkpoint(resume_from, self.accelerator, self.model, self.optimizer, self.scheduler)
         self.logger = RunLogger(Path(config.run_dir), self.accelerator.is_main_process, progress,
-                                config.optim.max_steps, self.state.step)
+                                config.optim.max_steps, self.state.step, {h["step"] for h in self.state.history})
 
     @property
     def unwrapped(self):
@@ -141,13 +145,17 @@ class Trainer:
         from lisa.train.validate import run_validation
 
         with self.accelerator.autocast():
-            scores = run_validation(self.config.val, self.unwrapped, self.tokenizer, self.processor)
+            scores = run_validation(self.config.val, self.unwrapped, self.tokenizer, self.processor, self.val_items)
         self.unwrapped.train()
         return scores
 
     def maybe_validate(self) -> None:
+        """Validate at every ``val_every`` step and the last one, once per step (a run resumed from
+        a checkpoint saved just before its validation runs that validation first)."""
         c, s = self.config, self.state
         if c.val is None or not (s.step % c.val_every == 0 or s.step == c.optim.max_steps):
+            return
+        if any(h["step"] == s.step for h in s.history):
             return
         if self.accelerator.is_main_process:
             scores = self.validate()
@@ -183,13 +191,15 @@ class Trainer:
         c = self.config
         self.model.train()
         started, start_samples = time.perf_counter(), self.state.samples
+        if self.state.step > 0:
+            self.maybe_validate()  # the checkpoint was saved before this step's validation
         while self.state.step < c.optim.max_steps:
             losses = self.optimizer_step()
             rate = (self.state.samples - start_samples) / max(1e-9, time.perf_counter() - started)
             self.logger.log_step(self.state.step, losses, self.scheduler.get_last_lr()[0], rate,
                                  force=self.state.step % c.log_every == 0)
+            self.maybe_save()  # first: a failing validation loses no training
             self.maybe_validate()
-            self.maybe_save()
         self.logger.close()
         return Path(c.run_dir)
 

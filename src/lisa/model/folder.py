@@ -1,0 +1,48 @@
+"""What a lisa-seg model folder must hold, checked before anything heavy is loaded, and its
+tokenizer and image processor loaded with errors that name the folder and say what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lisa.errors import LisaError
+from lisa.model.config import CONFIG_NAME, not_a_model_folder
+from lisa.model.weights import weight_files
+
+# One of these is the tokenizer (fast: tokenizer.json; sentencepiece: tokenizer.model; GPT-2 BPE: vocab.json).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+PROCESSOR_NAME = "preprocessor_config.json"
+REEXPORT = ("copy them from the model it was trained or converted from, or write the folder again "
+            "(`lisa export`, `lisa convert`)")
+
+
+def check_model_folder(directory: Path) -> None:
+    """Config, weights, tokenizer and image processor are all there (else one LisaError)."""
+    if not (directory / CONFIG_NAME).is_file():
+        raise LisaError(not_a_model_folder(directory))
+    weight_files(directory)
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise LisaError(f"{directory} has no tokenizer ({' or '.join(TOKENIZER_FILES)}): {REEXPORT}")
+    if not (directory / PROCESSOR_NAME).is_file():
+        raise LisaError(f"{directory} has no image processor ({PROCESSOR_NAME}): {REEXPORT}")
+
+
+def load_preprocessing(directory: Path):
+    """(tokenizer, CLIP image processor) of a model folder."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+    check_model_folder(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise LisaError(f"{directory}: its tokenizer files cannot be read ({_first_line(error)}): {REEXPORT}") from None
+    try:
+        processor = CLIPImageProcessorPil.from_pretrained(str(directory))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise LisaError(f"{directory / PROCESSOR_NAME} cannot be read ({_first_line(error)}): {REEXPORT}") from None
+    return tokenizer, processor
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
