@@ -27,6 +27,7 @@ from lisa.model import static_decode
 from lisa.model.folder import load_preprocessing
 from lisa.model.lisa import ImageEncoding, LisaModel, Segmentation
 from lisa.model.prompting import PromptBuilder
+from lisa.inference.arguments import check_call
 from lisa.inference.queries import segment_query
 from lisa.threads import set_threads
 from lisa.inference.resolve import resolve_device, resolve_dtype, resolve_model_dir
@@ -126,6 +127,7 @@ class LisaPipeline:
         segmentation instruction (``lisa.inference.queries``); ``raw=True`` sends the text as
         typed (chat, VQA). ``answers`` switches to teacher forcing: the answer is given
         (e.g. "[SEG].") and masks come from its [SEG]s."""
+        check_call(images, queries, history, answers, max_new_tokens)
         single = isinstance(queries, str)
         query_list = [queries] if single else list(queries)
         query_list = query_list if raw else [segment_query(q) for q in query_list]
