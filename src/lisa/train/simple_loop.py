@@ -54,6 +54,7 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
     """Train ``module``'s trainable parameters until ``max_steps`` (from the latest checkpoint
     when ``resume``)."""
     check_new_or_resumed(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = run_dir / "checkpoints"
     ckpt.remove_partial(checkpoints)
     process = ckpt.SingleProcess()
