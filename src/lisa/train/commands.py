@@ -61,14 +61,15 @@ def run_train(args: argparse.Namespace) -> int:
     from lisa.train.trainer import train
     from lisa.threads import set_threads
 
-    print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
     if is_sam_stage(args.config):  # stage 1 of a from-scratch model: SAM alone
         stage = load_stage_config(args.config)
         stage.run_dir = args.run_dir or stage.run_dir
         stage.max_steps = args.max_steps or stage.max_steps
+        print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
         print(f"SAM written to {train_sam(stage, resume=args.resume)}")
         return 0
-    config = load_config(args.config, {"run_dir": args.run_dir, "optim.max_steps": args.max_steps})
+    config = load_config(args.config, {"run_dir": args.run_dir, "optim.max_steps": args.max_steps})  # checked first
+    print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
     run_dir = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
     return 0
