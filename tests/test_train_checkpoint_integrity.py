@@ -223,3 +223,10 @@ def test_trainer_falls_back_from_a_corrupted_checkpoint_exactly(tmp_path: Path, 
     assert_same(a, b)
     steps = [json.loads(line)["step"] for line in (tmp_path / "damaged" / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+    from lisa.train.export import pick_checkpoint  # export refuses a damaged checkpoint too
+
+    flip_last_byte(checkpoints / "step-00000006" / ckpt.OPTIMIZER_NAME)
+    with pytest.raises(LisaError, match=r"step-00000006 is damaged \(optimizer\.pt differs from the manifest"):
+        pick_checkpoint(tmp_path / "damaged" / "run", "last")
+    assert pick_checkpoint(tmp_path / "damaged" / "run", str(checkpoints / "step-00000003")).name == "step-00000003"

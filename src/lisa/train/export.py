@@ -31,11 +31,20 @@ def pick_checkpoint(run_dir: Path, which: str) -> Path:
         latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
         if latest is None:
             raise LisaError(f"{run_dir} holds no checkpoint yet")
-        return latest
+        return _intact(latest)
     path = Path(which)
     if not (path / ckpt.WEIGHTS_NAME).is_file():
         raise LisaError(f"{path} is not a checkpoint folder ({ckpt.WEIGHTS_NAME} missing)")
-    return path
+    return _intact(path)
+
+
+def _intact(checkpoint: Path) -> Path:
+    """A checkpoint with a manifest is exported only if every file still matches it."""
+    problem = None if not (checkpoint / ckpt.MANIFEST_NAME).is_file() else ckpt.verify_checkpoint(checkpoint)
+    if problem is not None:
+        raise LisaError(f"checkpoint {checkpoint} is damaged ({problem}); export an intact one with "
+                        "--checkpoint PATH, or resume the run (--resume falls back to the newest intact one)")
+    return checkpoint
 
 
 def merged_model(run_dir: Path, which: str = "last"):
