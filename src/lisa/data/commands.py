@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa data check data/shapes --split val")
     check.add_argument("dir", type=Path, help="folder holding *.jsonl files (or DIR/<split>/ with --split)")
     check.add_argument("--split", default=None, help="check DIR/<split>/ instead of DIR")
+    check.add_argument("--allow-outside-paths", action="store_true",
+                       help="accept image / mask paths that are absolute or lead out of the data folder with ..")
     check.set_defaults(run=run_check)
 
 
@@ -24,7 +26,7 @@ def run_check(args: argparse.Namespace) -> int:
     """Print every problem, one per line, then a summary; exit 1 when there is an error."""
     from lisa.data.check import check_folder
 
-    report = check_folder(args.dir, args.split)
+    report = check_folder(args.dir, args.split, args.allow_outside_paths)
     for problem in report.problems:
         print(problem)
     kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items())) or "no valid records"

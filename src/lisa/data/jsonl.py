@@ -4,7 +4,8 @@ Record: ``{"image": "x.jpg", "query": "...", "answer": optional, "targets": [...
 "is_sentence": optional}``; each target is ``{"mask": "m.png"}``, ``{"polygons": [[x1, y1,
 ...], ...]}`` or ``{"rle": {"size": [h, w], "counts": "..."}}``. Paths are relative to the JSONL
 file's folder. Kinds: segmentation (>= 1 target), no-target (no target, no answer) and
-text-only (no target, an answer without ``[SEG]``).
+text-only (no target, an answer without ``[SEG]``). Paths must stay inside that folder (no
+absolute path, no ``..`` out of it) unless ``allow_outside_paths`` is set.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 
 from lisa.data import templates
-from lisa.data.images import image_size
 from lisa.data.polygons import coco_polygons_mask, coco_rle_mask
 from lisa.data.sample import SEG_TOKEN, Conversation, EvalItem, Sample
+from lisa.data.validate import RecordError, check_coco_polygons, check_rle, image_hw, inside_path, read_mask_file
 from lisa.errors import LisaError
 
 KNOWN_KEYS = {"image", "query", "answer", "targets", "is_sentence", "id", "meta"}
+MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer JSONL line is refused without being read whole
+MAX_QUERY_CHARS = 4096  # a query or answer longer than this is refused (docs/limits.md)
 SEG, NO_TARGET, TEXT_ONLY = "segmentation", "no_target", "text_only"
 
 
@@ -40,6 +42,7 @@ class Record:
     targets: list[dict[str, Any]]
     is_sentence: bool
     raw: dict[str, Any] = field(default_factory=dict)
+    allow_outside_paths: bool = False
 
     @property
     def where(self) -> str:
@@ -57,28 +60,17 @@ class Record:
         return self.answer is not None and len(self.targets) > 1 and self.answer.count(SEG_TOKEN) == len(self.targets)
 
 
-class RecordError(ValueError):
-    """A problem with one record; the message does not repeat the file and line."""
-
-
 def _check_target(target: Any, index: int) -> None:
+    """Structure only (the image size is not known yet): one of mask / polygons / rle, well formed."""
+    where = f"targets[{index}]"
     if not isinstance(target, dict) or len(set(target) & {"mask", "polygons", "rle"}) != 1:
-        raise RecordError(f"targets[{index}] must be an object with exactly one of 'mask', 'polygons', 'rle'")
+        raise RecordError(f"{where} must be an object with exactly one of 'mask', 'polygons', 'rle'")
     if "mask" in target and not isinstance(target["mask"], str):
-        raise RecordError(f"targets[{index}].mask must be a path string")
+        raise RecordError(f"{where}.mask must be a path string")
     if "polygons" in target:
-        polys = target["polygons"]
-        if not isinstance(polys, list) or not polys or not all(
-            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(isinstance(v, (int, float)) for v in p)
-            for p in polys
-        ):
-            raise RecordError(f"targets[{index}].polygons must be a list of [x1, y1, x2, y2, x3, y3, ...] "
-                              "lists of numbers (at least 3 points each)")
+        check_coco_polygons(target["polygons"], what=f"{where}.polygons")
     if "rle" in target:
-        rle = target["rle"]
-        if not (isinstance(rle, dict) and isinstance(rle.get("size"), list) and len(rle["size"]) == 2
-                and isinstance(rle.get("counts"), (str, list))):
-            raise RecordError(f"targets[{index}].rle must be {{'size': [h, w], 'counts': str}}")
+        check_rle(target["rle"], what=f"{where}.rle")
 
 
 def _check_answer(answer: str | None, n_targets: int) -> None:
@@ -91,7 +83,7 @@ def _check_answer(answer: str | None, n_targets: int) -> None:
         raise RecordError(f"answer has {n_seg} {SEG_TOKEN} for {n_targets} targets; use 1 (union) or {n_targets}")
 
 
-def parse_record(obj: Any, file: Path, line: int) -> Record:
+def parse_record(obj: Any, file: Path, line: int, allow_outside_paths: bool = False) -> Record:
     """Check the structure of one decoded JSON line (files are not opened here)."""
     if not isinstance(obj, dict):
         raise RecordError("a record must be a JSON object")
@@ -101,6 +93,9 @@ def parse_record(obj: Any, file: Path, line: int) -> Record:
     answer = obj.get("answer")
     if answer is not None and not isinstance(answer, str):
         raise RecordError("'answer' must be a string when given")
+    for key in ("query", "answer"):
+        if isinstance(obj.get(key), str) and len(obj[key]) > MAX_QUERY_CHARS:
+            raise RecordError(f"'{key}' has {len(obj[key]):,} characters, above the limit of {MAX_QUERY_CHARS:,}")
     targets = obj.get("targets", [])
     if not isinstance(targets, list):
         raise RecordError("'targets' must be a list (empty for no target)")
@@ -111,21 +106,52 @@ def parse_record(obj: Any, file: Path, line: int) -> Record:
         raise RecordError("'is_sentence' must be true or false")
     _check_answer(answer, len(targets))
     base = file.parent
-    return Record(file, line, base / obj["image"], obj["query"], answer, targets, is_sentence, obj)
+    image = inside_path(base, obj["image"], base, allow_outside_paths, "image")
+    for index, target in enumerate(targets):
+        if "mask" in target:
+            inside_path(base, target["mask"], base, allow_outside_paths, f"targets[{index}].mask")
+    return Record(file, line, image, obj["query"], answer, targets, is_sentence, obj, allow_outside_paths)
 
 
-def iter_lines(file: Path) -> Iterator[tuple[int, Record | RecordError]]:
-    """(line number, Record or the error) for every non-blank line of a JSONL file."""
-    with open(file, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+def _lines(handle) -> Iterator[bytes | None]:
+    """Raw lines of a binary file; None for a line longer than MAX_LINE_BYTES (skipped, not read whole)."""
+    while True:
+        chunk = handle.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        if len(chunk) <= MAX_LINE_BYTES or chunk.endswith(b"\n"):
+            yield chunk
+            continue
+        while chunk and not chunk.endswith(b"\n"):  # drain the rest of the long line
+            chunk = handle.readline(MAX_LINE_BYTES)
+        yield None
+
+
+def _parse_line(raw: bytes | None, file: Path, number: int, allow_outside_paths: bool) -> Record | RecordError:
+    if raw is None:
+        return RecordError(f"line is longer than {MAX_LINE_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return RecordError(f"not UTF-8 text (byte {error.start} of the line); save the file as UTF-8")
+    try:
+        return parse_record(json.loads(text), file, number, allow_outside_paths)
+    except json.JSONDecodeError as error:
+        return RecordError(f"not valid JSON ({error.msg} at column {error.colno})")
+    except RecursionError:
+        return RecordError("JSON nested too deeply")
+    except RecordError as error:
+        return error
+
+
+def iter_lines(file: Path, allow_outside_paths: bool = False) -> Iterator[tuple[int, Record | RecordError]]:
+    """(line number, Record or the error) for every non-blank line of a JSONL file; a bad line
+    (not UTF-8, not JSON, too long, malformed) is reported and the next one read."""
+    with open(file, "rb") as handle:
+        for number, raw in enumerate(_lines(handle), start=1):
+            if raw is not None and not raw.strip():
                 continue
-            try:
-                yield number, parse_record(json.loads(text), file, number)
-            except json.JSONDecodeError as error:
-                yield number, RecordError(f"not valid JSON ({error.msg} at column {error.colno})")
-            except RecordError as error:
-                yield number, error
+            yield number, _parse_line(raw, file, number, allow_outside_paths)
 
 
 def jsonl_files(data_dir: Path, split: str | None = None, names: list[str] | None = None) -> list[Path]:
@@ -148,40 +174,37 @@ def jsonl_files(data_dir: Path, split: str | None = None, names: list[str] | Non
     return files
 
 
-def read_records(data_dir: Path, split: str | None = None, names: list[str] | None = None) -> list[Record]:
+def read_records(data_dir: Path, split: str | None = None, names: list[str] | None = None,
+                 allow_outside_paths: bool = False) -> list[Record]:
     """All records; the first malformed line raises LisaError with its file and line."""
     records = []
     for file in jsonl_files(data_dir, split, names):
-        for number, item in iter_lines(file):
+        for number, item in iter_lines(file, allow_outside_paths):
             if isinstance(item, RecordError):
                 raise LisaError(f"{file}:{number}: {item} (run `lisa data check` to list every problem)")
             records.append(item)
     return records
 
 
-def decode_target(target: dict[str, Any], base: Path, height: int, width: int) -> np.ndarray:
-    """One target -> [H, W] uint8 {0, 1}; raises RecordError on a missing file or wrong size."""
+def decode_target(target: dict[str, Any], base: Path, height: int, width: int, allow_outside_paths: bool = False,
+                  index: int = 0) -> np.ndarray:
+    """One target -> [H, W] uint8 {0, 1}; raises RecordError on a missing or bad file, bad geometry or
+    a wrong size (checks: lisa.data.validate)."""
+    where = f"targets[{index}]"
     if "mask" in target:
-        path = base / target["mask"]
-        if not path.is_file():
-            raise RecordError(f"mask file {path} not found")
-        array = np.array(Image.open(path))
-        if array.ndim == 3:
-            array = array.max(axis=2)
-        if array.shape != (height, width):
-            raise RecordError(f"mask {path} is {array.shape[1]}x{array.shape[0]} but the image is {width}x{height}")
-        return (array != 0).astype(np.uint8)
+        path = inside_path(base, target["mask"], base, allow_outside_paths, f"{where}.mask")
+        return read_mask_file(path, height, width, what=f"{where}.mask").astype(np.uint8)
     if "polygons" in target:
+        check_coco_polygons(target["polygons"], height, width, what=f"{where}.polygons")
         return coco_polygons_mask(target["polygons"], height, width)
-    try:
-        return coco_rle_mask(target["rle"], height, width)
-    except ValueError as error:
-        raise RecordError(f"rle: {error}") from None
+    check_rle(target["rle"], height, width, what=f"{where}.rle")
+    return coco_rle_mask(target["rle"], height, width)
 
 
 def record_masks(record: Record, height: int, width: int) -> np.ndarray:
     """Masks for the record's ``[SEG]``s: [n_targets, H, W] one per target or [1, H, W] union; [0, H, W] if none."""
-    masks = [decode_target(t, record.file.parent, height, width) for t in record.targets]
+    masks = [decode_target(t, record.file.parent, height, width, record.allow_outside_paths, i)
+             for i, t in enumerate(record.targets)]
     if not masks:
         return np.zeros((0, height, width), dtype=np.uint8)
     stacked = np.stack(masks)
@@ -189,9 +212,10 @@ def record_masks(record: Record, height: int, width: int) -> np.ndarray:
 
 
 def _image_hw(record: Record) -> tuple[int, int]:
-    if not record.image.is_file():
-        raise LisaError(f"{record.where}: image {record.image} not found")
-    return image_size(record.image)
+    try:
+        return image_hw(record.image)
+    except RecordError as error:
+        raise LisaError(f"{record.where}: {error}") from None
 
 
 def _masks_or_error(record: Record, height: int, width: int) -> np.ndarray:
@@ -222,13 +246,13 @@ class JsonlTrain:
 
     def __init__(
         self, data_dir: Path, split: str | None = None, max_queries: int = 3, source: str = "jsonl",
-        names: list[str] | None = None,
+        names: list[str] | None = None, allow_outside_paths: bool = False,
     ) -> None:
         self.source = source
         self.max_queries = max_queries
         groups: dict[tuple[Path, Path], list[Record]] = {}
         self.groups: list[list[Record]] = []
-        for record in read_records(data_dir, split, names):
+        for record in read_records(data_dir, split, names, allow_outside_paths):
             if record.kind == TEXT_ONLY:
                 self.groups.append([record])
             else:
@@ -256,8 +280,9 @@ class JsonlEval(Sequence[EvalItem]):
     """Segmentation and no-target records as EvalItems; text-only records are counted in
     ``skipped_text_only`` (they have nothing to score)."""
 
-    def __init__(self, data_dir: Path, split: str | None = None, names: list[str] | None = None) -> None:
-        records = read_records(data_dir, split, names)
+    def __init__(self, data_dir: Path, split: str | None = None, names: list[str] | None = None,
+                 allow_outside_paths: bool = False) -> None:
+        records = read_records(data_dir, split, names, allow_outside_paths)
         self.records = [r for r in records if r.kind != TEXT_ONLY]
         self.text_only = [r for r in records if r.kind == TEXT_ONLY]  # scored by answer accuracy
         self.skipped_text_only = len(self.text_only)

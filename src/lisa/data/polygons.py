@@ -6,6 +6,9 @@ Two conventions live here, on purpose kept apart:
   coordinates truncated to int32, polygons painted largest first so that smaller ones
   overwrite larger ones; ``ignore`` polygons paint 255, ``flag`` polygons are skipped.
 * COCO (refCOCO family, PACO, users' JSONL): ``pycocotools`` polygons / RLE.
+
+Every polygon and RLE is checked by ``lisa.data.validate`` before it reaches OpenCV or
+pycocotools (NaN, huge coordinates and RLE counts not summing to h*w crash or corrupt them).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
+
+from lisa.data.validate import check_coco_polygons, check_labelme_points, check_rle
 
 IGNORE = 255
 
@@ -48,9 +53,10 @@ def reasonseg_mask(shapes: list[dict[str, Any]], height: int, width: int) -> np.
     """
     valid: list[dict[str, Any]] = []
     areas: list[int] = []
-    for shape in shapes:
+    for index, shape in enumerate(shapes):
         if str(shape["label"]).lower() == "flag":
             continue
+        check_labelme_points(shape["points"], height, width, f"shapes[{index}].points")
         alone = np.zeros((height, width), dtype=np.uint8)
         draw_polygon(alone, shape["points"], 1)
         areas.append(int(alone.sum()))
@@ -66,28 +72,28 @@ def reasonseg_mask(shapes: list[dict[str, Any]], height: int, width: int) -> np.
 def coco_polygons_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     """COCO polygons [[x1, y1, x2, y2, ...], ...] -> [H, W] uint8 union in {0, 1}.
 
-    The official refer loader sums the parts (overlaps can give 2, defect 15); we take the union.
+    The official refer loader sums the parts (overlaps can give 2, defect 15); we take the union
+    (merged as RLE, so many parts never cost one full mask each). Parts of fewer than 3 points are
+    dropped, as pycocotools cannot draw them.
     """
-    parts = [p for p in polygons if len(p) >= 6]
+    check_coco_polygons(polygons, height, width, min_points=0)
+    parts = [[float(v) for v in p] for p in polygons if len(p) >= 6]
     if not parts:
         return np.zeros((height, width), dtype=np.uint8)
-    rles = coco_mask.frPyObjects(parts, height, width)
-    decoded = _decode(rles)  # [H, W, P]
-    return (decoded.max(axis=2) > 0).astype(np.uint8)
+    rle = coco_mask.merge(coco_mask.frPyObjects(parts, height, width), intersect=0)
+    return (_decode(rle) > 0).astype(np.uint8)
 
 
 def coco_rle_mask(rle: dict[str, Any], height: int | None = None, width: int | None = None) -> np.ndarray:
-    """COCO RLE (compressed ``counts`` str/bytes or uncompressed list) -> [H, W] uint8 {0, 1}."""
-    size = [int(v) for v in rle["size"]]
+    """COCO RLE (compressed ``counts`` str/bytes or uncompressed list) -> [H, W] uint8 {0, 1};
+    ``RecordError`` (a ValueError) when it is malformed or not of the image's size."""
+    size = list(check_rle(rle, height, width))
     counts = rle["counts"]
     if isinstance(counts, list):
         encoded = coco_mask.frPyObjects({"size": size, "counts": counts}, size[0], size[1])
     else:
         encoded = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
-    mask = _decode(encoded).astype(np.uint8)
-    if height is not None and width is not None and mask.shape != (height, width):
-        raise ValueError(f"RLE size {tuple(mask.shape)} differs from the image size {(height, width)}")
-    return mask
+    return _decode(encoded).astype(np.uint8)
 
 
 def segmentation_mask(segmentation: Any, height: int, width: int) -> np.ndarray:

@@ -17,8 +17,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from lisa.data import templates
-from lisa.data.images import image_size
 from lisa.data.polygons import reasonseg_mask
+from lisa.data.validate import RecordError, image_hw
 from lisa.data.sample import Conversation, EvalItem, Sample
 from lisa.errors import LisaError
 
@@ -101,8 +101,11 @@ def read_annotation(json_path: Path) -> dict[str, Any]:
 
 def load_mask(file: ReasonSegFile, anno: dict[str, Any]) -> np.ndarray:
     """The [H, W] uint8 target {0, 1, 255} of one annotated image."""
-    height, width = image_size(file.image)
-    return reasonseg_mask(anno["shapes"], height, width)
+    try:
+        height, width = image_hw(file.image)
+        return reasonseg_mask(anno["shapes"], height, width)
+    except RecordError as error:
+        raise LisaError(f"{file.json_path}: {error}") from None
 
 
 class ReasonSegEval(Sequence[EvalItem]):

@@ -27,6 +27,7 @@ from lisa.data import safe_pickle, templates
 from lisa.data.polygons import segmentation_mask
 from lisa.data.names import REFER_DATASETS
 from lisa.data.sample import Conversation, EvalItem, Sample
+from lisa.data.validate import RecordError, check_size
 from lisa.errors import LisaError
 SPLITS = ("train", "val", "testA", "testB", "testC", "test")
 
@@ -125,10 +126,16 @@ class ReferData:
     def mask(self, image_id: int, ann_ids: Sequence[int]) -> np.ndarray:
         """Union of the annotations' masks, [H, W] uint8 {0, 1}; all-zero for no target."""
         info = self.images[image_id]
-        height, width = int(info["height"]), int(info["width"])
+        try:
+            height, width = check_size(info.get("height"), info.get("width"), f"image {image_id} height/width")
+        except RecordError as error:
+            raise LisaError(f"{self.name} instances.json: {error}") from None
         mask = np.zeros((height, width), dtype=np.uint8)
         for ann_id in ann_ids:
-            mask |= segmentation_mask(self.annotations[ann_id]["segmentation"], height, width)
+            try:
+                mask |= segmentation_mask(self.annotations[ann_id]["segmentation"], height, width)
+            except RecordError as error:
+                raise LisaError(f"{self.name} instances.json: annotation {ann_id}: {error}") from None
         return mask
 
 

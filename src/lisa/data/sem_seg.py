@@ -29,6 +29,7 @@ from PIL import Image
 from lisa.data import templates
 from lisa.data.class_names import ADE20K_CLASSES, COCOSTUFF_CLASSES
 from lisa.data.polygons import segmentation_mask
+from lisa.data.validate import RecordError
 from lisa.data.sample import Conversation, Sample
 from lisa.errors import LisaError
 
@@ -187,7 +188,10 @@ class PartSegmentation:
         height, width = int(info["height"]), int(info["width"])
         conversations = []
         for ann in rng.sample(anns, min(self.max_queries, len(anns))):
-            mask = segmentation_mask(ann["segmentation"], height, width)[None]  # [1, H, W]
+            try:
+                mask = segmentation_mask(ann["segmentation"], height, width)[None]  # [1, H, W]
+            except RecordError as error:
+                raise LisaError(f"{self.source} annotation {ann.get('id')}: {error}") from None
             phrase = part_phrase(self.names[int(ann["category_id"])], rng)
             conversations.append(Conversation([(templates.short_question(phrase, rng), templates.answer(rng))], mask))
         return Sample(self.image_dir / str(info["file_name"]), conversations, self.source, {"image_id": image_id})
