@@ -18,11 +18,11 @@ from lisa.data.shapes.writer import rasterize_reason_seg
 from lisa.errors import LisaError
 
 
-def _generate(out: Path, split: str, n: int, seed: int = 0, size: int = 256) -> int:
+def _generate(out: Path, split: str, n: int, seed: int = 0, size: int = 256, *flags: str) -> int:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["shapes", "generate", "--out", str(out), "--split", split,
-                              "--n", str(n), "--seed", str(seed), "--size", str(size)])
+                              "--n", str(n), "--seed", str(seed), "--size", str(size), *flags])
     return args.run(args)
 
 
@@ -167,8 +167,10 @@ def test_test_split_reasoning_uses_held_out_concepts(tmp_path: Path) -> None:
 
 
 def test_smaller_rerun_leaves_no_stale_scenes(tmp_path: Path) -> None:
-    _generate(tmp_path, "val", 4, size=128)
-    _generate(tmp_path, "val", 2, size=128)
+    _generate(tmp_path, "val", 4, 0, 128)
+    with pytest.raises(LisaError, match="--overwrite"):  # an existing split is not replaced silently
+        _generate(tmp_path, "val", 2, 0, 128)
+    _generate(tmp_path, "val", 2, 0, 128, "--overwrite")
     assert len(list((tmp_path / "val").glob("*.jpg"))) == 2
 
 

@@ -295,9 +295,18 @@ class JsonlEval(Sequence[EvalItem]):
         height, width = _image_hw(record)
         masks = _masks_or_error(record, height, width)
         target = masks.max(axis=0) if len(masks) else np.zeros((height, width), dtype=np.uint8)
-        item_id = str(record.raw.get("id", f"{record.file.stem}:{record.line}"))
+        item_id = _item_id(record)
         return EvalItem(record.image, eval_query(record), target, item_id, record.is_sentence,
                         {"text": record.query, "where": record.where, "kind": record.kind})
 
     def __iter__(self) -> Iterator[EvalItem]:
         return (self[i] for i in range(len(self)))
+
+    def keys(self) -> list[tuple[str, Path]]:
+        """(item id, image) per item, without decoding any target."""
+        return [(_item_id(r), r.image) for r in self.records]
+
+
+def _item_id(record: Record) -> str:
+    """The record's ``id`` when given, else ``<file stem>:<line>``."""
+    return str(record.raw.get("id", f"{record.file.stem}:{record.line}"))

@@ -131,7 +131,7 @@ class ReasonSegEval(Sequence[EvalItem]):
         file = self.files[file_index]
         anno = read_annotation(file.json_path)
         text, is_sentence = anno["text"][text_index], anno["is_sentence"]
-        item_id = file.stem if text_index == 0 else f"{file.stem}#{text_index}"
+        item_id = file.stem if text_index == 0 else f"{file.stem}#{text_index}"  # as keys()
         return EvalItem(
             image=file.image,
             query=templates.eval_query(text, is_sentence),
@@ -143,6 +143,11 @@ class ReasonSegEval(Sequence[EvalItem]):
 
     def __iter__(self) -> Iterator[EvalItem]:
         return (self[i] for i in range(len(self)))
+
+    def keys(self) -> list[tuple[str, Path]]:
+        """(item id, image) per item, without reading any annotation."""
+        return [(self.files[f].stem if k == 0 else f"{self.files[f].stem}#{k}", self.files[f].image)
+                for f, k in self.index]
 
 
 def load_explanatory(path: Path) -> dict[str, str]:

@@ -162,6 +162,10 @@ class ReferEval(Sequence[EvalItem]):
     def __iter__(self) -> Iterator[EvalItem]:
         return (self[i] for i in range(len(self)))
 
+    def keys(self) -> list[tuple[str, Path]]:
+        """(item id, image) per item, without decoding any mask."""
+        return [(e.item_id, self.data.image_path(e.image_id)) for e in self.data.expressions]
+
 
 class ReferTrain:
     """Training samples: one image, up to ``max_queries`` of its expressions (short templates).

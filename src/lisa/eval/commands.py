@@ -13,14 +13,16 @@ from lisa.threads import add_threads_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
-        description="Score a model (--model) or precomputed masks (--pred-dir P/<image stem>.png). Prints "
+        description="Score a model (--model) or precomputed masks (--pred-dir P: one <item id>.png per query, "
+                    "or <image stem>.png per single-query image; see docs/data-format.md). Prints "
                     "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union).",
         epilog="example:\n  lisa shapes generate --out data/shapes --split val --n 20\n"
                "  lisa eval --model lisa-tiny --dataset jsonl --data-dir data/shapes --split val --visualize out/worst")
     add_dataset_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model folder (or a shipped name such as lisa-tiny) for LisaPipeline")
-    source.add_argument("--pred-dir", type=Path, help="folder of predicted masks <image stem>.png (nonzero = fg)")
+    source.add_argument("--pred-dir", type=Path,
+                        help="folder of predicted masks <item id>.png (nonzero colour = foreground; alpha ignored)")
     parser.add_argument("--teacher-forced", action="store_true",
                         help='official protocol: the answer "[SEG]." is given instead of generated')
     parser.add_argument("--batch-size", type=int, default=8, help="queries per model call")
@@ -28,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cuda / cpu / mps (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: the model's)")
     parser.add_argument("--visualize", type=Path, default=None, help="write the worst cases as PNGs (image | target | prediction, with query, answer and IoU) here")
+    parser.add_argument("--save-predictions", type=Path, default=None, metavar="DIR",
+                        help="with --model: write every predicted mask as DIR/<item id>.png (scores again with --pred-dir)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing non-empty --visualize / --save-predictions folders whole")
     add_threads_argument(parser)
     add_report_arguments(parser)
     parser.set_defaults(run=run_eval)
@@ -42,6 +48,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-by", default=None, help="refer datasets: unc / umd / google (default as official)")
     parser.add_argument("--all-texts", action="store_true", help="ReasonSeg: every text, not only text[0]")
     parser.add_argument("--names", nargs="+", default=None, help="jsonl: score only these files, e.g. --names referring")
+    parser.add_argument("--allow-outside-paths", action="store_true",
+                        help="jsonl: accept image / mask paths that are absolute or lead out of the data folder")
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +63,8 @@ def load_items(args: argparse.Namespace):
     """(the whole dataset, the items to score: its first --limit items)."""
     from lisa.eval.evaluate import load_eval_dataset
 
-    dataset = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names)
+    dataset = load_eval_dataset(args.dataset, args.data_dir, args.split, args.all_texts, args.split_by, args.names,
+                                args.allow_outside_paths)
     return dataset, (_Head(dataset, args.limit) if args.limit is not None else dataset)
 
 
@@ -87,26 +96,55 @@ class _Head:
             raise IndexError(i)
         return self.items[i]
 
+    def keys(self):
+        from lisa.eval.predictions import dataset_keys
+
+        return dataset_keys(self.items)[: self.n]
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable or occupied outputs before any item is scored (or a model loaded)."""
+    from lisa.errors import LisaError
+    from lisa.output_dir import check_output_dir, check_output_file
+
+    if getattr(args, "save_predictions", None) is not None:
+        if args.model is None:
+            raise LisaError("--save-predictions needs --model; --pred-dir already is a folder of predictions")
+        check_output_dir(args.save_predictions, args.overwrite, "--save-predictions")
+    if getattr(args, "visualize", None) is not None:
+        check_output_dir(args.visualize, args.overwrite, "--visualize")
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate, print ``gIoU=... cIoU=... n=...``, optionally write the report and pictures."""
-    from lisa.eval.evaluate import evaluate
+    from contextlib import ExitStack
+
+    from lisa.eval.evaluate import evaluate, pipeline_predictor, pred_dir_predictor, saving_predictor
+    from lisa.eval.predictions import check_unique_ids, dataset_keys
     from lisa.eval.report import build_report, summary_line, write_report
     from lisa.eval.visualize import write_case
+    from lisa.output_dir import staged_output_dir
 
+    check_outputs(args)
     dataset, items = load_items(args)
     text_only = list(getattr(dataset, "text_only", []))[: args.limit]
     if text_only and args.model is None:
         print(f"note: {len(text_only)} text-only record(s) need --model for answer accuracy; not evaluated", file=sys.stderr)
-    from lisa.eval.evaluate import pipeline_predictor, pred_dir_predictor
-
+    if args.save_predictions is not None:
+        check_unique_ids(dataset_keys(items))
     pipe = _pipeline(args)
     if pipe is None:
-        predict = pred_dir_predictor(args.pred_dir)
+        predict = pred_dir_predictor(args.pred_dir, dataset)
     else:
         predict = pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
     keep = args.worst if args.visualize else 0
-    results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
+    with ExitStack() as stack:  # the predictions folder appears whole, once every item is scored
+        if args.save_predictions is not None:
+            stage = stack.enter_context(staged_output_dir(args.save_predictions, args.overwrite, "--save-predictions"))
+            predict = saving_predictor(predict, stage)
+        results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
     mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")
     info = {"dataset": args.dataset, "split": args.split, "mode": mode,
             "source": str(args.pred_dir or args.model), "all_texts": args.all_texts, "names": args.names}
@@ -120,9 +158,10 @@ def run_eval(args: argparse.Namespace) -> int:
         write_report(report, args.out)
     if args.visualize:
         answers = {score.item_id: score.answer for score in results.items}
-        for rank, (item, pred, iou) in enumerate(keeper.cases()):
-            write_case(args.visualize, rank, item.item_id, iou, item.image, item.target, pred,
-                       item.query, answers.get(item.item_id))
+        with staged_output_dir(args.visualize, args.overwrite, "--visualize") as stage:
+            for rank, (item, pred, iou) in enumerate(keeper.cases()):
+                write_case(stage, rank, item.item_id, iou, item.image, item.target, pred,
+                           item.query, answers.get(item.item_id))
     if len(items):
         print(summary_line(report))
     return 0

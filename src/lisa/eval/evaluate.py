@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from lisa.data.names import EVAL_DATASETS, REFER_DATASETS
 from lisa.data.sample import EvalItem
@@ -27,7 +26,8 @@ Predictor = Callable[[list[EvalItem]], list[Prediction]]
 
 
 def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = False,
-                      split_by: str | None = None, names: list[str] | None = None) -> Sequence[EvalItem]:
+                      split_by: str | None = None, names: list[str] | None = None,
+                      allow_outside_paths: bool = False) -> Sequence[EvalItem]:
     """The evaluation items of ``name`` (reasonseg, refcoco..., grefcoco, jsonl) and ``split``;
     ``names`` keeps only those JSONL files (e.g. ["referring"])."""
     if names and name != "jsonl":
@@ -43,37 +43,29 @@ def load_eval_dataset(name: str, data_dir: Path, split: str, all_texts: bool = F
     if name == "jsonl":
         from lisa.data.jsonl import JsonlEval
 
-        return JsonlEval(data_dir, split, names)
+        return JsonlEval(data_dir, split, names, allow_outside_paths)
     raise LisaError(f"unknown evaluation dataset {name!r}; choose from {', '.join(EVAL_DATASETS)}")
 
 
-def pred_stem(item: EvalItem) -> str:
-    """The prediction file stem of an item: the image's stem."""
-    return str(item.meta.get("stem") or Path(item.image).stem)
+def pred_dir_predictor(pred_dir: Path, dataset: Sequence[EvalItem] | None = None) -> Predictor:
+    """Read predicted masks from a folder, named as ``lisa.eval.predictions`` says (one file per
+    query, or per single-query image of ``dataset``)."""
+    from lisa.eval.predictions import PredDirPredictor
+
+    return PredDirPredictor(pred_dir, dataset)
 
 
-def pred_dir_predictor(pred_dir: Path) -> Predictor:
-    """Read ``pred_dir/<image stem>.png`` (nonzero = foreground, same size as the image)."""
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise LisaError(f"prediction folder {pred_dir} does not exist; expected <image stem>.png files")
+def saving_predictor(predict: Predictor, folder: Path) -> Predictor:
+    """``predict``, also writing every predicted mask into ``folder`` by the per-query naming rule."""
+    from lisa.eval.predictions import save_prediction
 
-    def predict(items: list[EvalItem]) -> list[Prediction]:
-        out = []
-        for item in items:
-            path = pred_dir / f"{pred_stem(item)}.png"
-            if not path.is_file():
-                raise LisaError(f"prediction {path} not found for item {item.item_id} "
-                                f"(expected {pred_dir}/<image stem>.png for every image)")
-            array = np.array(Image.open(path))
-            array = array.max(axis=2) if array.ndim == 3 else array
-            if array.shape != item.target.shape:
-                raise LisaError(f"prediction {path} is {array.shape[1]}x{array.shape[0]} but the image "
-                                f"is {item.target.shape[1]}x{item.target.shape[0]}")
-            out.append((array != 0, None))
-        return out
+    def predict_and_save(items: list[EvalItem]) -> list[Prediction]:
+        predictions = predict(items)
+        for item, (mask, _) in zip(items, predictions):
+            save_prediction(folder, item, mask)
+        return predictions
 
-    return predict
+    return predict_and_save
 
 
 def union_mask(masks: np.ndarray, height: int, width: int) -> np.ndarray:

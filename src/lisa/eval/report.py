@@ -82,7 +82,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:
-    """Write the report as indented JSON, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    """Write the report as indented JSON (atomically: a reader never sees half a report), creating the folder."""
+    from lisa.output_dir import write_text_atomic
+
+    write_text_atomic(Path(path), json.dumps(report, indent=2) + "\n")

@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_arguments(segment)
     segment.add_argument("--out", type=Path, default=Path("out"),
                          help="folder for mask_<i>.png, overlay.png and result.json (default: out)")
+    segment.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     segment.add_argument("--max-new-tokens", type=int, default=64, help="longest answer, in tokens (default: 64)")
     segment.set_defaults(run=run_segment)
 
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _model_arguments(chat)
     chat.add_argument("--out", type=Path, default=Path("out/chat"),
                       help="folder for each turn's outputs and /save (default: out/chat)")
+    chat.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     chat.add_argument("--max-new-tokens", type=int, default=64, help="longest answer, in tokens (default: 64)")
     chat.set_defaults(run=run_chat)
 
@@ -55,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa tiny-model --out /tmp/tiny && lisa segment --model /tmp/tiny examples/umbrella.jpg \"the umbrella\"",
     )
     tiny.add_argument("--out", type=Path, required=True, help="the folder to write (created if missing)")
+    tiny.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     tiny.add_argument("--seed", type=int, default=0, help="random seed of the weights (default: 0)")
     tiny.set_defaults(run=run_tiny_model)
 
@@ -83,13 +86,16 @@ def run_segment(args: argparse.Namespace) -> int:
     from lisa.data.image_io import load_image
     from lisa.inference.queries import segment_query
     from lisa.inference.render import write_outputs
+    from lisa.output_dir import check_output_dir, staged_output_dir
 
+    check_output_dir(args.out, args.overwrite)  # before the slow part
     image = load_image(args.image)
     pipe = _pipeline(args)
     result = pipe(image, args.query, max_new_tokens=args.max_new_tokens, raw=args.raw)
     prompt = args.query if args.raw else segment_query(args.query)
-    written = write_outputs(args.out, image, args.query, result.text, result.masks, result.scores, result.timings,
-                            prompt=prompt)
+    with staged_output_dir(args.out, args.overwrite) as stage:
+        written = write_outputs(stage, image, args.query, result.text, result.masks, result.scores, result.timings,
+                                prompt=prompt)
     print(result.text)
     print(f"{len(result.masks)} mask(s){_empty_note(result.masks)} -> {args.out}/ ({', '.join(p.name for p in written)})")
     return 0
@@ -104,9 +110,15 @@ def _empty_note(masks) -> str:
 def run_chat(args: argparse.Namespace) -> int:
     from lisa.data.image_io import load_image
     from lisa.inference.chat import ChatSession
+    from lisa.output_dir import check_output_dir, staged_output_dir
 
+    check_generation_args(args)
+    check_output_dir(args.out, args.overwrite)  # refused before the model loads
     load_image(args.image)  # a bad path fails before the model loads
-    session = ChatSession(_pipeline(args), args.image, args.out, args.max_new_tokens)
+    pipe = _pipeline(args)
+    with staged_output_dir(args.out, args.overwrite):  # an empty folder now (with --overwrite: the old one replaced whole)
+        pass
+    session = ChatSession(pipe, args.image, args.out, args.max_new_tokens)
     session.greet()
     while True:
         try:
@@ -121,6 +133,9 @@ def run_chat(args: argparse.Namespace) -> int:
 def run_tiny_model(args: argparse.Namespace) -> int:
     from lisa.model.build import write_tiny_model
 
-    write_tiny_model(args.out, seed=args.seed)
+    from lisa.output_dir import staged_output_dir
+
+    with staged_output_dir(args.out, args.overwrite) as stage:
+        write_tiny_model(stage, seed=args.seed)
     print(f"tiny random-weight model written to {args.out}")
     return 0

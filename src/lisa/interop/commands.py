@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DTYPE_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     official.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="auto keeps the checkpoint's (bf16)")
     official.add_argument("--no-progress", action="store_true",
                           help="no progress bar (it is shown on stderr only when that is a terminal)")
+    official.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     official.set_defaults(run=_run_convert_official)
     sam = kinds.add_parser(
         "sam", help="an original sam_vit_{h,l,b}_*.pth file -> a transformers SAM folder",
@@ -33,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa convert sam --src sam_vit_h_4b8939.pth --out sam-vit-h")
     sam.add_argument("--src", required=True, help="the original sam_vit_*.pth file")
     sam.add_argument("--out", required=True, help="a new folder for the transformers SAM model")
+    sam.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     sam.set_defaults(run=_run_convert_sam)
 
     init = subparsers.add_parser(
@@ -45,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--vision-tower", default=None, help="CLIP folder (LLaVA-v1 folders only; they hold no CLIP)")
     init.add_argument("--out", required=True, help="a new folder for the model")
     init.add_argument("--seed", type=int, default=0, help="random seed of the new seg head and [SEG] row (default: 0)")
+    init.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     init.set_defaults(run=_run_init)
 
     fixtures = subparsers.add_parser(
@@ -74,16 +78,23 @@ def _dtype(name: str):
 
 def _run_convert_official(args: argparse.Namespace) -> int:
     from lisa.interop.official import convert_official
+    from lisa.output_dir import check_output_dir, staged_output_dir
 
-    out = convert_official(args.src, args.vision_tower, args.out, _dtype(args.dtype), progress=not args.no_progress)
-    print(f"wrote {out}; use it with: lisa segment --model {out} ...")
+    check_output_dir(Path(args.out), args.overwrite)
+    with staged_output_dir(Path(args.out), args.overwrite) as stage:
+        convert_official(args.src, args.vision_tower, stage, _dtype(args.dtype), progress=not args.no_progress)
+    print(f"wrote {args.out}; use it with: lisa segment --model {args.out} ...")
     return 0
 
 
 def _run_convert_sam(args: argparse.Namespace) -> int:
     from lisa.interop.sam_original import convert_sam
+    from lisa.output_dir import check_output_dir, staged_output_dir
 
-    print(f"wrote {convert_sam(args.src, args.out)}")
+    check_output_dir(Path(args.out), args.overwrite)
+    with staged_output_dir(Path(args.out), args.overwrite) as stage:
+        convert_sam(args.src, stage)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -107,7 +118,10 @@ def _run_fixtures(args: argparse.Namespace) -> int:
 
 def _run_init(args: argparse.Namespace) -> int:
     from lisa.interop.llava_hf import init_lisa
+    from lisa.output_dir import check_output_dir, staged_output_dir
 
-    out = init_lisa(args.vlm, args.sam, args.out, vision_tower=args.vision_tower, seed=args.seed)
-    print(f"wrote {out} (new seg head; train it with `lisa train`)")
+    check_output_dir(Path(args.out), args.overwrite)
+    with staged_output_dir(Path(args.out), args.overwrite) as stage:
+        init_lisa(args.vlm, args.sam, stage, vision_tower=args.vision_tower, seed=args.seed)
+    print(f"wrote {args.out} (new seg head; train it with `lisa train`)")
     return 0

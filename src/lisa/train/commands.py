@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--run", dest="run_folder", type=Path, required=True, help="the training run folder")
     export.add_argument("--out", type=Path, required=True, help="where to write the model")
     export.add_argument("--checkpoint", default="last", help="last | best | a checkpoint folder (default last)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder whole")
     export.set_defaults(run=run_export)
 
     plot = subparsers.add_parser(
@@ -76,8 +77,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from lisa.output_dir import check_output_dir, staged_output_dir
     from lisa.train.export import export
 
-    out = export(args.run_folder, args.out, args.checkpoint)
-    print(f"model written to {out}")
+    check_output_dir(args.out, args.overwrite)
+    with staged_output_dir(args.out, args.overwrite) as stage:
+        export(args.run_folder, stage, args.checkpoint)
+    print(f"model written to {args.out}")
     return 0

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--n", type=int, default=None, help="scenes (default 2000 train, 200 val/test)")
     gen.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
     gen.add_argument("--size", type=int, default=256, help="image side in pixels")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT/SPLIT/ whole")
     gen.set_defaults(run=run_generate)
 
 
@@ -41,14 +42,19 @@ def check_args(args: argparse.Namespace) -> None:
         raise LisaError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():
         raise LisaError(f"--out {args.out} is a file; give a folder to write the dataset into")
+    from lisa.output_dir import check_output_dir
+
+    check_output_dir(args.out / args.split, args.overwrite, "--out")
 
 
 def run_generate(args: argparse.Namespace) -> int:
     check_args(args)
     from lisa.data.shapes.generate import DEFAULT_N, generate_split  # numpy, cv2: load late
+    from lisa.output_dir import staged_output_dir
 
     n = args.n if args.n is not None else DEFAULT_N[args.split]
-    meta = generate_split(args.out, args.split, n, args.seed, args.size)
+    with staged_output_dir(args.out / args.split, args.overwrite, "--out") as stage:  # no half-written split
+        meta = generate_split(args.out, args.split, n, args.seed, args.size, split_dir=stage)
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items() if not k.startswith("objects_"))
     print(f"wrote {n} {args.split} scenes to {args.out / args.split} in {meta['seconds']} s ({counts})")
     return 0

@@ -90,8 +90,10 @@ def clear_previous(out: Path, split: str) -> None:
         path.unlink()
 
 
-def generate_split(root: Path, split: str, n: int, seed: int, size: int) -> dict[str, Any]:
-    out = root / split
+def generate_split(root: Path, split: str, n: int, seed: int, size: int, split_dir: Path | None = None) -> dict[str, Any]:
+    """Write ``root/split/`` (or ``split_dir``, a staging folder that becomes it) and the split's
+    shared files under ``root`` (explanatory/, meta/, facts.jsonl, blank.png)."""
+    out = split_dir or root / split
     out.mkdir(parents=True, exist_ok=True)
     (root / "explanatory").mkdir(exist_ok=True)
     clear_previous(out, split)
