@@ -27,8 +27,10 @@ class SamView:
 
 
 def sam_resized_size(height: int, width: int, target: int) -> tuple[int, int]:
+    """Longest side to ``target``, round half up; never below 1 px (a 1x4096 image stays 1 px high,
+    where the official formula gives 0 and fails)."""
     scale = target / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def sam_view(image: np.ndarray, target: int) -> SamView:
@@ -42,6 +44,36 @@ def sam_view(image: np.ndarray, target: int) -> SamView:
     return SamView(torch.from_numpy(padded).permute(2, 0, 1).contiguous(), (new_h, new_w), (height, width))
 
 
+MAX_VLM_ASPECT = 4096  # longer / shorter side; beyond it only the centre of the long side is kept
+
+
+def _crops_centre(image_processor) -> bool:
+    """True for CLIP's own recipe: shortest side to a size, then a centre crop."""
+    size = getattr(image_processor, "size", None) or {}
+    return bool(getattr(image_processor, "do_center_crop", False)) and "shortest_edge" in size
+
+
+def _bounded_aspect(image: np.ndarray) -> np.ndarray:
+    """The centre of an image longer than MAX_VLM_ASPECT:1 (for a centre-cropping processor). It
+    scales the short side to its crop size and keeps the centre square, so the cut part is never
+    seen; without the cut a 1 x 10^8 image would first be resized to 224 x 2 * 10^10 pixels."""
+    height, width = image.shape[:2]
+    if width > height * MAX_VLM_ASPECT:
+        keep = height * MAX_VLM_ASPECT
+        return image[:, (width - keep) // 2:(width - keep) // 2 + keep]
+    if height > width * MAX_VLM_ASPECT:
+        keep = width * MAX_VLM_ASPECT
+        return image[(height - keep) // 2:(height - keep) // 2 + keep]
+    return image
+
+
 def vlm_view(images: list[np.ndarray], image_processor) -> torch.Tensor:
-    """RGB uint8 images -> [B, 3, h, w] float32 for the vision tower."""
-    return image_processor(images=images, return_tensors="pt")["pixel_values"]
+    """RGB uint8 images [H, W, 3] -> [B, 3, h, w] float32 for the vision tower.
+
+    The layout is given explicitly: left to guess, the processor reads any array whose first
+    dimension is 1 or 3 (a 1x1 image, one 1 or 3 px tall, even some 4x4 ones) as channels-first,
+    and silently produces the wrong pixels."""
+    arrays = [np.asarray(image) for image in images]
+    if _crops_centre(image_processor):
+        arrays = [_bounded_aspect(image) for image in arrays]
+    return image_processor(images=arrays, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
