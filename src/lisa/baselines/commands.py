@@ -51,13 +51,13 @@ def run_baseline_eval(args: argparse.Namespace) -> int:
 
     from lisa.baselines.text_sam import baseline_predictor
     from lisa.errors import LisaError
-    from lisa.eval.commands import check_outputs, load_items
+    from lisa.eval.commands import check_args, load_items
     from lisa.eval.evaluate import evaluate
     from lisa.eval.report import build_report, summary_line, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    check_outputs(args)
+    check_args(args)
     dataset, items = load_items(args)
     if not len(items):
         raise LisaError(f"nothing to score in {args.data_dir} ({args.split})")

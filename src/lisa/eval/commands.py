@@ -102,11 +102,15 @@ class _Head:
         return dataset_keys(self.items)[: self.n]
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unwritable or occupied outputs before any item is scored (or a model loaded)."""
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad numbers and unwritable or occupied outputs before any item is scored (or a model loaded)."""
     from lisa.errors import LisaError
     from lisa.output_dir import check_output_dir, check_output_file
 
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--limit", args.limit, 0),
+                               ("--max-new-tokens", getattr(args, "max_new_tokens", 1), 1), ("--worst", args.worst, 0)):
+        if value is not None and value < least:
+            raise LisaError(f"{flag} must be at least {least}, got {value}")
     if getattr(args, "save_predictions", None) is not None:
         if args.model is None:
             raise LisaError("--save-predictions needs --model; --pred-dir already is a folder of predictions")
@@ -127,7 +131,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from lisa.eval.visualize import write_case
     from lisa.output_dir import staged_output_dir
 
-    check_outputs(args)
+    check_args(args)
     dataset, items = load_items(args)
     text_only = list(getattr(dataset, "text_only", []))[: args.limit]
     if text_only and args.model is None:

@@ -137,16 +137,18 @@ def evaluate(items: Sequence[EvalItem], predict: Predictor, batch_size: int = 1,
 
     results, keeper = Results(), WorstKeeper(keep_worst)
     bar = tqdm(total=len(items), desc="eval", unit="query", disable=not progress)
-    for batch in batches(items, max(1, batch_size)):
-        for item, (pred, text) in zip(batch, predict(batch)):
-            mask_score = score_mask(pred, item.target)
-            valid = item.target != 255
-            score = ItemScore(item.item_id, mask_score.iou, mask_score.intersection, mask_score.union,
-                              item.is_sentence, str(item.image), item.query, text,
-                              int((item.target[valid] == 1).sum()), int(pred[valid].sum()))
-            results.add(score)
-            keeper.offer(score, item, pred)
-        bar.update(len(batch))
-        bar.set_postfix(giou=f"{results.overall.giou:.4f}", ciou=f"{results.overall.ciou:.4f}")
-    bar.close()
+    try:
+        for batch in batches(items, max(1, batch_size)):
+            for item, (pred, text) in zip(batch, predict(batch)):
+                mask_score = score_mask(pred, item.target)
+                valid = item.target != 255
+                score = ItemScore(item.item_id, mask_score.iou, mask_score.intersection, mask_score.union,
+                                  item.is_sentence, str(item.image), item.query, text,
+                                  int((item.target[valid] == 1).sum()), int(pred[valid].sum()))
+                results.add(score)
+                keeper.offer(score, item, pred)
+            bar.update(len(batch))
+            bar.set_postfix(giou=f"{results.overall.giou:.4f}", ciou=f"{results.overall.ciou:.4f}")
+    finally:
+        bar.close()  # ends the bar's line, so an error message starts on a line of its own
     return results, keeper

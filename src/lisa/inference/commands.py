@@ -73,6 +73,23 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     add_threads_argument(parser)
 
 
+def check_generation_args(args: argparse.Namespace) -> None:
+    """Refuse bad numbers before the model is loaded."""
+    from lisa.errors import LisaError
+
+    if args.max_new_tokens < 1:
+        raise LisaError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+
+
+def check_query(query: str) -> None:
+    from lisa.errors import LisaError
+
+    if not query.strip():
+        raise LisaError("the query is empty; ask something about the image, e.g. \"where is the dog?\"")
+    if "\x00" in query:
+        raise LisaError("the query contains a NUL character; pass plain text")
+
+
 def _pipeline(args: argparse.Namespace):
     from lisa.inference.pipeline import LisaPipeline
 
@@ -88,6 +105,8 @@ def run_segment(args: argparse.Namespace) -> int:
     from lisa.inference.render import write_outputs
     from lisa.output_dir import check_output_dir, staged_output_dir
 
+    check_query(args.query)
+    check_generation_args(args)
     check_output_dir(args.out, args.overwrite)  # before the slow part
     image = load_image(args.image)
     pipe = _pipeline(args)

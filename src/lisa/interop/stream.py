@@ -44,10 +44,16 @@ def checkpoint_shards(directory: str | Path) -> list[Path]:
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    import pickle
+
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # legacy (non-zip) pickle files cannot be memory-mapped
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) pickle files cannot be memory-mapped
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise LisaError(f"{path} is not a readable PyTorch weight file ({type(error).__name__}: "
+                        f"{str(error).splitlines()[0][:200]}); check that the download is complete") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
