@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from test_cli_errors import assert_one_error_line, run_lisa
 
+pytestmark = pytest.mark.slow  # ~40 fresh interpreters, several importing torch
 READ_ONLY = Path("/sys/lisa-out")  # sysfs refuses new folders even to root; chmod does not stop root
 
 
