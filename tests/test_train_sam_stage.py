@@ -174,3 +174,81 @@ def test_dense_losses_only_score_annotated_classes() -> None:
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, 0], torch.ones(16, 16))
     assert torch.allclose(semantic, expected)
     assert torch.allclose(colour, ((rgb - torch.nn.functional.adaptive_avg_pool2d(pixels, 16)) ** 2).mean())
+
+
+def test_validation_after_each_checkpoint_logs_a_curve_and_keeps_resume_exact(square_world, tmp_path) -> None:
+    def config(run_dir, steps):
+        c = _config(run_dir, square_world, steps)
+        c.val_dir, c.val_count = str(square_world), 8
+        return c
+
+    straight = train_sam(config(tmp_path / "a", 4))
+    train_sam(config(tmp_path / "b", 2))
+    resumed = train_sam(config(tmp_path / "b", 4), resume=True)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # validating changes neither weights nor RNG streams
+    logged = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    curve = [(e["step"], e["val_box_miou"], e["val_point_miou"]) for e in logged if "val_box_miou" in e]
+    assert [step for step, _, _ in curve] == [2, 4]  # save_every 2
+    assert all(0.0 <= box <= 1.0 and 0.0 <= point <= 1.0 for _, box, point in curve)
+
+
+def test_missing_val_folder_fails_before_training(square_world, tmp_path) -> None:
+    config = _config(tmp_path / "x", square_world, 2)
+    config.val_dir = str(tmp_path / "nowhere")
+    with pytest.raises(LisaError):
+        train_sam(config)
+    assert not list((tmp_path / "x").glob("checkpoints/step-*"))
+
+
+def test_loss_weights_set_the_mix_of_bce_and_dice(square_world) -> None:
+    from lisa.model.build import build_sam_config
+    from lisa.train.sam_pretrain import fresh_sam, make_batch, sam_loss
+
+    torch.manual_seed(0)
+    sam = fresh_sam(build_sam_config(SMALL))
+    batch = make_batch(collect_instances(square_world), 0, 0, 3, SMALL.image_size)
+    loss, parts = sam_loss(sam, batch, SMALL.image_size, bce_weight=3.0, dice_weight=0.25)
+    assert loss.item() == pytest.approx(3.0 * parts["bce"] + 0.25 * parts["dice"], rel=1e-5)
+    default, parts = sam_loss(sam, batch, SMALL.image_size)
+    assert default.item() == pytest.approx(2.0 * parts["bce"] + 0.5 * parts["dice"], rel=1e-5)  # LISA's weights
+
+
+def test_box_token_is_the_mean_of_sams_two_corner_tokens() -> None:
+    from lisa.model.build import build_sam_config
+    from lisa.train.sam_pretrain import box_token, fresh_sam
+
+    torch.manual_seed(0)
+    sam = fresh_sam(build_sam_config(SMALL))
+    boxes = torch.tensor([[4.0, 6.0, 30.0, 40.0], [10.0, 10.0, 20.0, 50.0]])
+    encoder = sam.prompt_encoder
+    corners = (boxes + 0.5).reshape(2, 2, 2) / SMALL.image_size  # SAM's pixel-centre shift, normalised
+    positional = sam.shared_image_embedding(corners)  # [2, 2, C]
+    expected = ((positional[:, 0] + encoder.point_embed[2].weight) + (positional[:, 1] + encoder.point_embed[3].weight)) / 2
+    token = box_token(sam, boxes)
+    assert token.shape == (2, SMALL.prompt_dim)
+    assert torch.allclose(token, expected, atol=1e-5)
+    assert not torch.allclose(token[0], token[1])  # where the box is, is in the token
+
+
+def test_one_token_box_batches_train_the_decoder_path_and_resume_exactly(square_world, tmp_path) -> None:
+    from lisa.train.sam_pretrain import make_batch, predict_low_res
+
+    def config(run_dir, steps):
+        c = _config(run_dir, square_world, steps)
+        c.box_token_every = 1  # every box batch as one token
+        return c
+
+    straight = train_sam(config(tmp_path / "a", 4))
+    train_sam(config(tmp_path / "b", 2))
+    resumed = train_sam(config(tmp_path / "b", 4), resume=True)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from transformers import SamModel
+
+    sam = SamModel.from_pretrained(straight).eval()
+    batch = make_batch(collect_instances(square_world), 0, 0, 3, SMALL.image_size)
+    with torch.no_grad():
+        two_tokens, _ = predict_low_res(sam, batch)
+        one_token, _ = predict_low_res(sam, {**batch, "box_token": True})
+    assert one_token.shape == two_tokens.shape and not torch.allclose(one_token, two_tokens)

@@ -56,8 +56,20 @@ class SamStageConfig:
     # Weight of the dense auxiliary losses (lisa.train.dense_aux: per-class maps of the semantic
     # records and the colour image, from the embedding); 0: off.
     dense_weight: float = 0.0
+    # Every k-th batch gives its boxes as ONE sparse token, the mean of the two corner tokens
+    # (``box_token``), through the same decoder path as a [SEG] prompt (0: never). The decoder
+    # then knows a single-token box, which a LISA stage can teach the seg head to emit
+    # (``seg_warmup`` in the training config).
+    box_token_every: int = 0
     # Start from this SAM folder instead of random weights (then ``size`` is the folder's own).
     init_sam: str | None = None
+    # The mask loss: bce_weight x pixel-mean BCE + dice_weight x (1 - Dice), per mask (LISA's 2 : 0.5).
+    bce_weight: float = 2.0
+    dice_weight: float = 0.5
+    # After each checkpoint, box- and point-prompted mIoU on ``val_count`` instances of this
+    # folder (e.g. DIR/val) are logged as val_box_miou / val_point_miou: the stage's curve.
+    val_dir: str | None = None
+    val_count: int = 200
 
 
 def fresh_sam(config: SamConfig) -> SamModel:
@@ -203,6 +215,13 @@ def make_batch(instances: list[_Instance], step: int, seed: int, batch_size: int
 
 
 # ---- loss ----------------------------------------------------------------------------------
+def box_token(sam: SamModel, boxes: torch.Tensor) -> torch.Tensor:
+    """[N, 4] boxes (x0, y0, x1, y1, SAM input pixels) -> [N, C]: the mean of SAM's two corner
+    tokens for each box, a one-token prompt of the same kind as a projected [SEG] state."""
+    sparse, _ = sam.get_prompt_embeddings(input_boxes=boxes[:, None].to(sam.dtype))  # [N, 1, 2, C]
+    return sparse[:, 0].mean(1)
+
+
 def predict_low_res(sam: SamModel, batch: dict, prompter: PhrasePrompter | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Low-resolution mask logits [B, h, w] for a batch of geometric or phrase prompts, and the
@@ -211,12 +230,16 @@ def predict_low_res(sam: SamModel, batch: dict, prompter: PhrasePrompter | None 
     if "phrases" in batch:
         index = torch.arange(len(batch["phrases"]))
         return decode_masks(sam, embeddings, prompter(batch["phrases"]), index)[0], embeddings
+    if batch.get("box_token"):
+        boxes = batch["input_boxes"][:, 0]
+        return decode_masks(sam, embeddings, box_token(sam, boxes), torch.arange(len(boxes)))[0], embeddings
     prompts = {k: batch[k] for k in ("input_boxes", "input_points", "input_labels") if k in batch}
     return sam(image_embeddings=embeddings, multimask_output=False, **prompts).pred_masks[:, 0, 0], embeddings
 
 
 def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompter | None = None,
-             dense: DenseHeads | None = None, dense_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+             dense: DenseHeads | None = None, dense_weight: float = 0.0, bce_weight: float = 2.0,
+             dice_weight: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
     low_res, embeddings = predict_low_res(sam, batch, prompter)  # [B, h, w]
     bce = dice = low_res.sum() * 0.0
     for logits, target, (resized, original) in zip(low_res, batch["targets"], batch["sizes"]):
@@ -224,7 +247,7 @@ def sam_loss(sam: SamModel, batch: dict, image_size: int, prompter: PhrasePrompt
         bce = bce + mask_bce_sum(full, target[None])
         dice = dice + mask_dice_sum(full, target[None])
     count = len(batch["targets"])
-    loss = (2.0 * bce + 0.5 * dice) / count
+    loss = (bce_weight * bce + dice_weight * dice) / count
     parts = {"bce": float(bce.detach()) / count, "dice": float(dice.detach()) / count}
     if dense is not None:
         semantic, colour = dense_losses(dense, embeddings, batch["pixel_values"], batch["labels"])
@@ -267,10 +290,22 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
         use_phrases = bool(phrases) and step % config.phrase_every == config.phrase_every - 1
         batch = make_batch(instances, step, config.seed, config.batch_size, size, phrases if use_phrases else None,
                            (index, classes, side) if dense else None)
-        return sam_loss(sam, batch, size, stage.prompter, dense, config.dense_weight)
+        # Box batches are the even steps (make_batch), so count them: every k-th box batch.
+        k = config.box_token_every
+        batch["box_token"] = bool(k) and "input_boxes" in batch and (step // 2) % k == k - 1
+        return sam_loss(sam, batch, size, stage.prompter, dense, config.dense_weight,
+                        config.bce_weight, config.dice_weight)
+
+    validate = None
+    if config.val_dir:
+        val_dir = Path(config.val_dir)
+        collect_instances(val_dir)  # a missing or empty val folder fails now, not after the first save
+
+        def validate(step: int) -> dict[str, float]:
+            return {f"val_{k}": v for k, v in evaluate_prompted(sam, val_dir, config.val_count).items()}
 
     # Checkpoint names stay SAM's own when nothing else trains (resumable across versions).
-    run_loop("sam", run_dir, stage if (phrases or dense) else sam, step_loss, settings, resume)
+    run_loop("sam", run_dir, stage if (phrases or dense) else sam, step_loss, settings, resume, validate)
     out = run_dir / "sam"
     sam.save_pretrained(out)
     return out

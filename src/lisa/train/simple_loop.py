@@ -50,9 +50,11 @@ def check_new_or_resumed(run_dir: Path, resume: bool) -> None:
         raise LisaError(f"{run_dir} already has checkpoints: add --resume to continue it, or choose another run_dir")
 
 
-def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, settings: LoopSettings, resume: bool) -> None:
+def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, settings: LoopSettings, resume: bool,
+             after_save: Callable[[int], dict[str, float]] | None = None) -> None:
     """Train ``module``'s trainable parameters until ``max_steps`` (from the latest checkpoint
-    when ``resume``)."""
+    when ``resume``). ``after_save(step)``, when given, runs after each checkpoint (e.g. a
+    validation); what it returns is logged with the step. It must leave the RNG states alone."""
     check_new_or_resumed(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = run_dir / "checkpoints"
@@ -86,4 +88,10 @@ def run_loop(name: str, run_dir: Path, module: nn.Module, step_loss: StepLoss, s
                 ckpt.save_checkpoint(checkpoints / ckpt.step_name(step), process, module, optimizer, None,
                                      ckpt.TrainState(step=step))
                 ckpt.prune(checkpoints, settings.keep_last)
+                if after_save is not None:
+                    scores = after_save(step)
+                    module.train()
+                    log.write(log_line({"step": step, **scores}))
+                    log.flush()
+                    print(f"{name} step {step} " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()), flush=True)
     module.eval()
