@@ -97,6 +97,15 @@ class OptimSection:
 
 
 @dataclass(config=STRICT_KEYS)
+class SegWarmupSection:
+    """The first ``steps`` optimizer steps regress each projected [SEG] state onto SAM's one-token
+    embedding of its target's box instead of the mask loss (lisa.train.seg_warmup)."""
+
+    steps: PositiveInt
+    weight: PositiveNumber = 1.0
+
+
+@dataclass(config=STRICT_KEYS)
 class TrainConfig:
     run_dir: Text
     model: ModelSection
@@ -114,6 +123,7 @@ class TrainConfig:
     val_every: PositiveInt = 500
     log_every: PositiveInt = 10
     threads: PositiveInt | None = None  # torch CPU threads (fixed for bit-exact CPU resume)
+    seg_warmup: SegWarmupSection | None = None  # null: BCE + DICE from the first step (the paper)
 
     def check(self, source: str) -> None:
         """What one field's type cannot say: choices that depend on each other."""

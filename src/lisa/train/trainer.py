@@ -18,6 +18,7 @@ from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
 from lisa.train.schedule import lr_factor
+from lisa.train.seg_warmup import warmup_forward
 from lisa.train.validate import load_val_items
 from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
@@ -87,6 +88,9 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.accelerator = make_accelerator(config)
+        if config.seg_warmup is not None and self.accelerator.num_processes > 1:
+            # The warm-up calls the model's pieces, not the DDP wrapper's forward.
+            raise LisaError("seg_warmup runs in a single process only; launch without accelerate's multi-process mode")
         set_seed(config.seed)
         resume_from = start_run_dir(config, resume, self.accelerator)
         self.mixture = build_mixture(config)
@@ -115,8 +119,12 @@ class Trainer:
         batch = self.collator(samples).to(acc.device)
         if self.cache is not None:
             batch.sam_embeddings = self.cache.embeddings(self.unwrapped, samples, batch.sam_pixels)
+        warmup = self.config.seg_warmup
         with acc.accumulate(self.model):
-            out = self.model(batch, share_prefix=self.config.model.share_prefix)
+            if warmup is not None and self.state.step < warmup.steps:
+                out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix)
+            else:
+                out = self.model(batch, share_prefix=self.config.model.share_prefix)
             acc.backward(out.loss)
             if acc.sync_gradients and o.clip > 0:
                 acc.clip_grad_norm_(self.model.parameters(), o.clip)

@@ -1,0 +1,63 @@
+"""A [SEG]-state warm-up for LISA stages trained from scratch: teach the seg head *where* the
+target is before asking it for masks.
+
+For the first ``seg_warmup.steps`` optimizer steps, the mask loss (BCE + DICE through SAM's
+decoder) is replaced by a regression of each projected [SEG] state onto SAM's own one-token
+embedding of the target's box (``lisa.train.sam_pretrain.box_token``: the mean of the prompt
+encoder's two corner tokens). A SAM stage trained with ``box_token_every`` already decodes that
+token into the boxed object, so the LLM only has to learn to point, not a new prompt language;
+afterwards the usual BCE + DICE loss trains end to end. The text loss is kept throughout.
+
+The prompt encoder is frozen in the LISA stages, so the regression targets do not move.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
+from lisa.model.losses import text_ce_loss
+from lisa.train.sam_pretrain import box_token
+
+
+def target_boxes(batch: LisaBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every [SEG]'s target box in SAM input pixels (x0, y0, x1, y1), in [SEG] order, and
+    which of them have a non-empty target ([N, 4], [N] bool)."""
+    owners = batch.image_index.tolist()
+    boxes, present = [], []
+    for masks, image in zip(batch.masks, owners):
+        (resized_h, resized_w), (height, width) = batch.resized_sizes[image], batch.original_sizes[image]
+        scale = torch.tensor([resized_w / width, resized_h / height] * 2)
+        for mask in masks:
+            ys, xs = torch.nonzero(mask == 1, as_tuple=True)
+            present.append(bool(len(xs)))
+            if not len(xs):
+                boxes.append(torch.zeros(4))
+                continue
+            box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+            boxes.append(box * scale)
+    if not boxes:
+        return torch.zeros(0, 4), torch.zeros(0, dtype=torch.bool)
+    return torch.stack(boxes), torch.tensor(present)
+
+
+def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_prefix: bool = True) -> LisaOutput:
+    """The text loss plus ``weight`` x mean squared error between each projected [SEG] state
+    and its target's box token (reported in the ``bce_loss`` slot is 0, ``dice_loss`` holds the
+    regression error, so logs keep their columns)."""
+    embeds = model.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
+    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix)
+    ce = text_ce_loss(hidden, batch.labels, model.vlm.lm_head)
+    rows, cols = model.seg_positions(batch.input_ids)
+    boxes, present = target_boxes(batch)
+    if rows.numel() != len(boxes):
+        raise ValueError(f"{rows.numel()} [SEG] tokens but {len(boxes)} target masks (truncated prompt?)")
+    regression = hidden.sum() * 0.0
+    if bool(present.any()):
+        prompts = model.seg_head(hidden[rows, cols].to(model.dtype))[present]
+        with torch.no_grad():
+            targets = box_token(model.sam, boxes[present].to(prompts.device))
+        regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
+    loss = ce + weight * regression
+    zero = regression.detach() * 0.0
+    return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))
