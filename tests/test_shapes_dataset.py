@@ -182,3 +182,18 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, flags: list[str]) -> None:
     args = parser.parse_args(argv)
     with pytest.raises(LisaError):
         args.run(args)
+
+
+def test_max_objects_makes_an_easier_world(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["shapes", "generate", "--out", str(tmp_path), "--split", "train", "--n", "30",
+                              "--max-objects", "2"])
+    assert args.run(args) == 0
+    meta = json.loads((tmp_path / "meta" / "train.json").read_text())
+    objects = {k: v for k, v in meta["counts"].items() if k.startswith("objects_")}
+    assert set(objects) <= {"objects_1", "objects_2"} and sum(objects.values()) == 30
+    assert meta["max_objects"] == 2
+    bad = parser.parse_args(["shapes", "generate", "--out", str(tmp_path), "--split", "train", "--max-objects", "9"])
+    with pytest.raises(LisaError, match="--max-objects"):
+        bad.run(bad)

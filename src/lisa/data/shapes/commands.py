@@ -28,6 +28,8 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
     gen.add_argument("--size", type=int, default=256, help="image side in pixels")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT/SPLIT/ whole")
+    gen.add_argument("--max-objects", type=int, default=8,
+                     help="at most this many objects per scene (1-8; fewer: an easier world for a curriculum)")
     gen.set_defaults(run=run_generate)
 
 
@@ -38,6 +40,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise LisaError(f"--n must be at least 1 scene, got {args.n}")
     if not MIN_SIZE <= args.size <= MAX_SIZE:
         raise LisaError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {args.size}")
+    if not 1 <= args.max_objects <= 8:
+        raise LisaError(f"--max-objects must be between 1 and 8, got {args.max_objects}")
     if args.seed < 0:
         raise LisaError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.out.exists() and not args.out.is_dir():
@@ -54,7 +58,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     n = args.n if args.n is not None else DEFAULT_N[args.split]
     with staged_output_dir(args.out / args.split, args.overwrite, "--out") as stage:  # no half-written split
-        meta = generate_split(args.out, args.split, n, args.seed, args.size, split_dir=stage)
+        meta = generate_split(args.out, args.split, n, args.seed, args.size, args.max_objects,
+                             split_dir=stage)
     counts = ", ".join(f"{k} {v}" for k, v in meta["counts"].items() if not k.startswith("objects_"))
     print(f"wrote {n} {args.split} scenes to {args.out / args.split} in {meta['seconds']} s ({counts})")
     return 0

@@ -18,7 +18,7 @@ from lisa.data.shapes.facts import HELD_OUT, corpus_records
 from lisa.data.shapes.queries import (Query, absent_queries, referring_queries, semantic_queries,
                                       vqa_queries)
 from lisa.data.shapes.reasoning import candidates, plan
-from lisa.data.shapes.scene import Scene, sample_scene
+from lisa.data.shapes.scene import MAX_OBJECTS, Scene, sample_scene
 from lisa.data.shapes.writer import (encode_rle, reason_seg_shapes, write_jpeg, write_json,
                                      write_jsonl)
 from PIL import Image
@@ -34,12 +34,12 @@ def scene_name(split: str, index: int) -> str:
     return f"{split}_{index:05d}"
 
 
-def pick_reasoning(rng: np.random.Generator, size: int,
-                   split: str) -> tuple[Scene, Query, list[dict[str, Any]]]:
+def pick_reasoning(rng: np.random.Generator, size: int, split: str,
+                   max_objects: int = MAX_OBJECTS) -> tuple[Scene, Query, list[dict[str, Any]]]:
     """A scene and its reasoning query whose target polygons rasterise exactly."""
     while True:  # almost always one pass; a new scene only if no query fits
         chosen = plan(rng, split)
-        scene = sample_scene(rng, size, chosen.planted)
+        scene = sample_scene(rng, size, chosen.planted, max_objects)
         for query in candidates(rng, scene, split, chosen):
             shapes = reason_seg_shapes(scene.target_mask(query.targets))
             if shapes is not None:
@@ -60,10 +60,10 @@ def jsonl_record(name: str, scene: Scene, query: Query) -> dict[str, Any]:
 
 
 def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
-                   records: dict[str, list[dict[str, Any]]], counts: Counter) -> None:
+                   records: dict[str, list[dict[str, Any]]], counts: Counter, max_objects: int = MAX_OBJECTS) -> None:
     rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
     name = scene_name(split, index)
-    scene, reasoning, shapes = pick_reasoning(rng, size, split)
+    scene, reasoning, shapes = pick_reasoning(rng, size, split, max_objects)
     write_jpeg(out / f"{name}.jpg", scene.image)
     write_json(out / f"{name}.json",
                {"text": reasoning.texts, "is_sentence": reasoning.is_sentence, "shapes": shapes})
@@ -90,9 +90,12 @@ def clear_previous(out: Path, split: str) -> None:
         path.unlink()
 
 
-def generate_split(root: Path, split: str, n: int, seed: int, size: int, split_dir: Path | None = None) -> dict[str, Any]:
+def generate_split(root: Path, split: str, n: int, seed: int, size: int, max_objects: int = MAX_OBJECTS,
+                   split_dir: Path | None = None) -> dict[str, Any]:
     """Write ``root/split/`` (or ``split_dir``, a staging folder that becomes it) and the split's
-    shared files under ``root`` (explanatory/, meta/, facts.jsonl, blank.png)."""
+    shared files under ``root`` (explanatory/, meta/, facts.jsonl, blank.png): ``n`` scenes of 1
+    to ``max_objects`` objects each (fewer: an easier world for a curriculum; the default writes
+    the same bytes as before the option existed)."""
     out = split_dir or root / split
     out.mkdir(parents=True, exist_ok=True)
     (root / "explanatory").mkdir(exist_ok=True)
@@ -101,7 +104,7 @@ def generate_split(root: Path, split: str, n: int, seed: int, size: int, split_d
     records: dict[str, list[dict[str, Any]]] = {k: [] for k in JSONL_FAMILIES + ("explanatory",)}
     counts: Counter = Counter()
     for index in range(n):
-        generate_scene(out, split, index, seed, size, records, counts)
+        generate_scene(out, split, index, seed, size, records, counts, max_objects)
     for family in JSONL_FAMILIES:
         write_jsonl(out / f"{family}.jsonl", records[family])
     write_json(root / "explanatory" / f"{split}.json", records["explanatory"])
@@ -115,6 +118,8 @@ def generate_split(root: Path, split: str, n: int, seed: int, size: int, split_d
                           "queries use only held-out concepts (and fact-free rules); "
                           "facts.jsonl states all concepts.",
     }
+    if max_objects != MAX_OBJECTS:  # the default world's meta stays byte for byte as before
+        meta["max_objects"] = max_objects
     # Not in OUT/SPLIT/: the ReasonSeg loader reads every *.json there as an annotation.
     (root / "meta").mkdir(exist_ok=True)
     write_json(root / "meta" / f"{split}.json", meta)

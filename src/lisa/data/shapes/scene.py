@@ -210,9 +210,10 @@ def render(objects: list[SceneObject], size: int, bg: np.ndarray) -> Scene:
     return Scene(size, objects, image, part_ids, part_index)
 
 
-def sample_scene(rng: np.random.Generator, size: int, planted: ObjectSpec | None = None) -> Scene:
-    """A scene with 1-8 objects; ``planted`` (if given) is guaranteed to be among them."""
-    n = int(rng.integers(1, MAX_OBJECTS + 1))
+def sample_scene(rng: np.random.Generator, size: int, planted: ObjectSpec | None = None,
+                 max_objects: int = MAX_OBJECTS) -> Scene:
+    """A scene with 1 to ``max_objects`` objects; ``planted`` (if given) is guaranteed to be among them."""
+    n = int(rng.integers(1, max_objects + 1))
     specs = [ObjectSpec() for _ in range(n)]
     if planted is not None:
         specs[int(rng.integers(0, n))] = planted
