@@ -252,3 +252,41 @@ def test_one_token_box_batches_train_the_decoder_path_and_resume_exactly(square_
         two_tokens, _ = predict_low_res(sam, batch)
         one_token, _ = predict_low_res(sam, {**batch, "box_token": True})
     assert one_token.shape == two_tokens.shape and not torch.allclose(one_token, two_tokens)
+
+
+def test_regridded_patch_embedding_sees_what_the_coarse_one_sees_of_an_upsampled_image() -> None:
+    from lisa.model.build import build_sam_config
+    from lisa.train.sam_pretrain import fresh_sam
+    from lisa.train.sam_regrid import regrid_sam
+
+    torch.manual_seed(0)
+    coarse = fresh_sam(build_sam_config(SMALL))  # patch 16, 64 px
+    fine = regrid_sam(coarse, 8)
+    assert fine.config.vision_config.patch_size == 8 and fine.config.vision_config.window_size == 2 * SMALL.window
+    image = torch.randn(1, 3, 64, 64)
+    upsampled = torch.nn.functional.interpolate(image, scale_factor=2, mode="nearest")
+    # the fine kernel on the image == the coarse kernel on the image upsampled 2x (nearest)
+    expected = torch.nn.functional.conv2d(upsampled, coarse.vision_encoder.patch_embed.projection.weight,
+                                          coarse.vision_encoder.patch_embed.projection.bias, stride=16)
+    assert torch.allclose(fine.vision_encoder.patch_embed.projection(image), expected, atol=1e-4)
+    assert torch.equal(fine.mask_decoder.upscale_conv1.weight, coarse.mask_decoder.upscale_conv1.weight)
+    assert not fine.shared_image_embedding.positional_embedding.requires_grad  # frozen stays frozen
+    with torch.no_grad():
+        masks = fine(pixel_values=torch.randn(1, 3, 64, 64), input_boxes=torch.tensor([[[4.0, 4.0, 40.0, 40.0]]]),
+                     multimask_output=False).pred_masks
+    assert masks.shape[-2:] == (32, 32)  # 4x the 8x8 embedding: twice the coarse SAM's 16x16 masks
+
+
+def test_a_sam_stage_trains_on_from_a_regridded_sam(square_world, tmp_path) -> None:
+    from transformers import SamModel
+
+    start = train_sam(_config(tmp_path / "start", square_world, 2))
+    config = _config(tmp_path / "fine", square_world, 2)
+    config.init_sam, config.regrid_patch = str(start), 8
+    out = SamModel.from_pretrained(train_sam(config))
+    assert out.config.vision_config.patch_size == 8
+    assert out.config.prompt_encoder_config.image_embedding_size == SMALL.image_size // 8
+    config = _config(tmp_path / "bad", square_world, 2)
+    config.regrid_patch = 8
+    with pytest.raises(LisaError, match="init_sam"):
+        train_sam(config)

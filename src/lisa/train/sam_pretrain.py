@@ -30,6 +30,7 @@ from lisa.model.sam import decode_masks, encode_images, init_sam_from_scratch, u
 from lisa.schema import parse
 from lisa.train.config import read_yaml
 from lisa.train.model_setup import load_sam
+from lisa.train.sam_regrid import regrid_sam
 from lisa.train.dense_aux import UPSCALE, DenseHeads, dense_losses, to_head_grid
 from lisa.train.simple_loop import LoopSettings, check_new_or_resumed, run_loop
 
@@ -63,6 +64,9 @@ class SamStageConfig:
     box_token_every: int = 0
     # Start from this SAM folder instead of random weights (then ``size`` is the folder's own).
     init_sam: str | None = None
+    # Re-grid the init_sam to this smaller patch (lisa.train.sam_regrid): a finer embedding and
+    # mask grid (patch 8: 128x128 masks) warm-started from the coarse SAM. Needs init_sam.
+    regrid_patch: int | None = None
     # The mask loss: bce_weight x pixel-mean BCE + dice_weight x (1 - Dice), per mask (LISA's 2 : 0.5).
     bce_weight: float = 2.0
     dice_weight: float = 0.5
@@ -268,7 +272,11 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     instances = collect_instances(Path(config.data_dir))
     torch.manual_seed(config.seed)  # the fixed positional matrix is not checkpointed: same seed, same matrix
+    if config.regrid_patch and not config.init_sam:
+        raise LisaError("regrid_patch re-grids a trained SAM: set init_sam too (or change size.patch)")
     sam = load_sam(config.init_sam) if config.init_sam else fresh_sam(build_sam_config(config.size))
+    if config.regrid_patch:
+        sam = regrid_sam(sam, config.regrid_patch)
     phrases = phrase_instances(instances) if config.phrase_every else []
     if config.phrase_every and not phrases:
         raise LisaError(f"phrase_every needs single-target records in {config.data_dir}/referring.jsonl")
