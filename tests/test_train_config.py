@@ -122,7 +122,7 @@ def test_tiny_shapes_configs_load(path: Path) -> None:
     """Every lisa-tiny stage config parses (unknown keys are errors), SAM stages included."""
     from lisa.train.sam_pretrain import is_sam_stage, load_stage_config
 
-    if path.stem == "baseline":
+    if path.stem.startswith("baseline"):
         from lisa.baselines.train import load_config as load_baseline_config
 
         load_baseline_config(path)

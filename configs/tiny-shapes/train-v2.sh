@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# lisa-tiny v2 from nothing, on a CPU: the v1 recipe (train.sh) plus a longer, validated stage 1,
+# a finer SAM grid (1c), and in stage 3 the [SEG] warm-up, the few-objects curriculum (3a) and
+# the absent-object queries. Not yet run end to end: estimated 5-6 h on 2 cores
+# (docs/lisa-tiny-experiments.md). Every stage checkpoints: re-running resumes.
+#   bash configs/tiny-shapes/train-v2.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+run() { echo "+ [$(date -u +%H:%M:%S)] $*" >&2; "$@"; }
+resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q step- && echo --resume || true; }
+R=runs/lisa-tiny-v2
+C=configs/tiny-shapes
+
+for split in train val test; do
+  [ -d "data/shapes/$split" ] || run lisa shapes generate --out data/shapes --split "$split"
+done
+[ -d data/shapes-reason239/train ] || run lisa shapes generate --out data/shapes-reason239 --split train --n 239
+# The curriculum's easy world: 1-3 objects per scene, its own seed (other scenes than data/shapes).
+[ -d data/shapes-few/train ] || run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1
+
+sam_stage() {  # name config
+  [ -f "$R/$1/sam/model.safetensors" ] || run lisa train --config "$C/$2" $(resume_flag "$R/$1"); }
+lisa_stage() {  # name config
+  [ -f "$R/$1/model/lisa_config.json" ] || {
+    run lisa train --config "$C/$2" $(resume_flag "$R/$1")
+    run lisa export --run "$R/$1" --out "$R/$1/model"; }; }
+
+sam_stage 1-sam 1-sam-v2.yaml
+sam_stage 1b-sam-dense 1b-sam-dense-v2.yaml
+sam_stage 1c-sam-fine 1c-sam-fine-v2.yaml
+lisa_stage 2-vlm 2-vlm-v2.yaml
+lisa_stage 3a-lisa-few 3a-lisa-few-v2.yaml
+lisa_stage 3-lisa 3-lisa-v2.yaml
+lisa_stage 4-reason 4-reason-v2.yaml
+[ -d "$R/baseline/model" ] || run lisa baseline train --config "$C/baseline-v2.yaml" $(resume_flag "$R/baseline")
+
+echo "[$(date -u +%H:%M:%S)] lisa-tiny v2: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
