@@ -28,7 +28,7 @@ COMMAND_MODULES = (
     "lisa.train.commands",  # train, export, plot
     "lisa.interop.commands",  # convert official, convert sam, init, fixtures official
     "lisa.baselines.commands",  # baseline train, baseline eval
-    "lisa.serve.commands",  # serve api
+    "lisa.serve.commands",  # serve api, serve web
 )
 USAGE_ERROR = 2  # bad input: flags, files, values (argparse's own code for usage errors)
 INTERNAL_ERROR = 1  # a bug: please report it

@@ -1,9 +1,10 @@
-"""`lisa serve api`."""
+"""`lisa serve api` and `lisa serve web`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 TOKEN_ENV = "LISA_API_TOKEN"
 
@@ -30,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     api.add_argument("--max-conversations", type=int, default=64, help="chat conversations kept in memory")
     api.add_argument("--conversation-ttl-s", type=float, default=900.0, help="a conversation unused this long is forgotten")
     api.set_defaults(run=run_api)
+
+    web = kinds.add_parser("web", help="web demo (Gradio): upload or pick an image, ask, see and download the masks")
+    _common(web, port=7860)
+    web.add_argument("--examples", type=Path, default=None,
+                     help="folder with examples.json and its images (default: the repository's examples/)")
+    web.set_defaults(run=run_web)
 
 
 
@@ -89,6 +96,19 @@ def run_api(args: argparse.Namespace) -> int:
           f"token {'required' if settings.token else 'off'})", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, access_log=args.log_requests, log_level="info")
+    finally:
+        workers.stop()
+    return 0
+
+
+def run_web(args: argparse.Namespace) -> int:
+    _require_serve_extra()
+    from lisa.serve.web import launch
+
+    workers = build_workers(args).start()
+    try:
+        launch(workers, host=args.host, port=args.port, model_name=str(args.model), log_requests=args.log_requests,
+               examples_dir=args.examples)
     finally:
         workers.stop()
     return 0
