@@ -36,4 +36,4 @@ done
 [ -d runs/lisa-tiny/baseline/model ] || \
   run lisa baseline train --config configs/tiny-shapes/baseline.yaml $(resume_flag runs/lisa-tiny/baseline)
 
-echo "[$(date -u +%H:%M:%S)] lisa-tiny: runs/lisa-tiny/4-reason/model (copy to checkpoints/lisa-tiny to ship it)"
+echo "[$(date -u +%H:%M:%S)] lisa-tiny: runs/lisa-tiny/4-reason/model (copy to src/lisa/checkpoints/lisa-tiny to ship it)"

@@ -85,7 +85,8 @@ class LisaPipeline:
         quantize: int | None = None,
         threads: int | str | None = "auto",
     ) -> "LisaPipeline":
-        """``model``: a lisa-seg folder, "lisa-tiny" (the shipped default) or, with
+        """``model``: a lisa-seg folder, "lisa-tiny" (the shipped default), a Hugging Face hub id
+        ("org/name" or "org/name@revision", through the hub cache) or, with
         ``vision_tower``, a released LISA checkpoint folder. ``quantize`` 8 or 4: the LLM's
         decoder layers through bitsandbytes (CUDA only; lm_head and the seg head stay in ``dtype``).
         ``threads``: torch's CPU threads for this process: a count, "auto" (``lisa.threads``: the
@@ -105,7 +106,9 @@ class LisaPipeline:
         if vision_tower is not None:
             from lisa.interop.official import load_official
 
-            lisa_model, tokenizer, processor = load_official(model, vision_tower, torch_dtype, torch_device)
+            lisa_model, tokenizer, processor = load_official(
+                resolve_model_dir(model), resolve_model_dir(vision_tower), torch_dtype, torch_device
+            )
             return cls(lisa_model, tokenizer, processor)
         directory = resolve_model_dir(model)
         tokenizer, processor = load_preprocessing(directory)  # checks the whole folder first
