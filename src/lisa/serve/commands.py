@@ -11,28 +11,35 @@ TOKEN_ENV = "LISA_API_TOKEN"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="serve the model: an HTTP API or a web demo",
-                                  description="Serve a model over HTTP.",
-                                  epilog="example:\n  lisa serve api --model lisa-tiny --port 8000")
+                                  description="Serve the model: `lisa serve api` (HTTP) or `lisa serve web` (Gradio).")
     kinds = serve.add_subparsers(dest="serve_command", required=True, metavar="KIND")
 
     api = kinds.add_parser(
         "api", help="HTTP API (FastAPI): /v1/segment, /v1/chat, /healthz, /metrics; docs at /docs",
-        description="An HTTP API in front of one model worker per device, which batches waiting requests. "
-                    "The interactive schema is at http://HOST:PORT/docs.",
-        epilog="example:\n  lisa serve api --model lisa-tiny --port 8000\n"
-               "  curl -F image=@examples/umbrella.jpg -F query='the umbrella' http://127.0.0.1:8000/v1/segment")
+        description="Serve the model over HTTP: POST /v1/segment (multipart upload or JSON with base64), POST "
+                    "/v1/chat (conversations kept in memory), GET /healthz, GET /metrics (Prometheus); the "
+                    "OpenAPI schema at /openapi.json. Requests are micro-batched by one model worker per device. "
+                    "See docs/serving.md for the limits and their status codes.",
+        epilog="example:\n  lisa serve api --port 8000\n  curl -F image=@examples/umbrella.jpg "
+               "-F 'query=the umbrella' http://127.0.0.1:8000/v1/segment",
+    )
     _common(api, port=8000)
     api.add_argument("--token", default=None,
                      help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV} if set, else no token)")
     api.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10)")
     api.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest image, width x height (default 4096^2)")
-    api.add_argument("--max-query-chars", type=int, default=2000, help="longest query, in characters (default 2000)")
+    api.add_argument("--max-query-chars", type=int, default=2000, help="longest query (default 2000 characters)")
     api.add_argument("--timeout-s", type=float, default=60.0, help="per-request limit, queueing included; then 504")
     api.add_argument("--max-conversations", type=int, default=64, help="chat conversations kept in memory")
     api.add_argument("--conversation-ttl-s", type=float, default=900.0, help="a conversation unused this long is forgotten")
     api.set_defaults(run=run_api)
 
-    web = kinds.add_parser("web", help="web demo (Gradio): upload or pick an image, ask, see and download the masks")
+    web = kinds.add_parser(
+        "web", help="web demo (Gradio): upload or pick an image, ask, see and download the masks",
+        description="A Gradio web demo: upload or pick an example image, ask, see the answer and each mask in its "
+                    "own colour (toggles per mask), ask follow-up questions, download the masks (PNG, COCO RLE).",
+        epilog="example:\n  lisa serve web --port 7860   # then open http://127.0.0.1:7860",
+    )
     _common(web, port=7860)
     web.add_argument("--examples", type=Path, default=None,
                      help="folder with examples.json and its images (default: the repository's examples/)")
