@@ -97,3 +97,49 @@ def test_an_example_can_be_picked(demo, page) -> None:
     page.click("#ask")
     page.wait_for_selector("#overlay img", timeout=120_000)
     assert "[SEG]" in page.inner_text("#chat")
+
+
+def test_the_api_can_serve_the_demo_on_its_own_worker(page, tmp_path) -> None:
+    """`lisa serve api --web`: the demo at /web behind a login with the API's token, and its
+    questions run on the API's worker (they show in the API's batch metrics)."""
+    import re
+
+    import httpx
+
+    from _serve_helpers import serve_in_thread
+    from lisa.serve.api import ApiSettings, create_app
+    from lisa.serve.web import mount
+
+    pipe = LisaPipeline.from_pretrained("lisa-tiny", device="cpu", dtype="float32")
+    pool = WorkerPool([ModelWorker(pipe)]).start()
+    app = create_app(pool, ApiSettings(token="t0ken"))
+    cache_dir = mount(app, pool, token="t0ken", examples_dir=EXAMPLES)
+
+    def batches(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer t0ken"}).text
+        return float(re.search(r"^lisa_batch_size_count (\S+)$", text, re.M).group(1))
+
+    try:
+        with serve_in_thread(app) as url:
+            before = batches(url)
+            login = f"{url}/web/login"
+            assert httpx.post(login, data={"username": "me", "password": "wrong"}).status_code >= 400
+            assert httpx.post(login, data={"username": "me", "password": "t0ken"}).status_code == 200
+            page.goto(f"{url}/web/", timeout=120_000)
+            page.fill("input[type=password]", "wrong")
+            page.locator("input").first.fill("me")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(1500)
+            assert page.locator("#image").count() == 0  # still at the login
+            page.locator("input").first.fill("me")
+            page.fill("input[type=password]", "t0ken")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#image input[type=file]", state="attached", timeout=120_000)
+            page.set_input_files("#image input[type=file]", str(EXAMPLES / "umbrella.jpg"))
+            page.wait_for_selector("#image img", timeout=60_000)
+            _ask(page, RAIN, 0)
+            page.wait_for_selector("#overlay img", timeout=60_000)
+            assert batches(url) == before + 1
+    finally:
+        pool.stop()
+        shutil.rmtree(cache_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 
 TOKEN_ENV = "LISA_API_TOKEN"
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     api.add_argument("--timeout-s", type=float, default=60.0, help="per-request limit, queueing included; then 504")
     api.add_argument("--max-conversations", type=int, default=64, help="chat conversations kept in memory")
     api.add_argument("--conversation-ttl-s", type=float, default=900.0, help="a conversation unused this long is forgotten")
+    api.add_argument("--web", action="store_true",
+                     help="also serve the web demo at /web on the same model worker (with --token: a login page)")
+    api.add_argument("--examples", type=Path, default=None, help="examples folder for --web (see `lisa serve web`)")
     api.set_defaults(run=run_api)
 
     web = kinds.add_parser(
@@ -99,12 +103,20 @@ def run_api(args: argparse.Namespace) -> int:
     )
     workers = build_workers(args).start()
     app = create_app(workers, settings, model_name=str(args.model))
-    print(f"lisa serve api: {args.model} on http://{args.host}:{args.port} (docs: /docs, "
+    web_cache = None
+    if args.web:
+        from lisa.serve.web import mount
+
+        web_cache = mount(app, workers, model_name=str(args.model), token=settings.token,
+                          examples_dir=args.examples, log_requests=args.log_requests)
+    print(f"lisa serve api: {args.model} on http://{args.host}:{args.port} (docs: /docs{', demo: /web' if args.web else ''}, "
           f"token {'required' if settings.token else 'off'})", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, access_log=args.log_requests, log_level="info")
     finally:
         workers.stop()
+        if web_cache is not None:
+            shutil.rmtree(web_cache, ignore_errors=True)
     return 0
 
 

@@ -151,6 +151,26 @@ def _write_downloads(cache_dir: Path, image: np.ndarray, query: str, result) -> 
     return paths + [str(rle)]
 
 
+def mount(app, workers: WorkerPool, path: str = "/web", model_name: str = "lisa-tiny", token: str | None = None,
+          examples_dir: Path | None = None, log_requests: bool = False) -> Path:
+    """Add the demo to the API's FastAPI ``app`` at ``path``, on the same workers. With a token
+    the demo asks for it on a login page (any user name; the password is the token).
+    Returns the private cache folder, for the caller to remove when the server stops."""
+    import hmac
+
+    import gradio as gr
+
+    cache_dir = private_cache_dir()
+    os.environ["GRADIO_TEMP_DIR"] = str(cache_dir)
+    demo = build_demo(workers, model_name, cache_dir, examples_dir, log_requests=log_requests)
+    auth = None
+    if token is not None:
+        auth = lambda user, password: hmac.compare_digest(password.encode(), token.encode())  # noqa: E731
+    gr.mount_gradio_app(app, demo, path=path, allowed_paths=[str(cache_dir)], auth=auth, ssr_mode=False,
+                        show_error=True)
+    return cache_dir
+
+
 def launch(workers: WorkerPool, host: str = "127.0.0.1", port: int = 7860, model_name: str = "lisa-tiny",
            log_requests: bool = False, examples_dir: Path | None = None, block: bool = True):
     """Serve until interrupted (``block``), or start and return the running demo (tests call
