@@ -28,7 +28,7 @@ from lisa.serve.payload import png_bytes
 from lisa.serve.worker import QueueFull, WorkerPool
 
 log = logging.getLogger("lisa.serve")
-COLOUR_NAMES = ["red", "green", "blue", "orange", "purple", "cyan", "magenta", "lime", "pink", "teal"]
+COLOUR_NAMES = ["red", "blue", "green", "orange", "purple", "cyan", "magenta", "lime", "teal", "brown"]  # PALETTE
 assert len(COLOUR_NAMES) == len(PALETTE)
 REPO_EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -84,7 +84,7 @@ def build_demo(workers: WorkerPool, model_name: str = "lisa-tiny", cache_dir: Pa
                  "scores": result.scores}
         labels = [mask_label(i, float(s)) for i, s in enumerate(result.scores)]
         files = _write_downloads(cache_dir, image, query, result)
-        return (_chat(history), draw_overlay(image, result.masks),
+        return (_chat(history), draw_overlay(image, result.masks, dim_rest=True),
                 gr.update(choices=labels, value=labels), files, state, "")
 
     def toggle(selected, state):
@@ -93,8 +93,9 @@ def build_demo(workers: WorkerPool, model_name: str = "lisa-tiny", cache_dir: Pa
         labels = [mask_label(i, float(s)) for i, s in enumerate(state["scores"])]
         keep = np.array([label in (selected or []) for label in labels], dtype=bool)
         # unselected masks are emptied, not dropped, so every mask keeps its colour
-        masks = state["masks"] & keep[:, None, None] if len(keep) else state["masks"]
-        return draw_overlay(state["image"], masks)
+        if not keep.any():
+            return state["image"]
+        return draw_overlay(state["image"], state["masks"] & keep[:, None, None], dim_rest=True)
 
     def reset():
         return [], None, gr.update(choices=[], value=[]), None, {"history": []}
