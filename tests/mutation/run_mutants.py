@@ -65,14 +65,14 @@ MUTANTS = [
     Mutant("seg_head_batch_stats_at_inference", "model/seg_head.py",
            "batch_stats = self.training and hidden.shape[0] > 1", "batch_stats = hidden.shape[0] > 1"),
     # ---- generation (model/vlm.py) ------------------------------------------------------
-    Mutant("banned_not_banned", "model/vlm.py", 'logits[:, banned_ids] = float("-inf")', "pass"),
+    Mutant("banned_not_banned", "model/vlm.py", 'bias[[i for i in banned_ids if 0 <= i < vocab]] = float("-inf")', "pass"),
     Mutant("positions_from_one", "model/vlm.py", "position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)",
            "position_ids = attention_mask.long().cumsum(-1)"),
     Mutant("next_position_repeated", "model/vlm.py", "next_position = position_ids[:, -1:] + 1",
            "next_position = position_ids[:, -1:]"),
-    Mutant("new_token_masked_out", "model/vlm.py", "attention_mask.new_ones(rows, 1)", "attention_mask.new_zeros(rows, 1)"),
-    Mutant("seg_state_after_token", "model/vlm.py", "seg_hidden[row].append(hidden[row])",
-           "seg_hidden[row].append(embed(next_ids)[row])"),
+    Mutant("new_token_masked_out", "model/vlm.py", "attention_mask.new_ones(rows, max_new_tokens)",
+           "attention_mask.new_zeros(rows, max_new_tokens)"),
+    Mutant("seg_state_after_token", "model/vlm.py", "states.append(hidden)", "states.append(embed(next_ids))"),
     Mutant("image_features_not_per_row", "model/vlm.py", "row_features = features[image_index][per_row > 0]",
            "row_features = features[torch.zeros_like(image_index)][per_row > 0]"),
     # ---- composite model (model/lisa.py) ------------------------------------------------
