@@ -19,7 +19,7 @@ from lisa.model.config import LisaConfig
 from lisa.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "lisa-tiny"
+SHIPPED = ROOT / "src" / "lisa" / "checkpoints" / "lisa-tiny"
 
 
 def smoke() -> dict:

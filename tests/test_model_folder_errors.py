@@ -16,7 +16,7 @@ from lisa.errors import LisaError
 from lisa.inference.pipeline import LisaPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "lisa-tiny"
+SHIPPED = ROOT / "src" / "lisa" / "checkpoints" / "lisa-tiny"
 
 
 def copy_model(source: Path, tmp_path: Path, name: str = "model") -> Path:
