@@ -19,7 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
 from cases import CASES, CONFIGS, decode_masks, golden_path, run_cases  # noqa: E402
 
 # (mask IoU at least, score difference at most, hidden-state atol, rtol)
-TOLERANCE = {"float32": (0.995, 2e-4, 2e-4, 1e-3), "bfloat16": (0.97, 5e-3, 5e-2, 5e-2)}
+# bfloat16 depends on the CPU's kernels: the goldens were written where oneDNN emulates bf16
+# (AVX2); CPUs with AVX512-BF16 / AMX round their dot products differently, which moved one pixel
+# of the 5x9 case's 3-pixel mask (IoU 0.667) and its score by 0.014. So a bf16 mask may also
+# differ in one pixel, and its score by 0.02; float32 stays strict.
+TOLERANCE = {"float32": (0.995, 2e-4, 2e-4, 1e-3), "bfloat16": (0.97, 2e-2, 5e-2, 5e-2)}
+PIXELS_ALLOWED = {"float32": 0, "bfloat16": 1}
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +49,7 @@ def compare(expected: dict, actual: dict, dtype: str) -> list[str]:
             continue
         for k, (g, w) in enumerate(zip(got_masks, want_masks)):
             iou = _mask_iou(g, w)
-            if iou < min_iou:
+            if iou < min_iou and np.logical_xor(g, w).sum() > PIXELS_ALLOWED[dtype]:
                 problems.append(f"{name}: mask {k} IoU with the golden mask {iou:.4f} < {min_iou}")
         if not np.allclose(got["scores"], want["scores"], atol=score_tol, rtol=0):
             problems.append(f"{name}: scores {got['scores']} != {want['scores']}")
