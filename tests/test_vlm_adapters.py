@@ -1,0 +1,203 @@
+"""The VLM seam with Qwen2.5-VL (dynamic resolution, 3-D rotary positions) on a tiny
+random-weight model built in-process: forward and loss, training, forced-[SEG] generation,
+save -> load, batched = single, and parity of positions with transformers' own forward."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lisa.data.collate import Collator
+from lisa.data.jsonl import JsonlTrain
+from lisa.inference.pipeline import LisaPipeline
+from lisa.model import vlm as vlm_ops
+from lisa.model.build import ModelSize
+from lisa.model.build_qwen import build_qwen_model, write_tiny_qwen_model
+from lisa.model.lisa import LisaModel
+from lisa.model.prompting import PromptBuilder
+from lisa.model.static_decode import StaticDecoder
+from lisa.model.vlms import adapter_for
+from lisa.train.config import LoraSection, config_from_dict
+from lisa.train.lora import add_lora, lora_prefix
+from lisa.train.synthetic import write_synthetic
+from lisa.train.trainable import set_trainable
+from lisa.train.trainer import make_optimizer
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_qwen_model(tmp_path_factory.mktemp("tiny-qwen"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def qwen_pipe(qwen_dir: Path) -> LisaPipeline:
+    return LisaPipeline.from_pretrained(qwen_dir, device="cpu", dtype="float32", threads=None)
+
+
+@pytest.fixture(scope="module")
+def qwen_batch(tmp_path_factory: pytest.TempPathFactory):
+    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
+    torch.manual_seed(0)
+    model, tokenizer, processor = build_qwen_model(ModelSize())
+    loader = JsonlTrain(data, "train", max_queries=2)
+    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
+    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
+    return model, batch
+
+
+def _images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)]
+
+
+def test_image_tokens_follow_each_image(qwen_pipe: LisaPipeline) -> None:
+    model = qwen_pipe.model
+    images = model.adapter.image_inputs(_images(), qwen_pipe.image_processor)
+    counts = model.adapter.image_token_counts(model.config.vlm_config(), images)
+    features = model.adapter.image_features(model.vlm, images)
+    assert counts == [f.shape[0] for f in features] and counts[0] != counts[1]
+    prompt = qwen_pipe.builder.build([("the cat", None)], image_tokens=counts[1])
+    assert prompt.input_ids.count(model.config.image_token_id) == counts[1]
+
+
+def test_positions_match_transformers_forward(qwen_pipe: LisaPipeline) -> None:
+    """Left-padded rows with images of different sizes: the hidden states of lisa-seg's splice
+    and 3-D positions equal Qwen2_5_VLModel's own forward (its get_rope_index, its splice)."""
+    model, builder = qwen_pipe.model, qwen_pipe.builder
+    images = model.adapter.image_inputs(_images(), qwen_pipe.image_processor)
+    counts = model.adapter.image_token_counts(model.config.vlm_config(), images)
+    prompts = [builder.build([(q, None)], image_tokens=n).input_ids for q, n in zip(["a cat", "the big red dog"], counts)]
+    length = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts])
+    index = torch.tensor([0, 1])
+    with torch.no_grad():
+        embeds = model.embed_conversations(ids, images.pixels, index, images.grids)
+        positions = model.position_ids(ids, mask, index, images.grids)
+        ours = vlm_ops.language_hidden(model.vlm, embeds, mask, positions)
+        theirs = model.vlm.model(
+            input_ids=ids, attention_mask=mask, pixel_values=images.pixels, image_grid_thw=images.grids,
+            mm_token_type_ids=(ids == model.config.image_token_id).int(),
+        ).last_hidden_state
+    assert positions.shape == (3, 2, length)
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], theirs[real], rtol=1e-5, atol=1e-5)
+
+
+def test_teacher_forced_forward_and_loss(qwen_batch) -> None:
+    model, batch = qwen_batch
+    assert batch.vlm_grids is not None and batch.vlm_grids.shape == (2, 3)
+    with torch.no_grad():
+        plain = model(batch, share_prefix=False)
+        shared = model(batch, share_prefix=True)
+    assert plain.num_masks > 0 and torch.isfinite(plain.loss)
+    assert all(torch.isfinite(x) for x in (plain.ce_loss, plain.bce_loss, plain.dice_loss))
+    torch.testing.assert_close(shared.loss, plain.loss, rtol=1e-5, atol=1e-6)
+    assert [m.shape[-2:] for m in plain.mask_logits] == [tuple(s) for s in batch.original_sizes]
+
+
+def test_lora_on_language_model_only_and_training_lowers_loss(qwen_batch) -> None:
+    base, batch = qwen_batch
+    model = LisaModel(base.config)
+    model.load_state_dict(base.state_dict())
+    add_lora(model, LoraSection())
+    set_trainable(model, [model.config.seg_token_id])
+    lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    assert len(lora) == 8 and all(n.startswith(lora_prefix(model)) for n in lora)
+    assert not any(n.startswith("vlm.model.visual.") for n, p in model.named_parameters() if p.requires_grad)
+    config = config_from_dict({"run_dir": "unused", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "x"}],
+                               "optim": {"lr": 1e-2, "warmup_steps": 0, "max_steps": 1000}})
+    optimizer, scheduler = make_optimizer(model.train(), config)
+    losses = []
+    for _ in range(10):
+        out = model(batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(float(out.loss.detach()))
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def _forced_seg(pipe: LisaPipeline) -> list[int]:
+    vocab = pipe.model.vlm.get_output_embeddings().weight.shape[0]
+    return [i for i in range(vocab) if i != pipe.model.config.seg_token_id]
+
+
+def test_generation_with_forced_seg_gives_masks_at_original_size(qwen_pipe: LisaPipeline) -> None:
+    saved = qwen_pipe.banned_ids
+    qwen_pipe.banned_ids = _forced_seg(qwen_pipe)
+    try:
+        results = qwen_pipe(_images(), ["the cat", "the dog"], max_new_tokens=2)
+    finally:
+        qwen_pipe.banned_ids = saved
+    assert [r.text for r in results] == ["[SEG] [SEG]"] * 2
+    assert [r.masks.shape for r in results] == [(2, 40, 60), (2, 64, 48)]
+
+
+def test_generated_seg_states_equal_teacher_forced(qwen_pipe: LisaPipeline) -> None:
+    """Generated tokens continue the 3-D positions as text (last + 1): the [SEG] states of the
+    eager and static decoders equal a teacher-forced pass over prompt + answer."""
+    model, builder = qwen_pipe.model, qwen_pipe.builder
+    arrays = _images()
+    images = model.adapter.image_inputs(arrays, qwen_pipe.image_processor)
+    counts = model.adapter.image_token_counts(model.config.vlm_config(), images)
+    prompts = [builder.build([(q, None)], image_tokens=n).input_ids for q, n in zip(["a cat", "the big red dog"], counts)]
+    sam = torch.zeros(2, 3, model.config.sam_image_size, model.config.sam_image_size)
+    encoded = model.encode_images(images.pixels, sam, [(8, 8)] * 2, [(8, 8)] * 2, images.grids)
+    index = torch.tensor([0, 1])
+
+    def pad(rows):
+        length = max(len(r) for r in rows)
+        return (torch.tensor([[0] * (length - len(r)) + r for r in rows]),
+                torch.tensor([[0] * (length - len(r)) + [1] * len(r) for r in rows]))
+
+    ids, mask = pad(prompts)
+    banned, seg = _forced_seg(qwen_pipe), model.config.seg_token_id
+    eager = model.generate_segmentation(ids, mask, encoded, index, 3, builder.stop_ids, banned)
+    static = model.generate_segmentation(ids, mask, encoded, index, 3, builder.stop_ids, banned,
+                                         decoder=StaticDecoder(model.vlm, use_graphs=False))
+    ids_tf, mask_tf = pad([p + [seg] * 3 for p in prompts])
+    forced = model.teacher_forced_segmentation(ids_tf, mask_tf, encoded, index)
+    for a, b, c in zip(eager.seg_hidden, static.seg_hidden, forced.seg_hidden):
+        assert a.shape == (3, model.config.hidden_size)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_equals_single(qwen_pipe: LisaPipeline) -> None:
+    images, queries = _images(), ["the cat", "the big red dog"]
+    qwen_pipe.clear_cache()
+    batched = qwen_pipe(images, queries, answers=["Sure, [SEG].", "[SEG]"])
+    generated = qwen_pipe(images, queries, max_new_tokens=4)
+    for i in range(2):
+        qwen_pipe.clear_cache()
+        single = qwen_pipe(images[i], queries[i], answers=["Sure, [SEG].", "[SEG]"][i])
+        assert np.array_equal(single.masks, batched[i].masks)
+        np.testing.assert_allclose(single.scores, batched[i].scores, atol=1e-5)
+        assert qwen_pipe(images[i], queries[i], max_new_tokens=4).text == generated[i].text
+
+
+def test_save_load_round_trip_is_bit_exact(qwen_pipe: LisaPipeline, tmp_path: Path) -> None:
+    qwen_pipe.model.save_pretrained(tmp_path)
+    loaded = LisaModel.from_pretrained(tmp_path)
+    assert type(loaded.adapter) is type(adapter_for("qwen2_5_vl"))
+    state, again = qwen_pipe.model.state_dict(), loaded.state_dict()
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
+    other = LisaPipeline(loaded, qwen_pipe.tokenizer, qwen_pipe.image_processor)
+    qwen_pipe.clear_cache()
+    a = qwen_pipe(_images()[0], "the cat", answers="[SEG]")
+    b = other(_images()[0], "the cat", answers="[SEG]")
+    assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+
+
+def test_unknown_vlm_is_one_line_error() -> None:
+    from lisa.errors import LisaError
+
+    with pytest.raises(LisaError, match="unsupported VLM model_type 'blip'; supported: llava, qwen2_5_vl"):
+        adapter_for({"model_type": "blip"})
