@@ -244,3 +244,34 @@ def test_segment_and_eval_commands(qwen_dir: Path, tmp_path: Path) -> None:
     code = main(["eval", "--dataset", "jsonl", "--data-dir", str(data), "--split", "val", "--model", str(qwen_dir),
                  "--teacher-forced", "--device", "cpu", "--threads", "1", "--no-progress", "--out", str(tmp_path / "eval")])
     assert code == 0
+
+
+def test_init_from_qwen2_5_vl_folder(tmp_path: Path) -> None:
+    """`lisa init --vlm QWEN_DIR --sam SAM.pth`: the VLM's weights unchanged, a working pipeline."""
+    from lisa.cli import main
+    from lisa.interop.fixtures import write_sam_pth
+    from lisa.interop.qwen_vl_hf import qwen_vl_key
+
+    torch.manual_seed(0)
+    base, tokenizer, processor = build_qwen_model(ModelSize())
+    folder = tmp_path / "qwen"
+    base.vlm.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    processor.save_pretrained(str(folder))
+    write_sam_pth(tmp_path / "sam.pth")
+    out = tmp_path / "out"
+    assert main(["init", "--vlm", str(folder), "--sam", str(tmp_path / "sam.pth"), "--out", str(out)]) == 0
+    model = LisaModel.from_pretrained(out)
+    assert model.config.chat_template == "tokenizer" and model.config.vlm["model_type"] == "qwen2_5_vl"
+    expected, got = base.vlm.state_dict(), model.vlm.state_dict()
+    seg = model.config.seg_token_id  # [SEG] (already in this tokenizer) gets a fresh row
+    differ = [k for k, v in expected.items() if not torch.equal(got[k], v)]
+    assert differ == ["model.language_model.embed_tokens.weight", "lm_head.weight"]
+    assert all(torch.equal(got[k][:seg], expected[k][:seg]) for k in differ)
+    result = LisaPipeline.from_pretrained(out, device="cpu", dtype="float32", threads=None)(_images()[1], "the dog", answers="[SEG].")
+    assert result.masks.shape == (1, 64, 48)
+    # transformers 4.x key layout of released Qwen2.5-VL folders
+    assert qwen_vl_key("model.layers.0.mlp.up_proj.weight") == "vlm.model.language_model.layers.0.mlp.up_proj.weight"
+    assert qwen_vl_key("visual.blocks.0.attn.qkv.weight") == "vlm.model.visual.blocks.0.attn.qkv.weight"
+    assert qwen_vl_key("model.visual.merger.ln_q.weight") == "vlm.model.visual.merger.ln_q.weight"
+    assert qwen_vl_key("lm_head.weight") == "vlm.lm_head.weight"

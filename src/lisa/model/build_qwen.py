@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImage
 
 from lisa.batch import SEG_TOKEN
 from lisa.model.build import _BASE_CORPUS, CLIP_MEAN, CLIP_STD, ModelSize, build_sam_config, save_bundle
-from lisa.model.config import LisaConfig
+from lisa.model.config import LisaConfig, stored_image_tokens
 from lisa.model.lisa import LisaModel
 from lisa.model.sam import init_sam_from_scratch
 
@@ -99,7 +99,7 @@ def build_qwen_config(
     sam = sam or build_sam_config(size.sam)
     return LisaConfig(
         vlm=vlm.to_dict(), sam=sam.to_dict(), seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
-        image_token_id=ids["<|image_pad|>"], num_image_tokens=1, chat_template="tokenizer",
+        image_token_id=ids["<|image_pad|>"], num_image_tokens=stored_image_tokens(vlm), chat_template="tokenizer",
         out_dim=sam.prompt_encoder_config.hidden_size,
     )
 

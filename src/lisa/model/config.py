@@ -140,6 +140,12 @@ def not_a_model_folder(directory: Path) -> str:
             "LisaPipeline.from_pretrained(dir, vision_tower=CLIP_DIR)).")
 
 
+def stored_image_tokens(vlm_config: PretrainedConfig) -> int:
+    """``num_image_tokens`` to record: the fixed count, or 1 (unused) when it varies per image."""
+    fixed = count_image_tokens(vlm_config)
+    return 1 if fixed is None else fixed
+
+
 def count_image_tokens(vlm_config: PretrainedConfig) -> int | None:
     """Embeddings one image expands to, from the vision config (no hidden 256); None when the
     count varies per image."""
