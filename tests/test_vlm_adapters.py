@@ -1,6 +1,7 @@
-"""The VLM seam with Qwen2.5-VL (dynamic resolution, 3-D rotary positions) on a tiny
-random-weight model built in-process: forward and loss, training, forced-[SEG] generation,
-save -> load, batched = single, and parity of positions with transformers' own forward."""
+"""The VLM seam with Qwen2.5-VL and Qwen3-VL (dynamic resolution, 3-D rotary positions;
+Qwen3-VL's DeepStack) on tiny random-weight models built in-process: forward and loss,
+training, forced-[SEG] generation, save -> load, batched = single, parity with transformers'
+own forward, and the commands (init, train, resume, export, segment, eval)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,17 @@ from lisa.train.trainable import set_trainable
 from lisa.train.trainer import make_optimizer
 
 
+FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_qwen_model(tmp_path_factory.mktemp("tiny-qwen"), seed=0)
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
+    return write_tiny_qwen_model(tmp_path_factory.mktemp(f"tiny-{family}"), seed=0, family=family)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +48,10 @@ def qwen_pipe(qwen_dir: Path) -> LisaPipeline:
 
 
 @pytest.fixture(scope="module")
-def qwen_batch(tmp_path_factory: pytest.TempPathFactory):
+def qwen_batch(tmp_path_factory: pytest.TempPathFactory, family: str):
     data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
     torch.manual_seed(0)
-    model, tokenizer, processor = build_qwen_model(ModelSize())
+    model, tokenizer, processor = build_qwen_model(ModelSize(), family=family)
     loader = JsonlTrain(data, "train", max_queries=2)
     samples = [loader.sample(i, random.Random(i)) for i in range(2)]
     batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
@@ -65,8 +74,9 @@ def test_image_tokens_follow_each_image(qwen_pipe: LisaPipeline) -> None:
 
 
 def test_positions_match_transformers_forward(qwen_pipe: LisaPipeline) -> None:
-    """Left-padded rows with images of different sizes: the hidden states of lisa-seg's splice
-    and 3-D positions equal Qwen2_5_VLModel's own forward (its get_rope_index, its splice)."""
+    """Left-padded rows with images of different sizes: the hidden states of lisa-seg's splice,
+    3-D positions (and DeepStack inputs) equal the HF model's own forward (its get_rope_index,
+    its splice)."""
     model, builder = qwen_pipe.model, qwen_pipe.builder
     images = model.adapter.image_inputs(_images(), qwen_pipe.image_processor)
     counts = model.adapter.image_token_counts(model.config.vlm_config(), images)
@@ -76,9 +86,9 @@ def test_positions_match_transformers_forward(qwen_pipe: LisaPipeline) -> None:
     mask = torch.tensor([[0] * (length - len(p)) + [1] * len(p) for p in prompts])
     index = torch.tensor([0, 1])
     with torch.no_grad():
-        embeds = model.embed_conversations(ids, images.pixels, index, images.grids)
+        embeds, lm_inputs = model.conversation_inputs(ids, images.pixels, index, images.grids)
         positions = model.position_ids(ids, mask, index, images.grids)
-        ours = vlm_ops.language_hidden(model.vlm, embeds, mask, positions)
+        ours = vlm_ops.language_hidden(model.vlm, embeds, mask, positions, lm_inputs=lm_inputs)
         theirs = model.vlm.model(
             input_ids=ids, attention_mask=mask, pixel_values=images.pixels, image_grid_thw=images.grids,
             mm_token_type_ids=(ids == model.config.image_token_id).int(),
@@ -186,7 +196,7 @@ def test_batched_equals_single(qwen_pipe: LisaPipeline) -> None:
 def test_save_load_round_trip_is_bit_exact(qwen_pipe: LisaPipeline, tmp_path: Path) -> None:
     qwen_pipe.model.save_pretrained(tmp_path)
     loaded = LisaModel.from_pretrained(tmp_path)
-    assert type(loaded.adapter) is type(adapter_for("qwen2_5_vl"))
+    assert type(loaded.adapter) is type(adapter_for(qwen_pipe.model.config.vlm))
     state, again = qwen_pipe.model.state_dict(), loaded.state_dict()
     assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
     other = LisaPipeline(loaded, qwen_pipe.tokenizer, qwen_pipe.image_processor)
@@ -199,7 +209,7 @@ def test_save_load_round_trip_is_bit_exact(qwen_pipe: LisaPipeline, tmp_path: Pa
 def test_unknown_vlm_is_one_line_error() -> None:
     from lisa.errors import LisaError
 
-    with pytest.raises(LisaError, match="unsupported VLM model_type 'blip'; supported: llava, qwen2_5_vl"):
+    with pytest.raises(LisaError, match="unsupported VLM model_type 'blip'; supported: llava, qwen2_5_vl, qwen3_vl"):
         adapter_for({"model_type": "blip"})
 
 
@@ -246,14 +256,14 @@ def test_segment_and_eval_commands(qwen_dir: Path, tmp_path: Path) -> None:
     assert code == 0
 
 
-def test_init_from_qwen2_5_vl_folder(tmp_path: Path) -> None:
+def test_init_from_hf_folder(tmp_path: Path, family: str) -> None:
     """`lisa init --vlm QWEN_DIR --sam SAM.pth`: the VLM's weights unchanged, a working pipeline."""
     from lisa.cli import main
     from lisa.interop.fixtures import write_sam_pth
     from lisa.interop.qwen_vl_hf import qwen_vl_key
 
     torch.manual_seed(0)
-    base, tokenizer, processor = build_qwen_model(ModelSize())
+    base, tokenizer, processor = build_qwen_model(ModelSize(), family=family)
     folder = tmp_path / "qwen"
     base.vlm.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -262,7 +272,7 @@ def test_init_from_qwen2_5_vl_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["init", "--vlm", str(folder), "--sam", str(tmp_path / "sam.pth"), "--out", str(out)]) == 0
     model = LisaModel.from_pretrained(out)
-    assert model.config.chat_template == "tokenizer" and model.config.vlm["model_type"] == "qwen2_5_vl"
+    assert model.config.chat_template == "tokenizer" and model.config.vlm["model_type"] == family
     expected, got = base.vlm.state_dict(), model.vlm.state_dict()
     seg = model.config.seg_token_id  # [SEG] (already in this tokenizer) gets a fresh row
     differ = [k for k, v in expected.items() if not torch.equal(got[k], v)]

@@ -123,7 +123,7 @@ def init_lisa(vlm: str | Path, sam: str | Path, out: str | Path, vision_tower: s
     torch.manual_seed(seed)
     from lisa.interop.qwen_vl_hf import model_type, read_qwen_vl
 
-    if model_type(vlm) == "qwen2_5_vl":
+    if model_type(vlm) in ("qwen2_5_vl", "qwen3_vl"):
         vlm_config, tokenizer, seg_id, state, processor, lisa = read_qwen_vl(vlm, _add_seg_token, _read_state)
     elif is_llava_hf(vlm):
         vlm_config, tokenizer, seg_id, state, processor, lisa = _vlm_llava_hf(vlm)

@@ -1,4 +1,5 @@
-"""Training base for `lisa init` from a Hugging Face Qwen2.5-VL folder (``Qwen/Qwen2.5-VL-3B-Instruct``, 7B, ...).
+"""Training base for `lisa init` from a Hugging Face Qwen2.5-VL or Qwen3-VL folder
+(``Qwen/Qwen2.5-VL-3B-Instruct``, ``Qwen/Qwen3-VL-4B-Instruct``, ...).
 
 The folder's config, weights (transformers 4.x layout ``model.layers.*`` / ``visual.*``, or the
 5.x one ``model.language_model.*`` / ``model.visual.*``), tokenizer with its chat template, and

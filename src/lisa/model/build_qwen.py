@@ -1,4 +1,4 @@
-"""Build a fresh LISA model on Qwen2.5-VL (random weights): the tiny test model, or any size.
+"""Build a fresh LISA model on Qwen2.5-VL or Qwen3-VL (random weights): the tiny test model, or any size.
 
 The counterpart of ``lisa.model.build`` (Llava) for the dynamic-resolution backbone: a ChatML
 tokenizer with Qwen's special tokens and chat template, a Qwen2-VL image processor whose pixel
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImageProcessorPil, SamConfig
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImageProcessorPil, Qwen3VLConfig, SamConfig
 
 from lisa.batch import SEG_TOKEN
+from lisa.errors import LisaError
 from lisa.model.build import _BASE_CORPUS, CLIP_MEAN, CLIP_STD, ModelSize, build_sam_config, save_bundle
 from lisa.model.config import LisaConfig, stored_image_tokens
 from lisa.model.lisa import LisaModel
@@ -70,9 +71,17 @@ def build_qwen_image_processor(vision: QwenVisionSize) -> Qwen2VLImageProcessorP
     )
 
 
+QWEN_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+
+
 def build_qwen_config(
-    size: ModelSize, vision: QwenVisionSize, tokenizer: PreTrainedTokenizerFast, sam: SamConfig | None = None
+    size: ModelSize, vision: QwenVisionSize, tokenizer: PreTrainedTokenizerFast, sam: SamConfig | None = None,
+    family: str = "qwen2_5_vl",
 ) -> LisaConfig:
+    """``family``: "qwen2_5_vl" or "qwen3_vl" (the same tokens, processor and positions; Qwen3-VL
+    adds DeepStack from the first ViT layer)."""
+    if family not in QWEN_FAMILIES:
+        raise LisaError(f"unknown Qwen VLM family {family!r}; supported: {', '.join(QWEN_FAMILIES)}")
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in QWEN_SPECIAL_TOKENS}
     head_dim = size.text_hidden // size.text_heads
     quarter = head_dim // 2 // 4  # mrope sections (t, h, w) split the rotary half of a head
@@ -88,14 +97,20 @@ def build_qwen_config(
     vision_config = dict(
         depth=size.vision_layers, hidden_size=size.vision_hidden, intermediate_size=size.vision_hidden * 4,
         num_heads=size.vision_heads, patch_size=vision.patch, spatial_merge_size=vision.merge, temporal_patch_size=2,
-        window_size=vision.window, fullatt_block_indexes=[size.vision_layers - 1], out_hidden_size=size.text_hidden,
-        tokens_per_second=2,
+        out_hidden_size=size.text_hidden,
     )
-    vlm = Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision_config, image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
-    )
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if family == "qwen3_vl":
+        text["head_dim"] = head_dim
+        text["rope_parameters"]["mrope_interleaved"] = True
+        side = vision.max_pixels ** 0.5 // vision.patch  # learned position grid: the largest image's
+        vision_config.update(num_position_embeddings=int(side * side), deepstack_visual_indexes=[0])
+        vlm = Qwen3VLConfig(text_config=text, vision_config=vision_config, tie_word_embeddings=False, **tokens)
+    else:
+        vision_config.update(window_size=vision.window, fullatt_block_indexes=[size.vision_layers - 1],
+                             tokens_per_second=2)
+        vlm = Qwen2_5_VLConfig(text_config=text, vision_config=vision_config, tie_word_embeddings=False, **tokens)
     sam = sam or build_sam_config(size.sam)
     return LisaConfig(
         vlm=vlm.to_dict(), sam=sam.to_dict(), seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
@@ -105,20 +120,21 @@ def build_qwen_config(
 
 
 def build_qwen_model(
-    size: ModelSize, vision: QwenVisionSize | None = None, corpus: list[str] | None = None
+    size: ModelSize, vision: QwenVisionSize | None = None, corpus: list[str] | None = None,
+    family: str = "qwen2_5_vl",
 ) -> tuple[LisaModel, PreTrainedTokenizerFast, Qwen2VLImageProcessorPil]:
     vision = vision or QwenVisionSize()
     tokenizer = build_qwen_tokenizer(corpus or [], size.vocab_size)
-    model = LisaModel(build_qwen_config(size, vision, tokenizer)).eval()
+    model = LisaModel(build_qwen_config(size, vision, tokenizer, family=family)).eval()
     init_sam_from_scratch(model.sam)
     return model, tokenizer, build_qwen_image_processor(vision)
 
 
-def write_tiny_qwen_model(directory: str | Path, seed: int = 0) -> Path:
-    """A tiny random-weight Qwen2.5-VL + SAM model folder (about a megabyte) for tests."""
+def write_tiny_qwen_model(directory: str | Path, seed: int = 0, family: str = "qwen2_5_vl") -> Path:
+    """A tiny random-weight Qwen2.5-VL (or Qwen3-VL) + SAM model folder (about a megabyte) for tests."""
     import torch
 
     torch.manual_seed(seed)
-    model, tokenizer, processor = build_qwen_model(ModelSize())
+    model, tokenizer, processor = build_qwen_model(ModelSize(), family=family)
     save_bundle(directory, model, tokenizer, processor)
     return Path(directory)

@@ -111,8 +111,23 @@ class LisaModel(nn.Module):
         self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor,
         vlm_grids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        return self.conversation_inputs(input_ids, vlm_pixels, image_index, vlm_grids)[0]
+
+    def conversation_inputs(
+        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor,
+        vlm_grids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """Token embeddings [C, L, D] with the images spliced in, and the extra LM inputs the
+        adapter derives from the images ({} but for DeepStack-style VLMs)."""
         features = self.adapter.image_features(self.vlm, VlmImages(vlm_pixels, vlm_grids))
-        return vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, self.config.image_token_id)
+        return self._spliced(input_ids, features, image_index)
+
+    def _spliced(
+        self, input_ids: torch.Tensor, features: torch.Tensor | list[torch.Tensor], image_index: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        image_id = self.config.image_token_id
+        embeds = vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, image_id)
+        return embeds, vlm_ops.image_lm_inputs(self.vlm, input_ids, features, image_index, image_id)
 
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_index: torch.Tensor,
@@ -156,17 +171,18 @@ class LisaModel(nn.Module):
     def conversation_hidden(
         self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool,
         position_ids: torch.Tensor | None = None,
+        lm_inputs: dict | None = None,
     ) -> torch.Tensor:
         """Final-norm hidden states [C, L, D] of right-padded conversations; the prefix they all
         share (the system prompt) runs once unless gradient checkpointing (which drops caches)
-        is on. position_ids: the adapter's (None: 0, 1, ...)."""
+        is on, or the LM takes extra image inputs. position_ids: the adapter's (None: 0, 1, ...)."""
         layers = self.adapter.language_model(self.vlm).layers
         checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in layers)
-        if share_prefix and not checkpointing:
+        if share_prefix and not checkpointing and not lm_inputs:
             prefix = vlm_ops.shared_prefix_length(input_ids, attention_mask, self.config.image_token_id)
             if prefix > 0:
                 return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix, position_ids)
-        return vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids)
+        return vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids, lm_inputs=lm_inputs)
 
     # ---- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -199,14 +215,14 @@ class LisaModel(nn.Module):
         """Greedy answers to left-padded prompts [C, L] (conversation c shows image
         ``image_index[c]``), and a mask for every generated [SEG]. ``decoder``: the GPU path
         (``static_decode``, same results); None: the eager loop."""
-        embeds = vlm_ops.embed_with_images(
-            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
-        )
+        embeds, lm_inputs = self._spliced(input_ids, images.features, image_index)
         position_ids = self.position_ids(input_ids, attention_mask, image_index, images.vlm_grids)
         decode = decoder.generate if decoder is not None else partial(vlm_ops.greedy_generate, self.vlm)
+        extra = {"lm_inputs": lm_inputs} if lm_inputs else {}
         generation = decode(
             embeds, attention_mask, max_new_tokens,
             stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids, position_ids=position_ids,
+            **extra,
         )
         return self._segment(generation.tokens, generation.seg_hidden, images, image_index)
 
@@ -215,13 +231,11 @@ class LisaModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, images: ImageEncoding, image_index: torch.Tensor
     ) -> Segmentation:
         """Masks for the [SEG]s of answers already in the left-padded prompts [C, L]."""
-        embeds = vlm_ops.embed_with_images(
-            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
-        )
+        embeds, lm_inputs = self._spliced(input_ids, images.features, image_index)
         position_ids = self.position_ids(input_ids, attention_mask, image_index, images.vlm_grids)
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids)
+        hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids, lm_inputs=lm_inputs)
         rows, cols = self.seg_positions(input_ids)
         seg_hidden = [hidden[rows[rows == r], cols[rows == r]] for r in range(input_ids.shape[0])]
         return self._segment([[] for _ in seg_hidden], seg_hidden, images, image_index)
@@ -251,9 +265,11 @@ class LisaModel(nn.Module):
 
     # ---- teacher-forced forward --------------------------------------------------------
     def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
-        embeds = self.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
+        embeds, lm_inputs = self.conversation_inputs(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
         position_ids = self.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
-        hidden = self.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids)
+        hidden = self.conversation_hidden(
+            embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids, lm_inputs
+        )
         ce = text_ce_loss(hidden, batch.labels, self.adapter.lm_head(self.vlm))
         rows, cols = self.seg_positions(batch.input_ids)
         num_masks = sum(m.shape[0] for m in batch.masks)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -97,17 +97,19 @@ class StaticDecoder:
         seg_id: int,
         banned_ids: list[int],
         position_ids: torch.Tensor | None = None,
+        lm_inputs: dict[str, Any] | None = None,
     ) -> Generation:
         """``vlm.greedy_generate``'s arguments and result: left-padded prompts inputs_embeds
-        [B, L, D], attention_mask [B, L] (position_ids: the adapter's, None: 1-D) -> generated
-        ids (stop excluded) and the states that predicted each [SEG]."""
+        [B, L, D], attention_mask [B, L] (position_ids: the adapter's, None: 1-D; lm_inputs:
+        the prefill's extra LM inputs) -> generated ids (stop excluded) and the states that
+        predicted each [SEG]."""
         rows, length, _ = inputs_embeds.shape
         if max_new_tokens < 1:
             return Generation([[] for _ in range(rows)], [inputs_embeds.new_zeros(0, inputs_embeds.shape[-1])] * rows)
         cache_len = -(-(length + max_new_tokens) // CACHE_BUCKET) * CACHE_BUCKET
         key = (rows, cache_len, max_new_tokens, inputs_embeds.dtype, tuple(stop_ids), tuple(banned_ids))
         buffers, graph = self._shape(key)
-        self._prefill(buffers, inputs_embeds, attention_mask, position_ids)
+        self._prefill(buffers, inputs_embeds, attention_mask, position_ids, lm_inputs or {})
         self._pick(buffers)
         done = 1
         while done < max_new_tokens and not bool(buffers.finished.all()):  # one sync per chunk
@@ -192,7 +194,8 @@ class StaticDecoder:
         buffers.tokens.fill_(-1)
 
     def _prefill(
-        self, buffers: _Buffers, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None
+        self, buffers: _Buffers, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+        positions: torch.Tensor | None, lm_inputs: dict[str, Any],
     ) -> None:
         self._reset(buffers)
         length = inputs_embeds.shape[1]
@@ -207,7 +210,7 @@ class StaticDecoder:
             positions = text_positions(attention_mask)
         hidden = self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=mask[:, None], position_ids=positions,
-            cache=buffers.cache, use_cache=True,
+            cache=buffers.cache, use_cache=True, **lm_inputs,
         ).last_hidden_state[:, -1]
         buffers.hidden.copy_(hidden)
         buffers.positions.copy_(last_text_position(positions) + 1)

@@ -8,7 +8,7 @@ come from the VLM's adapter (``lisa.model.vlms``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -30,15 +30,42 @@ def embed_with_images(
     is_image = input_ids == image_token_id
     safe_ids = input_ids.masked_fill(is_image, 0)  # the placeholder id may lie outside the vocabulary
     embeds = vlm.get_input_embeddings()(safe_ids)
+    row_features = _row_features(is_image, features, image_index)
+    if row_features is None:
+        return embeds
+    width = embeds.shape[-1]  # wider features carry extra LM inputs (``image_lm_inputs``)
+    row_features = row_features if row_features.shape[-1] == width else row_features[:, :width]
+    return embeds.masked_scatter(is_image[..., None], row_features.to(embeds.dtype))
+
+
+def _row_features(
+    is_image: torch.Tensor, features: torch.Tensor | Sequence[torch.Tensor], image_index: torch.Tensor
+) -> torch.Tensor | None:
+    """[M, F]: the features of every image token of the rows, in row-major order (None: no image
+    token). Each row holds no image or exactly its image's N_i tokens."""
     per_row = is_image.sum(-1).tolist()
     expected = [int(features[int(i)].shape[0]) for i in image_index.tolist()]
     if any(n not in (0, want) for n, want in zip(per_row, expected)):
         raise ValueError(f"each conversation needs its image's {expected} image tokens, got {per_row}")
     rows = [features[int(i)] for i, n in zip(image_index.tolist(), per_row) if n > 0]
-    if not rows:
-        return embeds
-    row_features = torch.cat(rows)  # [sum N_i, D] in row order
-    return embeds.masked_scatter(is_image[..., None], row_features.to(embeds.dtype))
+    return torch.cat(rows) if rows else None
+
+
+def image_lm_inputs(
+    vlm: nn.Module,
+    input_ids: torch.Tensor,
+    features: torch.Tensor | Sequence[torch.Tensor],
+    image_index: torch.Tensor,
+    image_token_id: int,
+) -> dict[str, Any]:
+    """Extra keyword inputs of the LM's pass over whole prompts: {} unless the adapter's image
+    features are wider than the embeddings (Qwen3-VL: DeepStack features of the image tokens)."""
+    is_image = input_ids == image_token_id
+    width = vlm.get_input_embeddings().embedding_dim
+    row_features = _row_features(is_image, features, image_index)
+    if row_features is None or row_features.shape[-1] == width:
+        return {}
+    return adapter_of(vlm).lm_image_inputs(vlm, is_image, row_features[:, width:])
 
 
 def language_hidden(
@@ -47,15 +74,18 @@ def language_hidden(
     attention_mask: torch.Tensor,
     position_ids: torch.Tensor | None = None,
     cache: DynamicCache | None = None,
+    lm_inputs: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. position_ids [C, L]
-    or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds."""
+    or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds. lm_inputs:
+    ``image_lm_inputs`` of these very rows and positions (prefill and training only)."""
     output = adapter_of(vlm).language_model(vlm)(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
         cache=cache,
         use_cache=cache is not None,
+        **(lm_inputs or {}),
     )
     return output.last_hidden_state
 
@@ -129,12 +159,14 @@ def greedy_generate(
     banned_ids: list[int],
     use_cache: bool = True,
     position_ids: torch.Tensor | None = None,
+    lm_inputs: dict[str, Any] | None = None,
 ) -> Generation:
     """Greedy decoding of left-padded prompts until a stop id (EOS, end of turn).
     inputs_embeds [C, L, D], attention_mask [C, L]; position_ids the prompts' rotary positions
     ([C, L] or [3, C, L], the adapter's), None: 1-D from the attention mask. The eager
     reference; on CUDA the pipeline uses ``static_decode.StaticDecoder`` (same results, no
-    per-token host work). Generated tokens are text: each takes the last position + 1."""
+    per-token host work). Generated tokens are text: each takes the last position + 1.
+    lm_inputs: ``image_lm_inputs`` of the prompts (the prefill only; the cache holds their effect)."""
     device = inputs_embeds.device
     rows, length = attention_mask.shape
     if max_new_tokens < 1:
@@ -148,7 +180,9 @@ def greedy_generate(
     full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1)
     if position_ids is None:
         position_ids = text_positions(attention_mask)
-    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache)[:, -1]
+    if lm_inputs and not use_cache:
+        raise ValueError("the uncached reference loop takes no extra LM inputs")
+    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache, lm_inputs)[:, -1]
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     picked: list[torch.Tensor] = []
     states: list[torch.Tensor] = []

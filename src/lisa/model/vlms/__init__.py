@@ -15,8 +15,9 @@ __all__ = ["VlmAdapter", "VlmImages", "adapter_for", "adapter_of", "last_text_po
 def _registry() -> dict[str, VlmAdapter]:
     from lisa.model.vlms.llava import LlavaAdapter
     from lisa.model.vlms.qwen2_5_vl import Qwen2_5_VLAdapter
+    from lisa.model.vlms.qwen3_vl import Qwen3VLAdapter
 
-    adapters: list[VlmAdapter] = [LlavaAdapter(), Qwen2_5_VLAdapter()]
+    adapters: list[VlmAdapter] = [LlavaAdapter(), Qwen2_5_VLAdapter(), Qwen3VLAdapter()]
     return {adapter.model_type: adapter for adapter in adapters}
 
 

@@ -87,6 +87,12 @@ class VlmAdapter(ABC):
             raise LisaError(f"{type(self).__name__} must count image tokens per image")
         return [fixed] * _image_count(images)
 
+    def lm_image_inputs(self, vlm: nn.Module, is_image: torch.Tensor, extra: torch.Tensor) -> dict[str, Any]:
+        """Extra keyword inputs of the LM's pass over whole prompts, from the channels of the
+        image features beyond the embedding width. is_image [C, L]; extra [M, X], one row per
+        image token in row-major order. Only adapters whose features are wider define it."""
+        raise LisaError(f"{type(self).__name__} gives no image inputs beyond the embeddings")
+
     # ---- positions -------------------------------------------------------------------------
     def position_ids(
         self, vlm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, grids: torch.Tensor | None
