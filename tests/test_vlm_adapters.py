@@ -132,6 +132,9 @@ def test_lora_on_language_model_only_and_training_lowers_loss(qwen_batch) -> Non
         optimizer.zero_grad()
         losses.append(float(out.loss.detach()))
     assert losses[-1] < 0.9 * losses[0], losses
+    # gradient checkpointing (the training config's switch) runs the same step
+    model.adapter.language_model(model.vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model(batch).loss.backward()
 
 
 def _forced_seg(pipe: LisaPipeline) -> list[int]:
@@ -214,24 +217,36 @@ def test_unknown_vlm_is_one_line_error() -> None:
 
 
 def test_train_validate_resume_export(qwen_dir: Path, tmp_path: Path) -> None:
-    """`lisa train` from a Qwen2.5-VL folder: LoRA training with validation (the eval pipeline),
-    resume, and an exported folder whose masks equal the trained model's."""
-    import yaml
+    """`lisa train` from a Qwen-VL folder: LoRA training with validation (the eval pipeline); a
+    run stopped after step 2 and resumed ends bit for bit where the uninterrupted run does; the
+    exported folder's masks equal the trained model's."""
+    import shutil
 
+    import yaml
+    from safetensors.torch import load_file
+
+    from lisa.train.checkpoint import WEIGHTS_NAME, latest_checkpoint
     from lisa.train.export import export
     from lisa.train.trainer import Trainer
 
     data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml").read_text())
-    data.update(run_dir=str(tmp_path / "run"), save_every=2, val_every=2)
+    data.update(run_dir=str(tmp_path / "run"), save_every=1, keep_last=3, val_every=3)
     data["model"] = {"base": str(qwen_dir), "gradient_checkpointing": False}
     data["data"][0].update(images=4)
-    data["optim"].update(max_steps=2, warmup_steps=1, lr=1e-2, batch_size=1, grad_accum=1)
+    data["optim"].update(max_steps=3, warmup_steps=1, lr=1e-2, batch_size=1, grad_accum=1)
     data["val"]["limit"] = 2
-    Trainer(config_from_dict(data), progress=False).fit()
-    data["optim"]["max_steps"] = 3
-    trainer = Trainer(config_from_dict(data), resume=True, progress=False)
+    trainer = Trainer(config_from_dict(data), progress=False)
     trainer.fit()
-    assert trainer.state.step == 3
+    # The same run stopped after step 2's checkpoint, then resumed.
+    shutil.copytree(tmp_path / "run", tmp_path / "stopped")
+    shutil.rmtree(latest_checkpoint(tmp_path / "stopped" / "checkpoints"))
+    data["run_dir"] = str(tmp_path / "stopped")
+    Trainer(config_from_dict(data), resume=True, progress=False).fit()
+    final_a = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    final_b = latest_checkpoint(tmp_path / "stopped" / "checkpoints")
+    assert final_a.name == final_b.name == "step-00000003"
+    a, b = load_file(str(final_a / WEIGHTS_NAME)), load_file(str(final_b / WEIGHTS_NAME))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
 
     out = export(tmp_path / "run", tmp_path / "exported")
     trained = LisaPipeline(trainer.unwrapped, trainer.tokenizer, trainer.processor)
