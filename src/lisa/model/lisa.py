@@ -1,5 +1,5 @@
 """The composite model: a VLM (any family with an adapter in ``lisa.model.vlms``: Llava,
-Qwen2.5-VL) + SAM + the seg head.
+Qwen2.5-VL, Qwen3-VL) + SAM + the seg head.
 
 ``forward`` is the teacher-forced training / validation pass with losses. Inference has two
 paths on the model too: ``generate_segmentation`` (greedy generation with a KV cache, keeping
@@ -218,11 +218,10 @@ class LisaModel(nn.Module):
         embeds, lm_inputs = self._spliced(input_ids, images.features, image_index)
         position_ids = self.position_ids(input_ids, attention_mask, image_index, images.vlm_grids)
         decode = decoder.generate if decoder is not None else partial(vlm_ops.greedy_generate, self.vlm)
-        extra = {"lm_inputs": lm_inputs} if lm_inputs else {}
         generation = decode(
             embeds, attention_mask, max_new_tokens,
-            stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids, position_ids=position_ids,
-            **extra,
+            stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids,
+            position_ids=position_ids, lm_inputs=lm_inputs,
         )
         return self._segment(generation.tokens, generation.seg_hidden, images, image_index)
 
