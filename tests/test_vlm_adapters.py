@@ -300,3 +300,26 @@ def test_init_from_hf_folder(tmp_path: Path, family: str) -> None:
     assert qwen_vl_key("visual.blocks.0.attn.qkv.weight") == "vlm.model.visual.blocks.0.attn.qkv.weight"
     assert qwen_vl_key("model.visual.merger.ln_q.weight") == "vlm.model.visual.merger.ln_q.weight"
     assert qwen_vl_key("lm_head.weight") == "vlm.lm_head.weight"
+
+
+def test_no_vlm_internals_outside_the_adapters() -> None:
+    """Code outside lisa.model.vlms (and the converters in lisa.interop, the builders) names no
+    VLM class, attribute path or processor class: it goes through the adapter."""
+    import io
+    import re
+    import tokenize
+
+    root = Path(__file__).resolve().parents[1] / "src" / "lisa"
+    allowed = ("model/vlms/", "interop/", "model/build.py", "model/build_qwen.py")
+    forbidden = re.compile(r"vlm\.model\b|model\.language_model|model\.visual|multi_modal_projector|vision_tower\.|"
+                           r"Llava\w*For|Qwen\w*VL\w*For|CLIPImageProcessor|Qwen2VLImageProcessor|get_rope_index|"
+                           r"get_image_features")
+    offenders = []
+    for path in root.rglob("*.py"):
+        name = path.relative_to(root).as_posix()
+        if name.startswith(allowed):
+            continue
+        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        code = " ".join(t.string for t in tokens if t.type not in (tokenize.STRING, tokenize.COMMENT))
+        offenders += [f"{name}: {m.group(0)}" for m in forbidden.finditer(code.replace(" . ", "."))]
+    assert not offenders, offenders
