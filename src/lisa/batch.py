@@ -21,18 +21,19 @@ class LisaBatch:
     attention_mask: torch.Tensor  # [C, L]
     labels: torch.Tensor  # [C, L] IGNORE_INDEX outside assistant answers
     image_index: torch.Tensor  # [C] image of each conversation
-    vlm_pixels: torch.Tensor  # [B, 3, h, w]
+    vlm_pixels: torch.Tensor  # the VLM adapter's layout: [B, 3, h, w] (Llava) or [P, patch_dim]
     sam_pixels: torch.Tensor  # [B, 3, S, S]
     resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
     original_sizes: list[tuple[int, int]]  # per image
     masks: list[torch.Tensor]  # per conversation [n_seg, H, W] (1 target, 0 background, 255 ignore)
     sam_embeddings: torch.Tensor | None = None  # [B, C, h, w] precomputed (the encoder is frozen)
     meta: list[dict] = field(default_factory=list)
+    vlm_grids: torch.Tensor | None = None  # [B, 3] patch grid per image (dynamic-resolution VLMs)
 
     def to(self, device: torch.device | str) -> "LisaBatch":
         move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
         return LisaBatch(
             move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.image_index),
             move(self.vlm_pixels), move(self.sam_pixels), self.resized_sizes, self.original_sizes,
-            [move(m) for m in self.masks], move(self.sam_embeddings), self.meta,
+            [move(m) for m in self.masks], move(self.sam_embeddings), self.meta, move(self.vlm_grids),
         )

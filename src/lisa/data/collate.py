@@ -7,7 +7,7 @@ import torch
 
 from lisa.data.image_io import load_image
 from lisa.data.sample import Sample
-from lisa.data.transforms import sam_view, vlm_view
+from lisa.data.transforms import sam_view
 from lisa.batch import LisaBatch
 from lisa.model.prompting import IGNORE_INDEX, PromptBuilder
 
@@ -21,14 +21,18 @@ class Collator:
         self.sam_image_size = sam_image_size
         pad = builder.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else builder.eos_id)
+        self.vlm_config = builder.config.vlm_config()
 
     def __call__(self, samples: list[Sample]) -> LisaBatch:
         images = [load_image(sample.image) for sample in samples]
         sam_views = [sam_view(image, self.sam_image_size) for image in images]
+        adapter = self.builder.adapter
+        vlm_images = adapter.image_inputs(images, self.image_processor)
+        token_counts = adapter.image_token_counts(self.vlm_config, vlm_images)
         encoded, image_index, masks = [], [], []
         for index, sample in enumerate(samples):
             for conversation in sample.conversations:
-                encoded.append(self.builder.build(list(conversation.turns)))
+                encoded.append(self.builder.build(list(conversation.turns), token_counts[index]))
                 image_index.append(index)
                 masks.append(torch.from_numpy(np.ascontiguousarray(conversation.masks)))
         input_ids, labels, attention = pad_right(
@@ -39,12 +43,13 @@ class Collator:
             attention_mask=attention,
             labels=labels,
             image_index=torch.tensor(image_index, dtype=torch.long),
-            vlm_pixels=vlm_view(images, self.image_processor),
+            vlm_pixels=vlm_images.pixels,
             sam_pixels=torch.stack([v.pixels for v in sam_views]),
             resized_sizes=[v.resized_size for v in sam_views],
             original_sizes=[v.original_size for v in sam_views],
             masks=masks,
             meta=[{"source": s.source, **s.meta} for s in samples],
+            vlm_grids=vlm_images.grids,
         )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lisa.data.image_io import ImageInput, load_image
-from lisa.data.transforms import sam_view, vlm_view
+from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
 from lisa.model import static_decode
 from lisa.model.folder import load_preprocessing
@@ -49,6 +49,7 @@ class _ImageEntry:
     sam_embedding: torch.Tensor  # [C, h, w]
     resized_size: tuple[int, int]
     original_size: tuple[int, int]
+    vlm_grid: torch.Tensor | None = None  # [3] patch grid (dynamic-resolution VLMs)
 
 
 class LisaPipeline:
@@ -155,11 +156,6 @@ class LisaPipeline:
         start = time.perf_counter()
         arrays = [load_image(image) for image in images]
         keys = [_image_key(array) for array in arrays]
-        prompts = [
-            self.builder.build(list(h) + [(q, None if answers is None else answers[i])])
-            for i, (q, h) in enumerate(zip(queries, histories))
-        ]
-        input_ids, attention = _pad_left([p.input_ids for p in prompts], self.pad_id, self.model.device)
         timings["preprocess_ms"] = _ms(start)
 
         tick = time.perf_counter()
@@ -170,11 +166,22 @@ class LisaPipeline:
             for key in unique:
                 self._cache.move_to_end(key)
         image_index = torch.tensor([unique.index(k) for k in keys], device=self.model.device)
+        grids = [e.vlm_grid for e in entries]
         encoded = ImageEncoding(
-            torch.stack([e.features for e in entries]), torch.stack([e.sam_embedding for e in entries]),
+            [e.features for e in entries], torch.stack([e.sam_embedding for e in entries]),
             [e.resized_size for e in entries], [e.original_size for e in entries],
+            None if grids[0] is None else torch.stack(grids),
         )
         timings["image_encode_ms"] = _ms(tick)
+
+        tick = time.perf_counter()
+        prompts = [  # the image span has as many tokens as the image's features
+            self.builder.build(list(h) + [(q, None if answers is None else answers[i])],
+                               image_tokens=entries[unique.index(keys[i])].features.shape[0])
+            for i, (q, h) in enumerate(zip(queries, histories))
+        ]
+        input_ids, attention = _pad_left([p.input_ids for p in prompts], self.pad_id, self.model.device)
+        timings["preprocess_ms"] = round(timings["preprocess_ms"] + _ms(tick), 3)
 
         tick = time.perf_counter()
         if answers is None:
@@ -198,13 +205,16 @@ class LisaPipeline:
             return
         model = self.model
         views = [sam_view(arrays[k], model.config.sam_image_size) for k in missing]
+        vlm_images = model.adapter.image_inputs([arrays[k] for k in missing], self.image_processor)
         encoded = model.encode_images(
-            vlm_view([arrays[k] for k in missing], self.image_processor),
-            torch.stack([v.pixels for v in views]),
-            [v.resized_size for v in views], [v.original_size for v in views],
+            vlm_images.pixels, torch.stack([v.pixels for v in views]),
+            [v.resized_size for v in views], [v.original_size for v in views], vlm_images.grids,
         )
         for i, key in enumerate(missing):
-            self._cache[key] = _ImageEntry(encoded.features[i], encoded.sam_embeddings[i], views[i].resized_size, views[i].original_size)
+            grid = None if encoded.vlm_grids is None else encoded.vlm_grids[i]
+            self._cache[key] = _ImageEntry(
+                encoded.features[i], encoded.sam_embeddings[i], views[i].resized_size, views[i].original_size, grid
+            )
         while len(self._cache) > max(self.cache_size, len(keys)):
             self._cache.popitem(last=False)
 

@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build a training base: the LLaVA model gains [SEG] (when its tokenizer lacks it) and a "
                     "fresh seg head; SAM comes from an original .pth or a transformers folder.",
         epilog="example:\n  lisa init --vlm llava-1.5-7b-hf --sam sam_vit_h_4b8939.pth --out my-lisa")
-    init.add_argument("--vlm", required=True, help="a llava-hf folder (LLaVA-1.5) or a LLaVA-v1 folder")
+    init.add_argument("--vlm", required=True, help="a llava-hf folder (LLaVA-1.5), a LLaVA-v1 folder, or a Hugging Face "
+                      "Qwen2.5-VL / Qwen3-VL folder")
     init.add_argument("--sam", required=True, help="sam_vit_*.pth or a transformers sam-vit-* folder")
     init.add_argument("--vision-tower", default=None, help="CLIP folder (LLaVA-v1 folders only; they hold no CLIP)")
     init.add_argument("--out", required=True, help="a new folder for the model")

@@ -1,4 +1,5 @@
-"""Training bases for `lisa init`: a LLaVA folder + a SAM checkpoint -> a fresh LISA.
+"""Training bases for `lisa init`: a LLaVA (or Qwen2.5-VL, ``lisa.interop.qwen_vl_hf``) folder +
+a SAM checkpoint -> a fresh LISA.
 
 Two LLaVA layouts:
 - llava-hf (``llava-hf/llava-1.5-7b-hf``, 13b): ``LlavaConfig``, MLP projector, 336-px CLIP
@@ -27,7 +28,7 @@ from lisa.interop.official import (
 from lisa.interop.sam_original import load_sam
 from lisa.interop.sp_tokenizer import load_llama_tokenizer
 from lisa.interop.stream import checkpoint_shards, iter_shard, map_tensors
-from lisa.model.config import LisaConfig, count_image_tokens
+from lisa.model.config import LisaConfig, stored_image_tokens
 from lisa.model.lisa import LisaModel
 from lisa.model.weights import load_state_strict
 
@@ -104,7 +105,7 @@ def _vlm_llava_v1(directory: Path, vision_tower: str | Path | None):
 
 def _grow_embeddings(state: dict[str, torch.Tensor], rows: int, seg_id: int, std: float) -> None:
     """Pad the embedding and lm_head to ``rows`` and give [SEG] a fresh N(0, std) row."""
-    for key in _EMBEDDING_KEYS:
+    for key in (k for k in _EMBEDDING_KEYS if k in state):  # a tied lm_head has no tensor of its own
         weight = state[key]
         if weight.shape[0] < rows:
             extra = torch.zeros(rows - weight.shape[0], weight.shape[1], dtype=weight.dtype)
@@ -118,16 +119,20 @@ def init_lisa(vlm: str | Path, sam: str | Path, out: str | Path, vision_tower: s
     """Write a lisa-seg folder: the LLaVA weights, SAM, and a new seg head (and [SEG] row)."""
     vlm, out = Path(vlm), Path(out)
     if not (vlm / "config.json").is_file():
-        raise LisaError(f"{vlm}: config.json is missing; give a llava-hf or LLaVA-v1 folder")
+        raise LisaError(f"{vlm}: config.json is missing; give a llava-hf, LLaVA-v1 or Qwen2.5-VL folder")
     torch.manual_seed(seed)
-    if is_llava_hf(vlm):
+    from lisa.interop.qwen_vl_hf import model_type, read_qwen_vl
+
+    if model_type(vlm) in ("qwen2_5_vl", "qwen3_vl"):
+        vlm_config, tokenizer, seg_id, state, processor, lisa = read_qwen_vl(vlm, _add_seg_token, _read_state)
+    elif is_llava_hf(vlm):
         vlm_config, tokenizer, seg_id, state, processor, lisa = _vlm_llava_hf(vlm)
     else:
         vlm_config, tokenizer, seg_id, state, processor, lisa = _vlm_llava_v1(vlm, vision_tower)
     sam_config, sam_state = load_sam(sam)
     config = LisaConfig(
         vlm=vlm_config.to_dict(), sam=sam_config.to_dict(), seg_token_id=seg_id,
-        num_image_tokens=count_image_tokens(vlm_config), out_dim=sam_config.prompt_encoder_config.hidden_size,
+        num_image_tokens=stored_image_tokens(vlm_config), out_dim=sam_config.prompt_encoder_config.hidden_size,
         extra={"initialised_from": {"vlm": str(vlm), "sam": str(sam)}}, **lisa,
     )
     model = LisaModel(config)

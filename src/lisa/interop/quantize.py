@@ -14,7 +14,8 @@ import torch
 
 from lisa.errors import LisaError
 
-SKIP_MODULES = ["lm_head", "seg_head", "sam", "vision_tower", "multi_modal_projector"]
+# The vision side's names of every VLM adapter (Llava: vision_tower, multi_modal_projector; Qwen2.5-VL: visual).
+SKIP_MODULES = ["lm_head", "seg_head", "sam", "vision_tower", "multi_modal_projector", "visual"]
 
 
 def check_quantization(bits: int, device: torch.device) -> None:
@@ -50,7 +51,7 @@ def quantize_language_model(model, bits: int, device: torch.device, compute_dtyp
     import bitsandbytes as bnb
     from torch import nn
 
-    layers = model.vlm.model.language_model.layers
+    layers = model.adapter.language_model(model.vlm).layers
     targets = [(name, module) for name, module in layers.named_modules() if isinstance(module, nn.Linear)]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")

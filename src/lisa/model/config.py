@@ -1,7 +1,8 @@
 """One config object that records every choice a LISA checkpoint depends on.
 
 Saved as ``lisa_config.json`` beside the weights; the VLM and SAM configs are stored whole
-so that any Llava-family and any SAM checkpoint in Hugging Face format can be rebuilt. Loading
+so that any VLM with an adapter (``lisa.model.vlms``) and any SAM checkpoint in Hugging Face
+format can be rebuilt. Loading
 validates every field's type and range (pydantic) and the ids and sizes against the VLM and SAM
 configs, so a damaged or hand-edited file is one error naming the key, never a model that
 answers while ignoring the image.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic.dataclasses import dataclass
-from transformers import LlavaConfig, SamConfig
+from transformers import PretrainedConfig, SamConfig
 
 from lisa.errors import LisaError
 from lisa.schema import STRICT_KEYS, Bool, Integer, NonNegativeInt, NonNegativeNumber, PositiveInt, Text, parse
@@ -26,12 +27,14 @@ FORMAT_VERSION = 1
 
 @dataclass(config=STRICT_KEYS)
 class LisaConfig:
-    vlm: dict[str, Any]  # LlavaConfig.to_dict()
+    vlm: dict[str, Any]  # the VLM's HF config .to_dict(); its model_type picks the adapter
     sam: dict[str, Any]  # SamConfig.to_dict()
     seg_token_id: NonNegativeInt
     # Placeholder id repeated num_image_tokens times in input_ids (LLaVA's own is -200, outside the vocabulary).
     image_token_id: Integer
-    num_image_tokens: PositiveInt  # embeddings one image expands to (256 for CLIP-L/14 @ 224)
+    # Embeddings one image expands to (256 for CLIP-L/14 @ 224); 1 (unused) for a VLM whose
+    # count varies per image (Qwen2.5-VL: it follows each image's patch grid).
+    num_image_tokens: PositiveInt
     chat_template: Text = "llava_v1"
     projector: Literal["mlp", "linear"] = "mlp"  # "mlp": HF Llava's 2-layer projector; "linear": LLaVA-v1 / LISA
     # Token ids wrapped around the image span (LISA's <im_start>/<im_end>); None for plain Llava.
@@ -50,8 +53,10 @@ class LisaConfig:
     format_version: PositiveInt = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: converted from, trained by
 
-    def vlm_config(self) -> LlavaConfig:
-        return LlavaConfig.from_dict(self.vlm)
+    def vlm_config(self) -> PretrainedConfig:
+        from lisa.model.vlms import adapter_for
+
+        return adapter_for(self.vlm).config_from_dict(self.vlm)
 
     def sam_config(self) -> SamConfig:
         return SamConfig.from_dict(self.sam)
@@ -94,6 +99,8 @@ class LisaConfig:
             prompt_dim = int(sam.prompt_encoder_config.hidden_size)
             image_tokens = count_image_tokens(vlm)
             _ = self.hidden_size, self.sam_image_size  # the model reads these two keys as written
+        except LisaError as error:  # a VLM model_type without an adapter
+            raise LisaError(f"{source}: {error}") from None
         except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as error:
             raise LisaError(f"{source}: the 'vlm' or 'sam' section is not a complete Hugging Face config "
                             f"({type(error).__name__}: {error}); re-export or re-convert the model") from None
@@ -103,7 +110,7 @@ class LisaConfig:
             if value is not None and value >= vocab:  # a negative image_token_id is a placeholder
                 raise LisaError(f"{source}: {key} must be an integer in [0, {vocab}) (the vocabulary of "
                                 f"vlm.text_config), got {value}")
-        if self.num_image_tokens != image_tokens:
+        if image_tokens is not None and self.num_image_tokens != image_tokens:
             raise LisaError(f"{source}: num_image_tokens must be {image_tokens} (what vlm.vision_config gives "
                             f"one image), got {self.num_image_tokens}")
         if self.out_dim != prompt_dim:
@@ -133,9 +140,15 @@ def not_a_model_folder(directory: Path) -> str:
             "LisaPipeline.from_pretrained(dir, vision_tower=CLIP_DIR)).")
 
 
-def count_image_tokens(vlm_config: LlavaConfig) -> int:
-    """Embeddings one image expands to, from the vision config (no hidden 256)."""
-    vision = vlm_config.vision_config
-    patches = (vision.image_size // vision.patch_size) ** 2
-    keeps_cls = vlm_config.vision_feature_select_strategy == "full"
-    return patches + (1 if keeps_cls else 0)
+def stored_image_tokens(vlm_config: PretrainedConfig) -> int:
+    """``num_image_tokens`` to record: the fixed count, or 1 (unused) when it varies per image."""
+    fixed = count_image_tokens(vlm_config)
+    return 1 if fixed is None else fixed
+
+
+def count_image_tokens(vlm_config: PretrainedConfig) -> int | None:
+    """Embeddings one image expands to, from the vision config (no hidden 256); None when the
+    count varies per image."""
+    from lisa.model.vlms import adapter_for
+
+    return adapter_for(str(vlm_config.model_type)).fixed_image_tokens(vlm_config)

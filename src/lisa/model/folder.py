@@ -28,8 +28,11 @@ def check_model_folder(directory: Path) -> None:
 
 
 def load_preprocessing(directory: Path):
-    """(tokenizer, CLIP image processor) of a model folder."""
-    from transformers import AutoTokenizer, CLIPImageProcessorPil
+    """(tokenizer, image processor) of a model folder; the VLM's adapter picks the processor class."""
+    from transformers import AutoTokenizer
+
+    from lisa.model.config import LisaConfig
+    from lisa.model.vlms import adapter_for
 
     check_model_folder(directory)
     try:
@@ -37,7 +40,7 @@ def load_preprocessing(directory: Path):
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise LisaError(f"{directory}: its tokenizer files cannot be read ({_first_line(error)}): {REEXPORT}") from None
     try:
-        processor = CLIPImageProcessorPil.from_pretrained(str(directory))
+        processor = adapter_for(LisaConfig.load(directory).vlm).load_image_processor(directory)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise LisaError(f"{directory / PROCESSOR_NAME} cannot be read ({_first_line(error)}): {REEXPORT}") from None
     return tokenizer, processor

@@ -1,4 +1,5 @@
-"""The composite model: Llava (any HF Llava-family checkpoint) + SAM + the seg head.
+"""The composite model: a VLM (any family with an adapter in ``lisa.model.vlms``: Llava,
+Qwen2.5-VL, Qwen3-VL) + SAM + the seg head.
 
 ``forward`` is the teacher-forced training / validation pass with losses. Inference has two
 paths on the model too: ``generate_segmentation`` (greedy generation with a KV cache, keeping
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
-from transformers import LlavaForConditionalGeneration, SamModel
+from transformers import SamModel
 from transformers.initialization import no_init_weights
 
 from lisa.batch import LisaBatch
@@ -28,8 +29,8 @@ from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
-from lisa.model.projector import LinearProjector
 from lisa.model.seg_head import SegHead
+from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
 from lisa.model.weights import load_weights, save_weights
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ __all__ = ["ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentatio
 class ImageEncoding:
     """B images as both towers see them: what inference reuses across queries."""
 
-    features: torch.Tensor  # [B, N_img, D] projected VLM features
+    features: torch.Tensor | list[torch.Tensor]  # per image [N_i, D] projected VLM features (or [B, N_img, D])
     sam_embeddings: torch.Tensor  # [B, C, h, w]
     resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
     original_sizes: list[tuple[int, int]]  # per image (H, W)
+    vlm_grids: torch.Tensor | None = None  # [B, 3] patch grid per image (dynamic-resolution VLMs)
 
 
 @dataclass
@@ -86,16 +88,12 @@ class LisaModel(nn.Module):
         if config.seg_hidden_rule != "predecessor":
             raise LisaError(f"unknown seg_hidden_rule {config.seg_hidden_rule!r}; supported: predecessor")
         self.config = config
+        self.adapter: VlmAdapter = adapter_for(config.vlm)
         init = contextlib.nullcontext() if init_weights else no_init_weights()
         with init:
-            self.vlm = LlavaForConditionalGeneration(config.vlm_config())
+            self.vlm = self.adapter.build(config.vlm_config(), config.projector)
             self.sam = SamModel(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm)
-            if config.projector == "linear":  # LLaVA-v1 / released LISA
-                vision_hidden = config.vlm["vision_config"]["hidden_size"]
-                self.vlm.model.multi_modal_projector = LinearProjector(vision_hidden, config.hidden_size)
-            elif config.projector != "mlp":
-                raise LisaError(f"unknown projector {config.projector!r}; supported: mlp, linear")
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -110,10 +108,34 @@ class LisaModel(nn.Module):
 
     # ---- pieces shared by training and inference ---------------------------------------
     def embed_conversations(
-        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor
+        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor,
+        vlm_grids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        features = vlm_ops.image_features(self.vlm, vlm_pixels)
-        return vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, self.config.image_token_id)
+        return self.conversation_inputs(input_ids, vlm_pixels, image_index, vlm_grids)[0]
+
+    def conversation_inputs(
+        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor,
+        vlm_grids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
+        """Token embeddings [C, L, D] with the images spliced in, and the extra LM inputs the
+        adapter derives from the images ({} but for DeepStack-style VLMs)."""
+        features = self.adapter.image_features(self.vlm, VlmImages(vlm_pixels, vlm_grids))
+        return self._spliced(input_ids, features, image_index)
+
+    def _spliced(
+        self, input_ids: torch.Tensor, features: torch.Tensor | list[torch.Tensor], image_index: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        image_id = self.config.image_token_id
+        embeds = vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, image_id)
+        return embeds, vlm_ops.image_lm_inputs(self.vlm, input_ids, features, image_index, image_id)
+
+    def position_ids(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_index: torch.Tensor,
+        vlm_grids: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """The VLM's rotary positions of conversations [C, L] ([C, L] or [3, C, L]); None: 1-D."""
+        row_grids = None if vlm_grids is None else vlm_grids[image_index.to(vlm_grids.device)]
+        return self.adapter.position_ids(self.vlm, input_ids, attention_mask, row_grids)
 
     def seg_positions(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, cols) of the hidden states that predict each [SEG], row-major order.
@@ -147,18 +169,20 @@ class LisaModel(nn.Module):
         return logits, scores
 
     def conversation_hidden(
-        self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool
+        self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool,
+        position_ids: torch.Tensor | None = None,
+        lm_inputs: dict | None = None,
     ) -> torch.Tensor:
         """Final-norm hidden states [C, L, D] of right-padded conversations; the prefix they all
         share (the system prompt) runs once unless gradient checkpointing (which drops caches)
-        is on."""
-        layers = self.vlm.model.language_model.layers
+        is on, or the LM takes extra image inputs. position_ids: the adapter's (None: 0, 1, ...)."""
+        layers = self.adapter.language_model(self.vlm).layers
         checkpointing = self.training and any(getattr(layer, "gradient_checkpointing", False) for layer in layers)
-        if share_prefix and not checkpointing:
+        if share_prefix and not checkpointing and not lm_inputs:
             prefix = vlm_ops.shared_prefix_length(input_ids, attention_mask, self.config.image_token_id)
             if prefix > 0:
-                return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix)
-        return vlm_ops.language_hidden(self.vlm, embeds, attention_mask)
+                return vlm_ops.language_hidden_shared_prefix(self.vlm, embeds, attention_mask, prefix, position_ids)
+        return vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids, lm_inputs=lm_inputs)
 
     # ---- inference ---------------------------------------------------------------------
     @torch.no_grad()
@@ -168,11 +192,13 @@ class LisaModel(nn.Module):
         sam_pixels: torch.Tensor,
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
+        vlm_grids: torch.Tensor | None = None,
     ) -> ImageEncoding:
-        """vlm_pixels [B, 3, h, w], sam_pixels [B, 3, S, S] (``lisa.data.transforms`` views)."""
-        features = vlm_ops.image_features(self.vlm, vlm_pixels.to(self.device))
+        """vlm_pixels and vlm_grids as the adapter's ``image_inputs`` gives them, sam_pixels
+        [B, 3, S, S] (``lisa.data.transforms`` view)."""
+        features = self.adapter.image_features(self.vlm, VlmImages(vlm_pixels.to(self.device), vlm_grids))
         embeddings = sam_ops.encode_images(self.sam, sam_pixels.to(self.device))
-        return ImageEncoding(features, embeddings, list(resized_sizes), list(original_sizes))
+        return ImageEncoding(features, embeddings, list(resized_sizes), list(original_sizes), vlm_grids)
 
     @torch.no_grad()
     def generate_segmentation(
@@ -189,13 +215,13 @@ class LisaModel(nn.Module):
         """Greedy answers to left-padded prompts [C, L] (conversation c shows image
         ``image_index[c]``), and a mask for every generated [SEG]. ``decoder``: the GPU path
         (``static_decode``, same results); None: the eager loop."""
-        embeds = vlm_ops.embed_with_images(
-            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
-        )
+        embeds, lm_inputs = self._spliced(input_ids, images.features, image_index)
+        position_ids = self.position_ids(input_ids, attention_mask, image_index, images.vlm_grids)
         decode = decoder.generate if decoder is not None else partial(vlm_ops.greedy_generate, self.vlm)
         generation = decode(
             embeds, attention_mask, max_new_tokens,
             stop_ids=stop_ids, seg_id=self.config.seg_token_id, banned_ids=banned_ids,
+            position_ids=position_ids, lm_inputs=lm_inputs,
         )
         return self._segment(generation.tokens, generation.seg_hidden, images, image_index)
 
@@ -204,11 +230,11 @@ class LisaModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, images: ImageEncoding, image_index: torch.Tensor
     ) -> Segmentation:
         """Masks for the [SEG]s of answers already in the left-padded prompts [C, L]."""
-        embeds = vlm_ops.embed_with_images(
-            self.vlm, input_ids, images.features, image_index, self.config.image_token_id
-        )
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids)
+        embeds, lm_inputs = self._spliced(input_ids, images.features, image_index)
+        position_ids = self.position_ids(input_ids, attention_mask, image_index, images.vlm_grids)
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids, lm_inputs=lm_inputs)
         rows, cols = self.seg_positions(input_ids)
         seg_hidden = [hidden[rows[rows == r], cols[rows == r]] for r in range(input_ids.shape[0])]
         return self._segment([[] for _ in seg_hidden], seg_hidden, images, image_index)
@@ -238,9 +264,12 @@ class LisaModel(nn.Module):
 
     # ---- teacher-forced forward --------------------------------------------------------
     def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
-        embeds = self.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
-        hidden = self.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix)
-        ce = text_ce_loss(hidden, batch.labels, self.vlm.lm_head)
+        embeds, lm_inputs = self.conversation_inputs(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
+        position_ids = self.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
+        hidden = self.conversation_hidden(
+            embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids, lm_inputs
+        )
+        ce = text_ce_loss(hidden, batch.labels, self.adapter.lm_head(self.vlm))
         rows, cols = self.seg_positions(batch.input_ids)
         num_masks = sum(m.shape[0] for m in batch.masks)
         if rows.numel() != num_masks:

@@ -32,6 +32,7 @@ from transformers import PreTrainedTokenizerBase
 from lisa.batch import SEG_TOKEN
 from lisa.errors import LisaError
 from lisa.model.config import LisaConfig
+from lisa.model.vlms import adapter_for
 
 IGNORE_INDEX = -100
 TEMPLATES = ("llava_v1", "tokenizer")
@@ -88,6 +89,9 @@ class PromptBuilder:
         if tokenizer.eos_token_id is None:
             raise LisaError("the tokenizer has no EOS token")
         self.config = config
+        self.adapter = adapter_for(config.vlm)
+        # None: the count varies per image and ``build`` must be given it
+        self.fixed_image_tokens = self.adapter.fixed_image_tokens(config.vlm_config())
         self.tokenizer = tokenizer
         self.plain = plain_tokenizer(tokenizer)
         self.bos_id = tokenizer.bos_token_id
@@ -100,8 +104,13 @@ class PromptBuilder:
             if end_of_turn is not None and end_of_turn not in self.stop_ids:
                 self.stop_ids.append(end_of_turn)
 
-    def build(self, turns: list[tuple[str, str | None]]) -> EncodedPrompt:
-        """``turns`` = [(user, assistant)]; the last assistant may be None (prompt for generation)."""
+    def build(self, turns: list[tuple[str, str | None]], image_tokens: int | None = None) -> EncodedPrompt:
+        """``turns`` = [(user, assistant)]; the last assistant may be None (prompt for generation).
+        ``image_tokens``: the image's token count (the adapter's ``image_token_counts``); needed
+        when the VLM's count varies per image, else it defaults to the fixed count."""
+        count = image_tokens if image_tokens is not None else self.fixed_image_tokens
+        if count is None:
+            raise LisaError(f"a {self.adapter.model_type} prompt needs its image's token count (image_tokens)")
         if not turns:
             raise LisaError("a conversation needs at least one user turn")
         for user, _ in turns:
@@ -110,9 +119,9 @@ class PromptBuilder:
             if _MARKERS.search(user):
                 raise LisaError("the query contains reserved characters (U+E000 to U+E004); remove them")
         if self.config.chat_template == "tokenizer":
-            pieces = self._render_chat_template(turns)
+            pieces = self._render_chat_template(turns, count)
         else:
-            pieces = self._render(turns)
+            pieces = self._render(turns, count)
         encoded = self._encode(pieces)
         if len(encoded.input_ids) > self.max_length:
             raise LisaError(
@@ -121,7 +130,7 @@ class PromptBuilder:
             )
         return encoded
 
-    def _render(self, turns: list[tuple[str, str | None]]) -> list[_Text | _Ids]:
+    def _render(self, turns: list[tuple[str, str | None]], image_tokens: int) -> list[_Text | _Ids]:
         cfg = self.config
         strip = cfg.strip_text_around_tokens
         pieces: list[_Text | _Ids] = []
@@ -130,7 +139,7 @@ class PromptBuilder:
         pieces.append(_Text(LLAVA_V1_SYSTEM + " USER: ", False))
         if cfg.image_start_id is not None:
             pieces.append(_Ids([cfg.image_start_id], False, strip))
-        pieces.append(_Ids([cfg.image_token_id] * cfg.num_image_tokens, False, strip))
+        pieces.append(_Ids([cfg.image_token_id] * image_tokens, False, strip))
         if cfg.image_end_id is not None:
             pieces.append(_Ids([cfg.image_end_id], False, strip))
         pieces.append(_Text("\n", False))
@@ -146,24 +155,24 @@ class PromptBuilder:
             pieces.append(_Ids([self.eos_id], True, False))
         return pieces
 
-    def _render_chat_template(self, turns: list[tuple[str, str | None]]) -> list[_Text | _Ids]:
+    def _render_chat_template(self, turns: list[tuple[str, str | None]], image_tokens: int) -> list[_Text | _Ids]:
         messages = []
         for index, (user, answer) in enumerate(turns):
-            image = _IMAGE + "\n" if index == 0 else ""
+            image = self.adapter.chat_image_prefix + _IMAGE + self.adapter.chat_image_suffix if index == 0 else ""
             messages.append({"role": "user", "content": image + _USER + user + _USER_END})
             if answer is not None:
                 messages.append({"role": "assistant", "content": _ANSWER + answer + _ANSWER_END})
         rendered = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=turns[-1][1] is None
         )
-        return self._pieces_from_rendered(rendered)
+        return self._pieces_from_rendered(rendered, image_tokens)
 
-    def _pieces_from_rendered(self, rendered: str) -> list[_Text | _Ids]:
+    def _pieces_from_rendered(self, rendered: str, image_tokens: int) -> list[_Text | _Ids]:
         pieces: list[_Text | _Ids] = []
         state, after_answer = "template", False
         for part in _MARKERS.split(rendered):
             if part == _IMAGE:
-                pieces.append(_Ids([self.config.image_token_id] * self.config.num_image_tokens, False, False))
+                pieces.append(_Ids([self.config.image_token_id] * image_tokens, False, False))
             elif part in (_USER, _ANSWER):
                 state = "user" if part == _USER else "answer"
             elif part in (_USER_END, _ANSWER_END):
@@ -183,7 +192,7 @@ class PromptBuilder:
 
     def _end_of_turn_id(self) -> int | None:
         """The first token the chat template emits after an assistant answer."""
-        pieces = self._render_chat_template([("x", "y")])
+        pieces = self._render_chat_template([("x", "y")], 1)
         supervised = [p for p in pieces if isinstance(p, _Ids) and p.supervised and p.ids]
         return supervised[-1].ids[0] if supervised else None
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-from transformers import LlavaForConditionalGeneration, StaticCache
+from torch import nn
+from transformers import StaticCache
 
 from lisa.model.vlm import Generation, banned_bias, collect_generation
+from lisa.model.vlms import adapter_of, last_text_position, text_positions
 
 CACHE_BUCKET = 128  # cache lengths are rounded up to this, so a new prompt length rarely recaptures
 
@@ -59,7 +61,7 @@ class StaticDecoder:
 
     def __init__(
         self,
-        vlm: LlavaForConditionalGeneration,
+        vlm: nn.Module,
         use_graphs: bool | None = None,
         compile_step: bool = False,
         check_every: int = 4,
@@ -68,11 +70,14 @@ class StaticDecoder:
         """``use_graphs``: capture the step in a CUDA graph (default: on CUDA); ``compile_step``:
         ``torch.compile`` it first; ``check_every``: steps between reads of the done flags;
         ``max_shapes``: buffer sets (each a full KV cache) kept for reuse."""
+        adapter = adapter_of(vlm)
         self.vlm = vlm
-        self.language_model = vlm.model.language_model
+        self.language_model = adapter.language_model(vlm)
+        self.lm_head = adapter.lm_head(vlm)
+        self.text_config = adapter.text_config(vlm)
         self.check_every = max(1, check_every)
         self.max_shapes = max_shapes
-        self.device = vlm.lm_head.weight.device
+        self.device = self.lm_head.weight.device
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
         if self.use_graphs and self.device.type != "cuda":
             raise ValueError("CUDA graphs need the model on a CUDA device")
@@ -91,9 +96,12 @@ class StaticDecoder:
         stop_ids: list[int],
         seg_id: int,
         banned_ids: list[int],
+        position_ids: torch.Tensor | None = None,
+        lm_inputs: dict[str, Any] | None = None,
     ) -> Generation:
         """``vlm.greedy_generate``'s arguments and result: left-padded prompts inputs_embeds
-        [B, L, D], attention_mask [B, L] -> generated ids (stop excluded) and the states that
+        [B, L, D], attention_mask [B, L] (position_ids: the adapter's, None: 1-D; lm_inputs:
+        the prefill's extra LM inputs) -> generated ids (stop excluded) and the states that
         predicted each [SEG]."""
         rows, length, _ = inputs_embeds.shape
         if max_new_tokens < 1:
@@ -101,7 +109,7 @@ class StaticDecoder:
         cache_len = -(-(length + max_new_tokens) // CACHE_BUCKET) * CACHE_BUCKET
         key = (rows, cache_len, max_new_tokens, inputs_embeds.dtype, tuple(stop_ids), tuple(banned_ids))
         buffers, graph = self._shape(key)
-        self._prefill(buffers, inputs_embeds, attention_mask)
+        self._prefill(buffers, inputs_embeds, attention_mask, position_ids, lm_inputs or {})
         self._pick(buffers)
         done = 1
         while done < max_new_tokens and not bool(buffers.finished.all()):  # one sync per chunk
@@ -128,7 +136,7 @@ class StaticDecoder:
     def _allocate(
         self, rows: int, cache_len: int, new_tokens: int, dtype: torch.dtype, stop_ids: tuple, banned_ids: tuple
     ) -> _Buffers:
-        config = self.vlm.config.text_config
+        config = self.text_config
         device = self.device
         cache = StaticCache(config=config, max_cache_len=cache_len)
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -146,7 +154,7 @@ class StaticDecoder:
             finished=torch.zeros(rows, dtype=torch.bool, device=device),
             tokens=torch.full((rows, new_tokens), -1, **long),
             hidden_log=torch.zeros(rows, new_tokens, width, dtype=dtype, device=device),
-            ban=banned_bias(self.vlm.lm_head.weight.shape[0], list(banned_ids), device),
+            ban=banned_bias(self.lm_head.weight.shape[0], list(banned_ids), device),
             stops=torch.tensor(stop_ids, dtype=torch.long, device=device),
         )
 
@@ -185,7 +193,10 @@ class StaticDecoder:
         buffers.finished.zero_()
         buffers.tokens.fill_(-1)
 
-    def _prefill(self, buffers: _Buffers, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    def _prefill(
+        self, buffers: _Buffers, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+        positions: torch.Tensor | None, lm_inputs: dict[str, Any],
+    ) -> None:
         self._reset(buffers)
         length = inputs_embeds.shape[1]
         real = attention_mask.bool()
@@ -195,18 +206,19 @@ class StaticDecoder:
         key = torch.arange(cache_len, device=real.device)[None, :]
         # Causal over real keys; a padding query sees itself only (a row with no key would be NaN).
         mask = (buffers.key_valid[:, None, :] & (key <= query)) | (key == query)
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if positions is None:
+            positions = text_positions(attention_mask)
         hidden = self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=mask[:, None], position_ids=positions,
-            cache=buffers.cache, use_cache=True,
+            cache=buffers.cache, use_cache=True, **lm_inputs,
         ).last_hidden_state[:, -1]
         buffers.hidden.copy_(hidden)
-        buffers.positions.copy_(positions[:, -1:] + 1)
+        buffers.positions.copy_(last_text_position(positions) + 1)
         buffers.slot.fill_(length)
 
     def _pick(self, buffers: _Buffers) -> None:
         """Greedy choice from ``hidden``: record it (unless the row already stopped), set flags."""
-        logits = self.vlm.lm_head(buffers.hidden).float() + buffers.ban
+        logits = self.lm_head(buffers.hidden).float() + buffers.ban
         ids = logits.argmax(-1)
         stopped = (ids[:, None] == buffers.stops).any(-1)
         kept = torch.where(buffers.finished | stopped, torch.full_like(ids, -1), ids)
@@ -230,16 +242,16 @@ class StaticDecoder:
         self._pick(buffers)
 
 
-def graphs_capturable(vlm: LlavaForConditionalGeneration) -> bool:
+def graphs_capturable(vlm: nn.Module) -> bool:
     """bitsandbytes' 8-bit matmul splits outliers with data-dependent shapes (host syncs), which
     a CUDA graph cannot record; 4-bit and plain layers are fine."""
     return not any(type(module).__name__ == "Linear8bitLt" for module in vlm.modules())
 
 
-def decoder_for(vlm: LlavaForConditionalGeneration) -> StaticDecoder | None:
+def decoder_for(vlm: nn.Module) -> StaticDecoder | None:
     """The default decoder of a device: the static path on CUDA (graphs unless 8-bit), None
     (the eager ``greedy_generate``) elsewhere."""
-    if vlm.lm_head.weight.device.type != "cuda":
+    if adapter_of(vlm).lm_head(vlm).weight.device.type != "cuda":
         return None
     return StaticDecoder(vlm, use_graphs=graphs_capturable(vlm))
 

@@ -1,56 +1,91 @@
-"""The Llava side: image features spliced into token embeddings, a forward that returns the
-final-norm hidden states, and greedy generation with a KV cache that keeps the hidden state
-predicting each generated [SEG] (the official code re-runs the whole model every token).
+"""The language side of any VLM: image features spliced into token embeddings, a forward that
+returns the final-norm hidden states, and greedy generation with a KV cache that keeps the
+hidden state predicting each generated [SEG] (the official code re-runs the whole model every
+token). Backbone specifics (where the decoder stack lives, image features, rotary positions)
+come from the VLM's adapter (``lisa.model.vlms``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
-from transformers import DynamicCache, LlavaForConditionalGeneration
+from torch import nn
+from transformers import DynamicCache
 
-
-def image_features(vlm: LlavaForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """[B, 3, h, w] -> projected image features [B, N_img, D]."""
-    output = vlm.model.get_image_features(pixel_values=pixel_values.to(vlm.dtype), return_dict=True)
-    return torch.stack(list(output.pooler_output))
+from lisa.model.vlms import adapter_of, last_text_position, text_positions
 
 
 def embed_with_images(
-    vlm: LlavaForConditionalGeneration,
+    vlm: nn.Module,
     input_ids: torch.Tensor,
-    features: torch.Tensor,
+    features: torch.Tensor | Sequence[torch.Tensor],
     image_index: torch.Tensor,
     image_token_id: int,
 ) -> torch.Tensor:
     """Token embeddings [C, L, D] with each conversation's image span replaced by the features
-    of its image. input_ids [C, L]; features [B, N_img, D]; image_index [C] (image of each row)."""
+    of its image. input_ids [C, L]; features per image [N_i, D] (a list, or [B, N_img, D]);
+    image_index [C] (image of each row)."""
     is_image = input_ids == image_token_id
     safe_ids = input_ids.masked_fill(is_image, 0)  # the placeholder id may lie outside the vocabulary
     embeds = vlm.get_input_embeddings()(safe_ids)
-    per_row = is_image.sum(-1)
-    expected = features.shape[1]
-    if not bool(((per_row == expected) | (per_row == 0)).all()):
-        raise ValueError(f"each conversation needs exactly {expected} image tokens, got {per_row.tolist()}")
-    row_features = features[image_index][per_row > 0].reshape(-1, features.shape[-1])
+    row_features = _row_features(is_image, features, image_index)
+    if row_features is None:
+        return embeds
+    width = embeds.shape[-1]  # wider features carry extra LM inputs (``image_lm_inputs``)
+    row_features = row_features if row_features.shape[-1] == width else row_features[:, :width]
     return embeds.masked_scatter(is_image[..., None], row_features.to(embeds.dtype))
 
 
+def _row_features(
+    is_image: torch.Tensor, features: torch.Tensor | Sequence[torch.Tensor], image_index: torch.Tensor
+) -> torch.Tensor | None:
+    """[M, F]: the features of every image token of the rows, in row-major order (None: no image
+    token). Each row holds no image or exactly its image's N_i tokens."""
+    per_row = is_image.sum(-1).tolist()
+    expected = [int(features[int(i)].shape[0]) for i in image_index.tolist()]
+    if any(n not in (0, want) for n, want in zip(per_row, expected)):
+        raise ValueError(f"each conversation needs its image's {expected} image tokens, got {per_row}")
+    rows = [features[int(i)] for i, n in zip(image_index.tolist(), per_row) if n > 0]
+    return torch.cat(rows) if rows else None
+
+
+def image_lm_inputs(
+    vlm: nn.Module,
+    input_ids: torch.Tensor,
+    features: torch.Tensor | Sequence[torch.Tensor],
+    image_index: torch.Tensor,
+    image_token_id: int,
+) -> dict[str, Any]:
+    """Extra keyword inputs of the LM's pass over whole prompts: {} unless the adapter's image
+    features are wider than the embeddings (Qwen3-VL: DeepStack features of the image tokens)."""
+    is_image = input_ids == image_token_id
+    width = vlm.get_input_embeddings().embedding_dim
+    row_features = _row_features(is_image, features, image_index)
+    if row_features is None or row_features.shape[-1] == width:
+        return {}
+    return adapter_of(vlm).lm_image_inputs(vlm, is_image, row_features[:, width:])
+
+
 def language_hidden(
-    vlm: LlavaForConditionalGeneration,
+    vlm: nn.Module,
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     position_ids: torch.Tensor | None = None,
     cache: DynamicCache | None = None,
+    lm_inputs: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head."""
-    output = vlm.model.language_model(
+    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. position_ids [C, L]
+    or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds. lm_inputs:
+    ``image_lm_inputs`` of these very rows and positions (prefill and training only)."""
+    output = adapter_of(vlm).language_model(vlm)(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
         cache=cache,
         use_cache=cache is not None,
+        **(lm_inputs or {}),
     )
     return output.last_hidden_state
 
@@ -68,18 +103,25 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 
 def language_hidden_shared_prefix(
-    vlm: LlavaForConditionalGeneration, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, prefix: int
+    vlm: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prefix: int,
+    position_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``language_hidden`` of right-padded rows whose first ``prefix`` tokens are identical: the
     prefix runs once and its keys / values are shared by every row, gradients included. The
     result equals the plain forward (up to float rounding); on lisa-tiny's batches the system
-    prompt is 81 of ~190 tokens, so the LM does ~40 % less work per training step."""
+    prompt is 81 of ~190 tokens, so the LM does ~40 % less work per training step.
+    position_ids [C, L] or [3, C, L]; None: 0, 1, ... (right padding)."""
     rows, length = attention_mask.shape
-    positions = torch.arange(length, device=inputs_embeds.device)[None].expand(rows, -1)
-    cache = DynamicCache(config=vlm.config.text_config)
-    shared = language_hidden(vlm, inputs_embeds[:1, :prefix], attention_mask[:1, :prefix], positions[:1, :prefix], cache)
+    positions = position_ids
+    if positions is None:
+        positions = torch.arange(length, device=inputs_embeds.device)[None].expand(rows, -1)
+    cache = DynamicCache(config=adapter_of(vlm).text_config(vlm))
+    shared = language_hidden(vlm, inputs_embeds[:1, :prefix], attention_mask[:1, :prefix], positions[..., :1, :prefix], cache)
     cache.batch_repeat_interleave(rows)
-    rest = language_hidden(vlm, inputs_embeds[:, prefix:], attention_mask, positions[:, prefix:], cache)
+    rest = language_hidden(vlm, inputs_embeds[:, prefix:], attention_mask, positions[..., prefix:], cache)
     return torch.cat([shared.expand(rows, -1, -1), rest], dim=1)
 
 
@@ -108,7 +150,7 @@ def collect_generation(picked: torch.Tensor, states: torch.Tensor, seg_id: int) 
 
 @torch.no_grad()
 def greedy_generate(
-    vlm: LlavaForConditionalGeneration,
+    vlm: nn.Module,
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
@@ -116,26 +158,36 @@ def greedy_generate(
     seg_id: int,
     banned_ids: list[int],
     use_cache: bool = True,
+    position_ids: torch.Tensor | None = None,
+    lm_inputs: dict[str, Any] | None = None,
 ) -> Generation:
     """Greedy decoding of left-padded prompts until a stop id (EOS, end of turn).
-    inputs_embeds [C, L, D], attention_mask [C, L]. The eager reference; on CUDA the pipeline
-    uses ``static_decode.StaticDecoder`` (same results, no per-token host work)."""
+    inputs_embeds [C, L, D], attention_mask [C, L]; position_ids the prompts' rotary positions
+    ([C, L] or [3, C, L], the adapter's), None: 1-D from the attention mask. The eager
+    reference; on CUDA the pipeline uses ``static_decode.StaticDecoder`` (same results, no
+    per-token host work). Generated tokens are text: each takes the last position + 1.
+    lm_inputs: ``image_lm_inputs`` of the prompts (the prefill only; the cache holds their effect)."""
     device = inputs_embeds.device
     rows, length = attention_mask.shape
     if max_new_tokens < 1:
         return Generation([[] for _ in range(rows)], [inputs_embeds.new_zeros(0, inputs_embeds.shape[-1])] * rows)
     stops = torch.tensor(stop_ids, device=device)
-    ban = banned_bias(vlm.lm_head.weight.shape[0], banned_ids, device)
+    adapter = adapter_of(vlm)
+    lm_head = adapter.lm_head(vlm)
+    ban = banned_bias(lm_head.weight.shape[0], banned_ids, device)
     embed = vlm.get_input_embeddings()
-    cache = DynamicCache(config=vlm.config.text_config) if use_cache else None
+    cache = DynamicCache(config=adapter.text_config(vlm)) if use_cache else None
     full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1)
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache)[:, -1]
+    if position_ids is None:
+        position_ids = text_positions(attention_mask)
+    if lm_inputs and not use_cache:
+        raise ValueError("the uncached reference loop takes no extra LM inputs")
+    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache, lm_inputs)[:, -1]
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     picked: list[torch.Tensor] = []
     states: list[torch.Tensor] = []
     for step in range(max_new_tokens):
-        next_ids = (vlm.lm_head(hidden).float() + ban).argmax(-1)
+        next_ids = (lm_head(hidden).float() + ban).argmax(-1)
         stopped = torch.isin(next_ids, stops)
         picked.append(next_ids.masked_fill(finished | stopped, -1))
         states.append(hidden)
@@ -144,8 +196,8 @@ def greedy_generate(
             break
         next_embeds = embed(next_ids)[:, None]
         seen = full_mask[:, : length + step + 1]
-        next_position = position_ids[:, -1:] + 1
-        position_ids = torch.cat([position_ids, next_position], dim=1)
+        next_position = last_text_position(position_ids) + 1  # [C, 1]
+        position_ids = torch.cat([position_ids, next_position.expand(position_ids.shape[:-1] + (1,))], dim=-1)
         if use_cache:
             hidden = language_hidden(vlm, next_embeds, seen, next_position, cache)[:, -1]
         else:  # reference path for tests: re-run the whole sequence

@@ -1,8 +1,8 @@
 """LoRA on the language model only (as the official ``train_ds.py``): q/v projections of the LLM's attention.
 
-Adapters are injected in place into ``vlm.model.language_model`` (peft's
-``inject_adapter_in_model``), so CLIP's and SAM's own ``q_proj`` / ``v_proj`` are never
-matched and every other module keeps its name. Merging writes ``W + (alpha / r) * B @ A`` back
+Adapters are injected in place into the VLM adapter's language model (``vlm.model.language_model``
+for Llava and Qwen2.5-VL; peft's ``inject_adapter_in_model``), so the vision tower's and SAM's
+own ``q_proj`` / ``v_proj`` are never matched and every other module keeps its name. Merging writes ``W + (alpha / r) * B @ A`` back
 into each wrapped Linear and puts the plain Linear back in place.
 """
 
@@ -16,11 +16,13 @@ from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
 from lisa.train.config import LoraSection
 
-LORA_PREFIX = "vlm.model.language_model."
+def lora_prefix(model: LisaModel) -> str:
+    """State-dict prefix of the modules LoRA wraps ("vlm.model.language_model.")."""
+    return f"vlm.{model.adapter.language_model_path}."
 
 
 def language_model(model: LisaModel) -> nn.Module:
-    return model.vlm.model.language_model
+    return model.adapter.language_model(model.vlm)
 
 
 def lora_targets(model: LisaModel, suffixes: list[str]) -> list[str]:

@@ -119,5 +119,5 @@ def prepare_model(config: TrainConfig, directory: Path):
         add_lora(model, config.lora)
     set_trainable(model, token_rows(model, config), config.recipe)
     if config.model.gradient_checkpointing:
-        model.vlm.model.language_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.adapter.language_model(model.vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, tokenizer, processor

@@ -45,9 +45,12 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
     """The text loss plus ``weight`` x mean squared error between each projected [SEG] state
     and its target's box token (reported in the ``bce_loss`` slot is 0, ``dice_loss`` holds the
     regression error, so logs keep their columns)."""
-    embeds = model.embed_conversations(batch.input_ids, batch.vlm_pixels, batch.image_index)
-    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, share_prefix)
-    ce = text_ce_loss(hidden, batch.labels, model.vlm.lm_head)
+    embeds, lm_inputs = model.conversation_inputs(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
+    position_ids = model.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
+    hidden = model.conversation_hidden(
+        embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids, lm_inputs
+    )
+    ce = text_ce_loss(hidden, batch.labels, model.adapter.lm_head(model.vlm))
     rows, cols = model.seg_positions(batch.input_ids)
     boxes, present = target_boxes(batch)
     if rows.numel() != len(boxes):
