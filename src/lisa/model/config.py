@@ -1,7 +1,8 @@
 """One config object that records every choice a LISA checkpoint depends on.
 
 Saved as ``lisa_config.json`` beside the weights; the VLM and SAM configs are stored whole
-so that any Llava-family and any SAM checkpoint in Hugging Face format can be rebuilt. Loading
+so that any Llava-family and any SAM / SAM 2 checkpoint in Hugging Face format can be rebuilt
+(the ``sam`` section's ``model_type`` picks the mask-backbone adapter). Loading
 validates every field's type and range (pydantic) and the ids and sizes against the VLM and SAM
 configs, so a damaged or hand-edited file is one error naming the key, never a model that
 answers while ignoring the image.
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic.dataclasses import dataclass
-from transformers import LlavaConfig, SamConfig
+from transformers import LlavaConfig, PretrainedConfig
 
 from lisa.errors import LisaError
+from lisa.model.mask_backbones import backbone_of_config
 from lisa.schema import STRICT_KEYS, Bool, Integer, NonNegativeInt, NonNegativeNumber, PositiveInt, Text, parse
 
 CONFIG_NAME = "lisa_config.json"
@@ -27,7 +29,7 @@ FORMAT_VERSION = 1
 @dataclass(config=STRICT_KEYS)
 class LisaConfig:
     vlm: dict[str, Any]  # LlavaConfig.to_dict()
-    sam: dict[str, Any]  # SamConfig.to_dict()
+    sam: dict[str, Any]  # the mask backbone's config.to_dict() (SamConfig, Sam2Config)
     seg_token_id: NonNegativeInt
     # Placeholder id repeated num_image_tokens times in input_ids (LLaVA's own is -200, outside the vocabulary).
     image_token_id: Integer
@@ -41,7 +43,7 @@ class LisaConfig:
     strip_text_around_tokens: Bool = False
     # Which hidden state feeds the seg head: the position that *predicts* [SEG] (official).
     seg_hidden_rule: Literal["predecessor"] = "predecessor"
-    out_dim: PositiveInt = 256  # SAM prompt embedding size
+    out_dim: PositiveInt = 256  # the mask backbone's prompt embedding size
     # "none": the official seg head; "batch": standardise the [SEG] state first (SegHead).
     seg_head_norm: Literal["none", "batch"] = "none"
     ce_weight: NonNegativeNumber = 1.0
@@ -53,8 +55,8 @@ class LisaConfig:
     def vlm_config(self) -> LlavaConfig:
         return LlavaConfig.from_dict(self.vlm)
 
-    def sam_config(self) -> SamConfig:
-        return SamConfig.from_dict(self.sam)
+    def sam_config(self) -> PretrainedConfig:
+        return backbone_of_config(self.sam).config_class.from_dict(self.sam)
 
     @property
     def hidden_size(self) -> int:
@@ -62,7 +64,7 @@ class LisaConfig:
 
     @property
     def sam_image_size(self) -> int:
-        return int(self.sam["vision_config"]["image_size"])
+        return backbone_of_config(self.sam).input_size(self.sam)
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory) / CONFIG_NAME
@@ -89,9 +91,9 @@ class LisaConfig:
             raise LisaError(f"{source}: format_version {self.format_version} was written by a newer lisa-seg "
                             f"(this one reads up to {FORMAT_VERSION}); upgrade lisa-seg")
         try:
-            vlm, sam = self.vlm_config(), self.sam_config()
+            vlm, _ = self.vlm_config(), self.sam_config()
             vocab = int(vlm.text_config.vocab_size)
-            prompt_dim = int(sam.prompt_encoder_config.hidden_size)
+            prompt_dim = backbone_of_config(self.sam).prompt_dim(self.sam)
             image_tokens = count_image_tokens(vlm)
             _ = self.hidden_size, self.sam_image_size  # the model reads these two keys as written
         except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as error:
@@ -121,8 +123,8 @@ def not_a_model_folder(directory: Path) -> str:
             kind = None
     if not directory.is_dir():
         return f"model folder {directory} does not exist"
-    if kind == "sam":
-        return (f"{directory} is a SAM model folder (config.json says model_type 'sam'), not a lisa-seg "
+    if kind in ("sam", "sam2"):
+        return (f"{directory} is a SAM model folder (config.json says model_type '{kind}'), not a lisa-seg "
                 f"model: give a folder with {CONFIG_NAME} (a SAM folder goes in a training config's model.sam)")
     if kind is not None:
         return (f"{directory} is a Hugging Face '{kind}' model folder, not a lisa-seg model ({CONFIG_NAME} "

@@ -1,4 +1,5 @@
-"""The composite model: Llava (any HF Llava-family checkpoint) + SAM + the seg head.
+"""The composite model: Llava (any HF Llava-family checkpoint) + a mask backbone (SAM, SAM 2:
+``lisa.model.mask_backbones``) + the seg head.
 
 ``forward`` is the teacher-forced training / validation pass with losses. Inference has two
 paths on the model too: ``generate_segmentation`` (greedy generation with a KV cache, keeping
@@ -19,12 +20,13 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
-from transformers import LlavaForConditionalGeneration, SamModel
+from transformers import LlavaForConditionalGeneration
 from transformers.initialization import no_init_weights
 
 from lisa.batch import LisaBatch
 from lisa.errors import LisaError
 from lisa.model import sam as sam_ops
+from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
@@ -35,7 +37,7 @@ from lisa.model.weights import load_weights, save_weights
 if TYPE_CHECKING:
     from lisa.model.static_decode import StaticDecoder
 
-__all__ = ["ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
+__all__ = ["ImageEmbedding", "ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
 
 
 @dataclass
@@ -43,8 +45,8 @@ class ImageEncoding:
     """B images as both towers see them: what inference reuses across queries."""
 
     features: torch.Tensor  # [B, N_img, D] projected VLM features
-    sam_embeddings: torch.Tensor  # [B, C, h, w]
-    resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
+    sam_embeddings: ImageEmbedding  # the mask backbone's (a bare [B, C, h, w] tensor is read as SAM's)
+    resized_sizes: list[tuple[int, int]]  # per image, mask-backbone view before padding
     original_sizes: list[tuple[int, int]]  # per image (H, W)
 
 
@@ -89,7 +91,7 @@ class LisaModel(nn.Module):
         init = contextlib.nullcontext() if init_weights else no_init_weights()
         with init:
             self.vlm = LlavaForConditionalGeneration(config.vlm_config())
-            self.sam = SamModel(config.sam_config())
+            self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm)
             if config.projector == "linear":  # LLaVA-v1 / released LISA
                 vision_hidden = config.vlm["vision_config"]["hidden_size"]
@@ -107,6 +109,11 @@ class LisaModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.seg_head.fc1.weight.dtype
+
+    @property
+    def mask_backbone(self) -> MaskBackbone:
+        """The adapter around ``self.sam`` (built on demand: it holds no state of its own)."""
+        return mask_backbone(self.sam)
 
     # ---- pieces shared by training and inference ---------------------------------------
     def embed_conversations(
@@ -127,7 +134,7 @@ class LisaModel(nn.Module):
         self,
         seg_hidden: torch.Tensor,
         seg_image: torch.Tensor,
-        image_embeddings: torch.Tensor,
+        image_embeddings: ImageEmbedding | torch.Tensor,
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -135,14 +142,13 @@ class LisaModel(nn.Module):
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
+        backbone = self.mask_backbone
         prompts = self.seg_head(seg_hidden.to(self.dtype))
-        low_res, iou = sam_ops.decode_masks(self.sam, image_embeddings, prompts, seg_image)
+        low_res, iou = backbone.decode(ImageEmbedding.of(image_embeddings), prompts, seg_image)
         logits, scores = [], []
         for image in range(len(original_sizes)):
             chosen = seg_image == image
-            logits.append(
-                sam_ops.upscale_masks(low_res[chosen], self.config.sam_image_size, resized_sizes[image], original_sizes[image])
-            )
+            logits.append(backbone.upscale(low_res[chosen], resized_sizes[image], original_sizes[image]))
             scores.append(iou[chosen].float())
         return logits, scores
 
@@ -169,9 +175,9 @@ class LisaModel(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> ImageEncoding:
-        """vlm_pixels [B, 3, h, w], sam_pixels [B, 3, S, S] (``lisa.data.transforms`` views)."""
+        """vlm_pixels [B, 3, h, w], sam_pixels [B, 3, S, S] (the VLM's and ``mask_backbone.view``'s views)."""
         features = vlm_ops.image_features(self.vlm, vlm_pixels.to(self.device))
-        embeddings = sam_ops.encode_images(self.sam, sam_pixels.to(self.device))
+        embeddings = self.mask_backbone.embed(sam_pixels.to(self.device))
         return ImageEncoding(features, embeddings, list(resized_sizes), list(original_sizes))
 
     @torch.no_grad()
@@ -250,7 +256,7 @@ class LisaModel(nn.Module):
         if num_masks:
             image_embeddings = batch.sam_embeddings
             if image_embeddings is None:
-                image_embeddings = sam_ops.encode_images(self.sam, batch.sam_pixels)
+                image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
             seg_image = batch.image_index[rows]
             per_image, _ = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes
