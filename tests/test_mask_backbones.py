@@ -1,0 +1,236 @@
+"""The mask-backbone seam with SAM 2 (transformers' Sam2Model, a tiny random config built here):
+teacher-forced forward and loss, training steps, generation with a forced [SEG], masks at the
+original size, save -> load bit for bit, batched = single, and `lisa init` / `lisa segment`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lisa.data.collate import Collator
+from lisa.data.jsonl import JsonlTrain
+from lisa.inference.pipeline import LisaPipeline
+from lisa.model.build import ModelSize, Sam2Size, build_model, build_sam2_config, save_bundle
+from lisa.model.lisa import LisaModel
+from lisa.model.mask_backbones import ImageEmbedding, backbone_class, mask_backbone
+from lisa.model.mask_backbones.sam2 import Sam2Backbone
+from lisa.model.prompting import PromptBuilder
+from lisa.train.synthetic import write_synthetic
+from lisa.train.trainable import set_trainable
+
+
+@pytest.fixture(scope="module")
+def sam2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model, tokenizer, processor = build_model(ModelSize(sam2=Sam2Size()))
+    directory = tmp_path_factory.mktemp("lisa-sam2")
+    save_bundle(directory, model, tokenizer, processor)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def pipe(sam2_model_dir: Path) -> LisaPipeline:
+    return LisaPipeline.from_pretrained(sam2_model_dir, device="cpu", dtype="float32", threads=None)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
+
+
+def _batch(pipe: LisaPipeline, model: LisaModel, shapes: Path):
+    loader = JsonlTrain(shapes, "train", max_queries=2)
+    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
+    return Collator(PromptBuilder(pipe.tokenizer, model.config), pipe.image_processor, model.mask_backbone.view)(samples)
+
+
+def _fresh(sam2_model_dir: Path) -> LisaModel:
+    return LisaModel.from_pretrained(sam2_model_dir)
+
+
+class _SegBias:
+    """lm_head biased towards [SEG]: the random model then generates [SEG] at every step."""
+
+    def __init__(self, model: LisaModel, value: float = 1e4) -> None:
+        self.lm_head, self.seg, self.value = model.vlm.lm_head, model.config.seg_token_id, value
+
+    def __enter__(self) -> None:
+        bias = torch.zeros(self.lm_head.out_features)
+        bias[self.seg] = self.value
+        self.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+
+    def __exit__(self, *exc) -> None:
+        self.lm_head.bias = None
+
+
+def test_registry_picks_the_adapter_by_model_type(pipe: LisaPipeline) -> None:
+    assert pipe.model.config.sam["model_type"] == "sam2"
+    assert isinstance(pipe.model.mask_backbone, Sam2Backbone)
+    assert backbone_class("sam2") is Sam2Backbone
+    assert pipe.model.config.out_dim == 32 and pipe.model.config.sam_image_size == 64
+
+
+def test_embedding_is_transformers_own(pipe: LisaPipeline) -> None:
+    """``embed`` = Sam2Model.get_image_embeddings: the stride-16 map with the no-memory
+    embedding, and the two finer FPN levels through the decoder's conv_s0 / conv_s1."""
+    sam = pipe.model.sam
+    pixels = torch.randn(2, 3, 64, 64)
+    ours = pipe.model.mask_backbone.embed(pixels)
+    theirs = sam.get_image_embeddings(pixels)
+    assert [tuple(t.shape) for t in (*ours.high_res, ours.embeddings)] == [(2, 4, 16, 16), (2, 8, 8, 8), (2, 32, 4, 4)]
+    torch.testing.assert_close(ours.embeddings, theirs[2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.high_res[0], theirs[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.high_res[1], theirs[1], rtol=0, atol=1e-6)
+    assert ours.embeddings.abs().mean() > 1e-3  # not the all-zero output of a degenerate init
+
+
+def test_decoder_keeps_mask_token_zero(pipe: LisaPipeline) -> None:
+    """SAM 2's stability fallback (pick a multimask token when token 0 is unstable) is off, in
+    eval mode too: LISA trains and reads token 0 only."""
+    backbone = pipe.model.mask_backbone
+    embedding = backbone.embed(torch.randn(1, 3, 64, 64))
+    prompts = torch.randn(3, 32)
+    low_res, iou = backbone.decode(embedding, prompts, torch.zeros(3, dtype=torch.long))
+    assert low_res.shape == (3, 16, 16) and iou.shape == (3,)
+    assert pipe.model.sam.mask_decoder.dynamic_multimask_via_stability is False
+
+
+def test_parts_for_training_recipes() -> None:
+    part = Sam2Backbone.part
+    assert part("vision_encoder.backbone.blocks.0.attn.qkv.weight") == "image_encoder"
+    assert part("mask_decoder.conv_s0.weight") == part("mask_decoder.conv_s1.bias") == "image_encoder"
+    assert part("no_memory_embedding") == "image_encoder"
+    assert part("mask_decoder.transformer.layers.0.mlp.proj_in.weight") == "mask_decoder"
+    assert part("prompt_encoder.no_mask_embed.weight") is None
+
+
+def test_teacher_forced_forward_loss_and_gradients(sam2_model_dir: Path, pipe: LisaPipeline, shapes: Path) -> None:
+    model = _fresh(sam2_model_dir).train()
+    set_trainable(model, [model.config.seg_token_id])
+    batch = _batch(pipe, model, shapes)
+    out = model(batch)
+    assert out.num_masks > 0 and torch.isfinite(out.loss)
+    assert out.bce_loss > 0 and out.dice_loss > 0
+    for logits, size in zip(out.mask_logits, batch.original_sizes):
+        assert logits.shape[1:] == size
+    out.loss.backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert "seg_head.fc1.weight" in grads
+    assert "sam.mask_decoder.transformer.layers.0.mlp.proj_in.weight" in grads
+    assert not any(n.startswith(("sam.vision_encoder.", "sam.mask_decoder.conv_s0.")) for n in grads)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "sam.mask_decoder.conv_s1.weight" not in trainable and "sam.mask_decoder.iou_token.weight" in trainable
+
+
+def test_training_steps_lower_the_loss(sam2_model_dir: Path, pipe: LisaPipeline, shapes: Path) -> None:
+    torch.manual_seed(0)
+    model = _fresh(sam2_model_dir).train()
+    set_trainable(model, [model.config.seg_token_id])
+    batch = _batch(pipe, model, shapes)
+    batch.sam_embeddings = model.mask_backbone.embed(batch.sam_pixels)  # frozen encoder: precomputed
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    losses, mask_losses = [], []
+    for _ in range(8):
+        optimizer.zero_grad()
+        out = model(batch)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(float(out.loss.detach()))
+        mask_losses.append(float(out.bce_loss + out.dice_loss))
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert mask_losses[-1] < mask_losses[0], mask_losses
+
+
+def test_generation_with_forced_seg_gives_masks_at_the_original_size(pipe: LisaPipeline) -> None:
+    images = [np.full((40, 64, 3), 90, np.uint8), np.full((70, 24, 3), 200, np.uint8)]
+    with _SegBias(pipe.model):
+        results = pipe(images, ["the box", "the ball"], max_new_tokens=2)
+    for result, image in zip(results, images):
+        assert result.text.count("[SEG]") == 2
+        assert result.masks.shape == (2, *image.shape[:2]) and result.masks.dtype == bool
+        assert result.scores.shape == (2,)
+
+
+def test_upscale_maps_low_res_to_any_aspect_ratio(pipe: LisaPipeline) -> None:
+    """SAM 2 resizes the whole image to a square: a left-half mask stays the left half."""
+    backbone = pipe.model.mask_backbone
+    low = torch.full((1, 16, 16), -10.0)
+    low[:, :, :8] = 10.0
+    for size in [(30, 100), (100, 30), (16, 16)]:
+        out = backbone.upscale(low, (64, 64), size)
+        assert out.shape == (1, *size) and out.dtype == torch.float32
+        half = size[1] // 2
+        assert (out[0, :, : half - 1] > 0).all() and (out[0, :, half + 1:] < 0).all()
+
+
+def test_view_is_a_normalised_square(pipe: LisaPipeline) -> None:
+    view = pipe.model.mask_backbone.view(np.full((10, 30, 3), 255, np.uint8))
+    assert view.pixels.shape == (3, 64, 64) and view.resized_size == (64, 64) and view.original_size == (10, 30)
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(view.pixels[:, 5, 5], expected)
+
+
+def test_save_load_round_trip_is_bit_exact(sam2_model_dir: Path, pipe: LisaPipeline, tmp_path: Path) -> None:
+    pipe.model.save_pretrained(tmp_path)
+    again = LisaModel.from_pretrained(tmp_path)
+    ours, theirs = pipe.model.state_dict(), again.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    image = np.random.default_rng(0).integers(0, 255, (33, 50, 3), dtype=np.uint8)
+    second = LisaPipeline(again, pipe.tokenizer, pipe.image_processor)
+    a = pipe(image, "the thing", answers="Sure, [SEG].")
+    b = second(image, "the thing", answers="Sure, [SEG].")
+    assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+
+
+def test_batched_equals_single(pipe: LisaPipeline) -> None:
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (48, 40, 3), dtype=np.uint8), rng.integers(0, 255, (30, 64, 3), dtype=np.uint8)]
+    queries, answers = ["first", "second"], ["[SEG].", "[SEG] and [SEG]."]
+    pipe.clear_cache()
+    batched = pipe(images, queries, answers=answers)
+    for index in range(2):
+        pipe.clear_cache()
+        single = pipe(images[index], queries[index], answers=answers[index])
+        assert np.array_equal(single.masks, batched[index].masks)
+        np.testing.assert_allclose(single.scores, batched[index].scores, atol=1e-5)
+
+
+def test_image_embedding_indexes_and_stacks_every_tensor() -> None:
+    embedding = ImageEmbedding(torch.randn(3, 8, 2, 2), (torch.randn(3, 1, 8, 8), torch.randn(3, 2, 4, 4)))
+    one = embedding[1]
+    assert one.embeddings.shape == (8, 2, 2) and one.high_res[1].shape == (2, 4, 4)
+    again = ImageEmbedding.stack([embedding[2], embedding[0]])
+    assert torch.equal(again.high_res[0], embedding.high_res[0][[2, 0]])
+    assert ImageEmbedding.of(embedding.embeddings).high_res == ()
+
+
+def test_lisa_init_and_segment_with_a_sam2_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`lisa init --vlm LLAVA --sam SAM2_FOLDER --out DIR` (a folder written by save_pretrained),
+    then `lisa segment` on the result."""
+    from transformers import Sam2Model
+
+    from lisa.cli import main
+    from lisa.interop.fixtures import write_llava_hf_folder, write_tiny_official
+
+    torch.manual_seed(0)
+    sam = Sam2Model(build_sam2_config(Sam2Size()))
+    mask_backbone(sam).init_from_scratch()
+    sam.save_pretrained(tmp_path / "sam2")
+    tiny = write_tiny_official(tmp_path / "official")
+    write_llava_hf_folder(tmp_path / "llava-hf", tiny)
+    out = tmp_path / "out"
+    assert main(["init", "--vlm", str(tmp_path / "llava-hf"), "--sam", str(tmp_path / "sam2"), "--out", str(out)]) == 0
+    model = LisaModel.from_pretrained(out)
+    assert type(model.sam).__name__ == "Sam2Model" and model.config.out_dim == 32
+    for name, tensor in sam.state_dict().items():
+        assert torch.equal(model.sam.state_dict()[name], tensor), name
+    Image.fromarray(np.full((30, 44, 3), 120, np.uint8)).save(tmp_path / "in.png")
+    code = main(["segment", str(tmp_path / "in.png"), "the thing", "--model", str(out), "--out", str(tmp_path / "seg"),
+                 "--device", "cpu", "--max-new-tokens", "4"])
+    assert code == 0 and (tmp_path / "seg" / "result.json").is_file()
