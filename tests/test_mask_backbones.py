@@ -234,3 +234,64 @@ def test_lisa_init_and_segment_with_a_sam2_folder(tmp_path: Path, capsys: pytest
     code = main(["segment", str(tmp_path / "in.png"), "the thing", "--model", str(out), "--out", str(tmp_path / "seg"),
                  "--device", "cpu", "--max-new-tokens", "4"])
     assert code == 0 and (tmp_path / "seg" / "result.json").is_file()
+
+
+def _train_config(run_dir: Path, recipe: str = "lisa") -> dict:
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml").read_text())
+    data.update(run_dir=str(run_dir), save_every=2, val_every=4, recipe=recipe,
+                precompute_sam_embeddings=recipe == "lisa")
+    data["model"]["build"] = {"sam2": {}}  # a fresh tiny SAM 2 (lisa.model.build.Sam2Size)
+    data["data"][0]["images"] = 4
+    data["optim"].update(max_steps=4, warmup_steps=1, lr=1e-2)
+    data["val"]["limit"] = 3
+    return data
+
+
+def test_train_resume_export_and_eval_with_sam2(tmp_path: Path) -> None:
+    """`lisa train` on a Llava + SAM 2 model: a run stopped after its step-2 checkpoint and
+    resumed ends bit for bit where an uninterrupted run does; export, then `lisa eval`."""
+    from safetensors.torch import load_file
+
+    from lisa.cli import main
+    from lisa.train.checkpoint import WEIGHTS_NAME, latest_checkpoint
+    from lisa.train.config import config_from_dict
+    from lisa.train.export import export
+    from lisa.train.trainer import Trainer
+
+    straight = Trainer(config_from_dict(_train_config(tmp_path / "straight")), progress=False)
+    straight.fit()
+    stopped = Trainer(config_from_dict(_train_config(tmp_path / "stopped")), progress=False)
+    while stopped.state.step < 2:
+        stopped.optimizer_step()
+        stopped.maybe_save()
+    stopped.logger.close()
+    Trainer(config_from_dict(_train_config(tmp_path / "stopped")), resume=True, progress=False).fit()
+    final_a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
+    final_b = latest_checkpoint(tmp_path / "stopped" / "checkpoints")
+    assert final_a.name == final_b.name == "step-00000004"
+    a, b = load_file(str(final_a / WEIGHTS_NAME)), load_file(str(final_b / WEIGHTS_NAME))
+    assert a.keys() == b.keys() and any(k.startswith("sam.mask_decoder.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    out = export(tmp_path / "straight", tmp_path / "exported")
+    assert LisaModel.from_pretrained(out).config.sam["model_type"] == "sam2"
+    report = tmp_path / "report.json"
+    code = main(["eval", "--model", str(out), "--dataset", "jsonl", "--data-dir", str(tmp_path / "straight" / "data"),
+                 "--limit", "2", "--device", "cpu", "--max-new-tokens", "4", "--no-progress", "--out", str(report)])
+    assert code == 0 and report.is_file()
+
+
+def test_recipe_with_the_image_encoder_trains_sam2s_encoder(tmp_path: Path) -> None:
+    from lisa.train.config import config_from_dict
+    from lisa.train.trainer import Trainer
+
+    trainer = Trainer(config_from_dict(_train_config(tmp_path / "run", recipe="lisa_sam_encoder")), progress=False)
+    model = trainer.unwrapped
+    encoder = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("sam.vision_encoder.")}
+    assert model.sam.mask_decoder.conv_s0.weight.requires_grad and model.sam.vision_encoder.neck.convs[1].weight.requires_grad
+    for _ in range(2):  # the first step's learning rate is 0 (warm-up)
+        trainer.optimizer_step()
+    changed = [n for n, p in model.named_parameters() if n in encoder and not torch.equal(encoder[n], p)]
+    assert "sam.vision_encoder.backbone.patch_embed.projection.weight" in changed
