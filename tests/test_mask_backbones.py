@@ -1,6 +1,8 @@
-"""The mask-backbone seam with SAM 2 (transformers' Sam2Model, a tiny random config built here):
-teacher-forced forward and loss, training steps, generation with a forced [SEG], masks at the
-original size, save -> load bit for bit, batched = single, and `lisa init` / `lisa segment`."""
+"""The mask-backbone seam with SAM 2 (transformers' Sam2Model) and SAM 3's tracker head
+(Sam3TrackerModel: SAM 3's ViT + SAM 2's decoder), tiny random configs built here: teacher-forced
+forward and loss, training steps, generation with a forced [SEG], masks at the original size,
+save -> load bit for bit, batched = single, `lisa init` / `lisa segment`, and (SAM 2) `lisa train`
+with resume, export and `lisa eval`."""
 
 from __future__ import annotations
 
@@ -24,11 +26,46 @@ from lisa.train.synthetic import write_synthetic
 from lisa.train.trainable import set_trainable
 
 
-@pytest.fixture(scope="module")
-def sam2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_sam3_tracker():
+    """A 56 px Sam3TrackerModel (patch 14: a 4x4 embedding, 16x16 masks), random weights."""
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel
+    from transformers.models.sam3.configuration_sam3 import Sam3ViTConfig, Sam3VisionConfig
+    from transformers.models.sam3_tracker.configuration_sam3_tracker import (
+        Sam3TrackerMaskDecoderConfig,
+        Sam3TrackerPromptEncoderConfig,
+    )
+
+    vit = Sam3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56,
+                        patch_size=14, window_size=2, global_attn_indexes=[1], pretrain_image_size=56)
+    config = Sam3TrackerConfig(
+        vision_config=Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=32, backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
+        prompt_encoder_config=Sam3TrackerPromptEncoderConfig(hidden_size=32, image_size=56, patch_size=14),
+        mask_decoder_config=Sam3TrackerMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+    )
+    model = Sam3TrackerModel(config)
+    mask_backbone(model).init_from_scratch()
+    return model
+
+
+def tiny_mask_model(kind: str):
     torch.manual_seed(0)
-    model, tokenizer, processor = build_model(ModelSize(sam2=Sam2Size()))
-    directory = tmp_path_factory.mktemp("lisa-sam2")
+    if kind == "sam2":
+        from transformers import Sam2Model
+
+        model = Sam2Model(build_sam2_config(Sam2Size()))
+        mask_backbone(model).init_from_scratch()
+        return model
+    return tiny_sam3_tracker()
+
+
+@pytest.fixture(scope="module", params=["sam2", "sam3_tracker"])
+def sam2_model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    if request.param == "sam2":
+        model, tokenizer, processor = build_model(ModelSize(sam2=Sam2Size()))
+    else:
+        model, tokenizer, processor = build_model(ModelSize(), sam=tiny_sam3_tracker())
+    directory = tmp_path_factory.mktemp(f"lisa-{request.param}")
     save_bundle(directory, model, tokenizer, processor)
     return directory
 
@@ -69,17 +106,18 @@ class _SegBias:
 
 
 def test_registry_picks_the_adapter_by_model_type(pipe: LisaPipeline) -> None:
-    assert pipe.model.config.sam["model_type"] == "sam2"
-    assert isinstance(pipe.model.mask_backbone, Sam2Backbone)
-    assert backbone_class("sam2") is Sam2Backbone
-    assert pipe.model.config.out_dim == 32 and pipe.model.config.sam_image_size == 64
+    kind = pipe.model.config.sam["model_type"]
+    assert type(pipe.model.mask_backbone) is backbone_class(kind) and type(pipe.model.sam) is backbone_class(kind).model_class
+    assert isinstance(pipe.model.mask_backbone, Sam2Backbone)  # SAM 3's tracker head is SAM 2's interface
+    assert pipe.model.config.out_dim == 32 and pipe.model.config.sam_image_size == {"sam2": 64, "sam3_tracker": 56}[kind]
 
 
 def test_embedding_is_transformers_own(pipe: LisaPipeline) -> None:
     """``embed`` = Sam2Model.get_image_embeddings: the stride-16 map with the no-memory
     embedding, and the two finer FPN levels through the decoder's conv_s0 / conv_s1."""
     sam = pipe.model.sam
-    pixels = torch.randn(2, 3, 64, 64)
+    side = pipe.model.config.sam_image_size
+    pixels = torch.randn(2, 3, side, side)
     ours = pipe.model.mask_backbone.embed(pixels)
     theirs = sam.get_image_embeddings(pixels)
     assert [tuple(t.shape) for t in (*ours.high_res, ours.embeddings)] == [(2, 4, 16, 16), (2, 8, 8, 8), (2, 32, 4, 4)]
@@ -93,7 +131,8 @@ def test_decoder_keeps_mask_token_zero(pipe: LisaPipeline) -> None:
     """SAM 2's stability fallback (pick a multimask token when token 0 is unstable) is off, in
     eval mode too: LISA trains and reads token 0 only."""
     backbone = pipe.model.mask_backbone
-    embedding = backbone.embed(torch.randn(1, 3, 64, 64))
+    side = pipe.model.config.sam_image_size
+    embedding = backbone.embed(torch.randn(1, 3, side, side))
     prompts = torch.randn(3, 32)
     low_res, iou = backbone.decode(embedding, prompts, torch.zeros(3, dtype=torch.long))
     assert low_res.shape == (3, 16, 16) and iou.shape == (3,)
@@ -169,9 +208,11 @@ def test_upscale_maps_low_res_to_any_aspect_ratio(pipe: LisaPipeline) -> None:
 
 
 def test_view_is_a_normalised_square(pipe: LisaPipeline) -> None:
-    view = pipe.model.mask_backbone.view(np.full((10, 30, 3), 255, np.uint8))
-    assert view.pixels.shape == (3, 64, 64) and view.resized_size == (64, 64) and view.original_size == (10, 30)
-    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    backbone = pipe.model.mask_backbone
+    side = pipe.model.config.sam_image_size
+    view = backbone.view(np.full((10, 30, 3), 255, np.uint8))
+    assert view.pixels.shape == (3, side, side) and view.resized_size == (side, side) and view.original_size == (10, 30)
+    expected = (1 - torch.tensor(backbone.pixel_mean)) / torch.tensor(backbone.pixel_std)
     torch.testing.assert_close(view.pixels[:, 5, 5], expected)
 
 
@@ -210,24 +251,21 @@ def test_image_embedding_indexes_and_stacks_every_tensor() -> None:
     assert ImageEmbedding.of(embedding.embeddings).high_res == ()
 
 
-def test_lisa_init_and_segment_with_a_sam2_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("kind", ["sam2", "sam3_tracker"])
+def test_lisa_init_and_segment_with_a_sam2_folder(kind: str, tmp_path: Path) -> None:
     """`lisa init --vlm LLAVA --sam SAM2_FOLDER --out DIR` (a folder written by save_pretrained),
     then `lisa segment` on the result."""
-    from transformers import Sam2Model
-
     from lisa.cli import main
     from lisa.interop.fixtures import write_llava_hf_folder, write_tiny_official
 
-    torch.manual_seed(0)
-    sam = Sam2Model(build_sam2_config(Sam2Size()))
-    mask_backbone(sam).init_from_scratch()
+    sam = tiny_mask_model(kind)
     sam.save_pretrained(tmp_path / "sam2")
     tiny = write_tiny_official(tmp_path / "official")
     write_llava_hf_folder(tmp_path / "llava-hf", tiny)
     out = tmp_path / "out"
     assert main(["init", "--vlm", str(tmp_path / "llava-hf"), "--sam", str(tmp_path / "sam2"), "--out", str(out)]) == 0
     model = LisaModel.from_pretrained(out)
-    assert type(model.sam).__name__ == "Sam2Model" and model.config.out_dim == 32
+    assert type(model.sam) is type(sam) and model.config.out_dim == 32
     for name, tensor in sam.state_dict().items():
         assert torch.equal(model.sam.state_dict()[name], tensor), name
     Image.fromarray(np.full((30, 44, 3), 120, np.uint8)).save(tmp_path / "in.png")

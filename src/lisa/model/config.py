@@ -19,7 +19,7 @@ from pydantic.dataclasses import dataclass
 from transformers import LlavaConfig, PretrainedConfig
 
 from lisa.errors import LisaError
-from lisa.model.mask_backbones import backbone_of_config
+from lisa.model.mask_backbones import BACKBONES, backbone_of_config
 from lisa.schema import STRICT_KEYS, Bool, Integer, NonNegativeInt, NonNegativeNumber, PositiveInt, Text, parse
 
 CONFIG_NAME = "lisa_config.json"
@@ -123,7 +123,7 @@ def not_a_model_folder(directory: Path) -> str:
             kind = None
     if not directory.is_dir():
         return f"model folder {directory} does not exist"
-    if kind in ("sam", "sam2"):
+    if kind in BACKBONES:
         return (f"{directory} is a SAM model folder (config.json says model_type '{kind}'), not a lisa-seg "
                 f"model: give a folder with {CONFIG_NAME} (a SAM folder goes in a training config's model.sam)")
     if kind is not None:

@@ -12,8 +12,11 @@ from lisa.errors import LisaError
 from lisa.model.mask_backbones.base import MaskBackbone
 from lisa.model.mask_backbones.sam import SamBackbone
 from lisa.model.mask_backbones.sam2 import Sam2Backbone
+from lisa.model.mask_backbones.sam3_tracker import Sam3TrackerBackbone
 
-BACKBONES: dict[str, type[MaskBackbone]] = {SamBackbone.model_type: SamBackbone, Sam2Backbone.model_type: Sam2Backbone}
+BACKBONES: dict[str, type[MaskBackbone]] = {
+    backbone.model_type: backbone for backbone in (SamBackbone, Sam2Backbone, Sam3TrackerBackbone)
+}
 
 
 def backbone_class(model_type: str) -> type[MaskBackbone]:
@@ -41,9 +44,15 @@ def folder_model_type(directory: Path) -> str | None:
 
 
 def load_mask_model(directory: str | Path) -> nn.Module:
-    """A Hugging Face mask-model folder (any registered model_type) -> the module."""
+    """A Hugging Face mask-model folder (any registered model_type) -> the module, through
+    transformers' own loader (which maps the checkpoint's key names, e.g. SAM 3's); a weight the
+    folder lacks is an error, never a silently random tensor."""
     directory = Path(directory)
     kind = folder_model_type(directory)
     if kind is None:
         raise LisaError(f"{directory} is not a Hugging Face mask-model folder (no readable config.json)")
-    return backbone_class(kind).model_class.from_pretrained(str(directory))
+    model, info = backbone_class(kind).model_class.from_pretrained(str(directory), output_loading_info=True)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise LisaError(f"{directory}: the checkpoint lacks {len(missing)} weights of a {kind} model (e.g. {missing[0]})")
+    return model

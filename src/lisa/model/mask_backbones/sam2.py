@@ -2,10 +2,10 @@
 
 - View: the whole image resized to S x S (no padding), ImageNet mean/std on the 0-1 scale, as
   ``Sam2ImageProcessor``.
-- Embedding: the Hiera encoder + FPN neck give three levels (strides 4, 8, 16). The stride-16
-  map plus the learned ``no_memory_embedding`` is the image embedding; the two finer maps go
-  through the decoder's ``conv_s0`` / ``conv_s1`` once, here, as ``Sam2Model.get_image_embeddings``
-  does, so a cached embedding is small. Those two convolutions (and ``no_memory_embedding``)
+- Embedding: exactly ``Sam2Model.get_image_embeddings``: the Hiera encoder + FPN neck give three
+  levels (strides 4, 8, 16); the stride-16 map plus the learned ``no_memory_embedding`` is the
+  image embedding; the two finer maps go through the decoder's ``conv_s0`` / ``conv_s1`` once,
+  here, so a cached embedding is small. Those two convolutions (and ``no_memory_embedding``)
   therefore count as the image encoder: frozen in LISA's recipe, trained with the encoder.
 - Decode: the projected [SEG] state is the one sparse prompt token, the dense prompt is
   ``no_mask_embed``, mask token 0 is kept (``multimask_output=False``, and SAM 2's
@@ -36,6 +36,8 @@ class Sam2Backbone(MaskBackbone):
     model_type = "sam2"
     config_class = Sam2Config
     model_class = Sam2Model
+    pixel_mean = IMAGENET_MEAN
+    pixel_std = IMAGENET_STD
 
     def __init__(self, model: Sam2Model) -> None:
         super().__init__(model)
@@ -58,16 +60,19 @@ class Sam2Backbone(MaskBackbone):
         return None  # prompt encoder, positional matrices: frozen
 
     def view(self, image: np.ndarray) -> SamView:
-        return square_view(image, self.image_size, IMAGENET_MEAN, IMAGENET_STD)
+        return square_view(image, self.image_size, self.pixel_mean, self.pixel_std)
 
     def embed(self, pixels: torch.Tensor) -> ImageEmbedding:
+        """As transformers' ``get_image_embeddings``: ``no_memory_embedding`` goes on the last level
+        the encoder returns, and the decoder uses the first len(backbone_feature_sizes) levels."""
         sam = self.model
         with torch.set_grad_enabled(self.encoder_trains()):
-            levels = sam.vision_encoder(pixels.to(sam.dtype)).fpn_hidden_states  # fine to coarse, [B, C, *] each
+            levels = list(sam.vision_encoder(pixels.to(sam.dtype)).fpn_hidden_states)  # fine to coarse, [B, C, *]
+            levels[-1] = levels[-1] + sam.no_memory_embedding.reshape(1, -1, 1, 1)
+            levels = levels[: len(sam.backbone_feature_sizes)]
             high_0 = sam.mask_decoder.conv_s0(levels[0])  # [B, C/8, 4h, 4w]
             high_1 = sam.mask_decoder.conv_s1(levels[1])  # [B, C/4, 2h, 2w]
-            embeddings = levels[-1] + sam.no_memory_embedding.reshape(1, -1, 1, 1)  # [B, C, h, w]
-        return ImageEmbedding(embeddings, (high_0, high_1))
+        return ImageEmbedding(levels[-1], (high_0, high_1))  # image embedding [B, C, h, w]
 
     def decode(
         self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor
