@@ -1,8 +1,7 @@
 """One config object that records every choice a LISA checkpoint depends on.
 
 Saved as ``lisa_config.json`` beside the weights; the VLM and SAM configs are stored whole
-so that any Llava-family and any SAM / SAM 2 checkpoint in Hugging Face format can be rebuilt
-(the ``sam`` section's ``model_type`` picks the mask-backbone adapter). Loading
+so that any Llava-family and any SAM checkpoint in Hugging Face format can be rebuilt. Loading
 validates every field's type and range (pydantic) and the ids and sizes against the VLM and SAM
 configs, so a damaged or hand-edited file is one error naming the key, never a model that
 answers while ignoring the image.
@@ -29,7 +28,7 @@ FORMAT_VERSION = 1
 @dataclass(config=STRICT_KEYS)
 class LisaConfig:
     vlm: dict[str, Any]  # LlavaConfig.to_dict()
-    sam: dict[str, Any]  # the mask backbone's config.to_dict() (SamConfig, Sam2Config)
+    sam: dict[str, Any]  # SamConfig.to_dict()
     seg_token_id: NonNegativeInt
     # Placeholder id repeated num_image_tokens times in input_ids (LLaVA's own is -200, outside the vocabulary).
     image_token_id: Integer
@@ -56,6 +55,7 @@ class LisaConfig:
         return LlavaConfig.from_dict(self.vlm)
 
     def sam_config(self) -> PretrainedConfig:
+        """The mask backbone's config (SamConfig, Sam2Config, ...): ``sam``'s model_type picks the adapter."""
         return backbone_of_config(self.sam).config_class.from_dict(self.sam)
 
     @property

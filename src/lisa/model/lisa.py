@@ -1,5 +1,4 @@
-"""The composite model: Llava (any HF Llava-family checkpoint) + a mask backbone (SAM, SAM 2:
-``lisa.model.mask_backbones``) + the seg head.
+"""The composite model: Llava (any HF Llava-family checkpoint) + SAM + the seg head.
 
 ``forward`` is the teacher-forced training / validation pass with losses. Inference has two
 paths on the model too: ``generate_segmentation`` (greedy generation with a KV cache, keeping
@@ -26,10 +25,10 @@ from transformers.initialization import no_init_weights
 from lisa.batch import LisaBatch
 from lisa.errors import LisaError
 from lisa.model import sam as sam_ops
-from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
+from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model.projector import LinearProjector
 from lisa.model.seg_head import SegHead
 from lisa.model.weights import load_weights, save_weights
