@@ -83,6 +83,6 @@ def square_view(image: np.ndarray, target: int, mean: tuple[float, ...], std: tu
     """image: RGB uint8 [H, W, 3] -> [3, S, S]: the whole image resized to a square (PIL bilinear,
     no padding, as SAM 2's processor), normalised on the 0-1 scale. ``resized_size`` is (S, S)."""
     height, width = image.shape[:2]
-    resized = np.asarray(Image.fromarray(image).resize((target, target), Image.BILINEAR), dtype=np.float32) / 255.0
+    resized = np.asarray(Image.fromarray(image).resize((target, target), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     normalised = (resized - np.array(mean, np.float32)) / np.array(std, np.float32)
     return SamView(torch.from_numpy(normalised).permute(2, 0, 1).contiguous(), (target, target), (height, width))
