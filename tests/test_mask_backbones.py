@@ -274,22 +274,29 @@ def test_lisa_init_and_segment_with_a_sam2_folder(kind: str, tmp_path: Path) -> 
     assert code == 0 and (tmp_path / "seg" / "result.json").is_file()
 
 
-def _train_config(run_dir: Path, recipe: str = "lisa") -> dict:
+def _train_config(run_dir: Path, recipe: str = "lisa", sam_folder: Path | None = None) -> dict:
+    """configs/smoke.yaml, 4 steps, with a fresh tiny SAM 2 (``model.build.sam2``) or the mask
+    model saved in ``sam_folder`` (``model.sam``)."""
     import yaml
 
     data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml").read_text())
     data.update(run_dir=str(run_dir), save_every=2, val_every=4, recipe=recipe,
                 precompute_sam_embeddings=recipe == "lisa")
-    data["model"]["build"] = {"sam2": {}}  # a fresh tiny SAM 2 (lisa.model.build.Sam2Size)
+    if sam_folder is None:
+        data["model"]["build"] = {"sam2": {}}  # lisa.model.build.Sam2Size
+    else:
+        data["model"]["sam"] = str(sam_folder)
     data["data"][0]["images"] = 4
     data["optim"].update(max_steps=4, warmup_steps=1, lr=1e-2)
     data["val"]["limit"] = 3
     return data
 
 
-def test_train_resume_export_and_eval_with_sam2(tmp_path: Path) -> None:
-    """`lisa train` on a Llava + SAM 2 model: a run stopped after its step-2 checkpoint and
-    resumed ends bit for bit where an uninterrupted run does; export, then `lisa eval`."""
+@pytest.mark.parametrize("kind", ["sam2", "sam3_tracker"])
+def test_train_resume_export_and_eval_with_sam2(kind: str, tmp_path: Path) -> None:
+    """`lisa train` on a Llava + SAM 2 (a fresh one from model.build) or SAM 3 tracker (a folder
+    in model.sam) model: a run stopped after its step-2 checkpoint and resumed ends bit for bit
+    where an uninterrupted run does; export, then `lisa eval`."""
     from safetensors.torch import load_file
 
     from lisa.cli import main
@@ -298,14 +305,18 @@ def test_train_resume_export_and_eval_with_sam2(tmp_path: Path) -> None:
     from lisa.train.export import export
     from lisa.train.trainer import Trainer
 
-    straight = Trainer(config_from_dict(_train_config(tmp_path / "straight")), progress=False)
+    folder = None
+    if kind != "sam2":
+        folder = tmp_path / kind
+        tiny_mask_model(kind).save_pretrained(folder)
+    straight = Trainer(config_from_dict(_train_config(tmp_path / "straight", sam_folder=folder)), progress=False)
     straight.fit()
-    stopped = Trainer(config_from_dict(_train_config(tmp_path / "stopped")), progress=False)
+    stopped = Trainer(config_from_dict(_train_config(tmp_path / "stopped", sam_folder=folder)), progress=False)
     while stopped.state.step < 2:
         stopped.optimizer_step()
         stopped.maybe_save()
     stopped.logger.close()
-    Trainer(config_from_dict(_train_config(tmp_path / "stopped")), resume=True, progress=False).fit()
+    Trainer(config_from_dict(_train_config(tmp_path / "stopped", sam_folder=folder)), resume=True, progress=False).fit()
     final_a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
     final_b = latest_checkpoint(tmp_path / "stopped" / "checkpoints")
     assert final_a.name == final_b.name == "step-00000004"
@@ -314,7 +325,7 @@ def test_train_resume_export_and_eval_with_sam2(tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     out = export(tmp_path / "straight", tmp_path / "exported")
-    assert LisaModel.from_pretrained(out).config.sam["model_type"] == "sam2"
+    assert LisaModel.from_pretrained(out).config.sam["model_type"] == kind
     report = tmp_path / "report.json"
     code = main(["eval", "--model", str(out), "--dataset", "jsonl", "--data-dir", str(tmp_path / "straight" / "data"),
                  "--limit", "2", "--device", "cpu", "--max-new-tokens", "4", "--no-progress", "--out", str(report)])
