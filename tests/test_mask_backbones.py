@@ -344,3 +344,26 @@ def test_recipe_with_the_image_encoder_trains_sam2s_encoder(tmp_path: Path) -> N
         trainer.optimizer_step()
     changed = [n for n, p in model.named_parameters() if n in encoder and not torch.equal(encoder[n], p)]
     assert "sam.vision_encoder.backbone.patch_embed.projection.weight" in changed
+
+
+def test_unknown_mask_backbone_is_one_error(sam2_model_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from lisa.errors import LisaError
+
+    folder = tmp_path / "model"
+    shutil.copytree(sam2_model_dir, folder)
+    config = json.loads((folder / "lisa_config.json").read_text())
+    config["sam"]["model_type"] = "sam_hq"
+    (folder / "lisa_config.json").write_text(json.dumps(config))
+    with pytest.raises(LisaError, match=r"mask backbone model_type 'sam_hq' is not supported \(supported: sam, sam2, sam3_tracker\)"):
+        LisaModel.from_pretrained(folder)
+
+
+def test_a_sam2_folder_given_as_a_model_is_named(tmp_path: Path) -> None:
+    from lisa.errors import LisaError
+
+    tiny_mask_model("sam2").save_pretrained(tmp_path / "sam2")
+    with pytest.raises(LisaError, match="is a SAM model folder \\(config.json says model_type 'sam2'\\)"):
+        LisaModel.from_pretrained(tmp_path / "sam2")
