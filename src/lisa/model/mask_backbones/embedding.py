@@ -25,15 +25,8 @@ class ImageEmbedding:
         ``[index_tensor]`` a selection."""
         return ImageEmbedding(self.embeddings[index], tuple(f[index] for f in self.high_res))
 
-    def __len__(self) -> int:
-        return self.embeddings.shape[0]
-
     def to(self, *args: Any, **kwargs: Any) -> "ImageEmbedding":
         return ImageEmbedding(self.embeddings.to(*args, **kwargs), tuple(f.to(*args, **kwargs) for f in self.high_res))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.embeddings.dtype
 
     @staticmethod
     def stack(items: list["ImageEmbedding"]) -> "ImageEmbedding":
