@@ -63,13 +63,13 @@ class Sam2Backbone(MaskBackbone):
         return square_view(image, self.image_size, self.pixel_mean, self.pixel_std)
 
     def embed(self, pixels: torch.Tensor) -> ImageEmbedding:
-        """As transformers' ``get_image_embeddings``: ``no_memory_embedding`` goes on the last level
-        the encoder returns, and the decoder uses the first len(backbone_feature_sizes) levels."""
+        """The decoder's len(backbone_feature_sizes) finest levels (an encoder may return more:
+        SAM 3's), ``no_memory_embedding`` on the coarsest of them."""
         sam = self.model
         with torch.set_grad_enabled(self.encoder_trains()):
             levels = list(sam.vision_encoder(pixels.to(sam.dtype)).fpn_hidden_states)  # fine to coarse, [B, C, *]
-            levels[-1] = levels[-1] + sam.no_memory_embedding.reshape(1, -1, 1, 1)
             levels = levels[: len(sam.backbone_feature_sizes)]
+            levels[-1] = levels[-1] + sam.no_memory_embedding.reshape(1, -1, 1, 1)
             high_0 = sam.mask_decoder.conv_s0(levels[0])  # [B, C/8, 4h, 4w]
             high_1 = sam.mask_decoder.conv_s1(levels[1])  # [B, C/4, 2h, 2w]
         return ImageEmbedding(levels[-1], (high_0, high_1))  # image embedding [B, C, h, w]
