@@ -151,7 +151,7 @@ def load_sam(source: str | Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
 
 
 def _load_hf_sam(directory: Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
-    """Any registered mask backbone's transformers folder (SAM, SAM 2: by config.json's model_type)."""
+    """Any registered mask backbone's transformers folder (SAM, SAM 2, SAM 3 tracker: by config.json's model_type)."""
     from lisa.model.mask_backbones import load_mask_model
     from lisa.model.mask_backbones.registry import folder_model_type
 
