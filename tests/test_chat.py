@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,12 @@ A module of its own so that neither package imports the other for these (the loa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from lisa.model.mask_backbones import ImageEmbedding
 
 SEG_TOKEN = "[SEG]"
 
@@ -22,11 +26,11 @@ class LisaBatch:
     labels: torch.Tensor  # [C, L] IGNORE_INDEX outside assistant answers
     image_index: torch.Tensor  # [C] image of each conversation
     vlm_pixels: torch.Tensor  # the VLM adapter's layout: [B, 3, h, w] (Llava) or [P, patch_dim]
-    sam_pixels: torch.Tensor  # [B, 3, S, S]
-    resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
+    sam_pixels: torch.Tensor  # [B, 3, S, S] the mask backbone's view
+    resized_sizes: list[tuple[int, int]]  # per image, mask-backbone view before padding
     original_sizes: list[tuple[int, int]]  # per image
     masks: list[torch.Tensor]  # per conversation [n_seg, H, W] (1 target, 0 background, 255 ignore)
-    sam_embeddings: torch.Tensor | None = None  # [B, C, h, w] precomputed (the encoder is frozen)
+    sam_embeddings: ImageEmbedding | torch.Tensor | None = None  # precomputed (the encoder is frozen)
     meta: list[dict] = field(default_factory=list)
     vlm_grids: torch.Tensor | None = None  # [B, 3] patch grid per image (dynamic-resolution VLMs)
 
@@ -35,5 +39,7 @@ class LisaBatch:
         return LisaBatch(
             move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.image_index),
             move(self.vlm_pixels), move(self.sam_pixels), self.resized_sizes, self.original_sizes,
-            [move(m) for m in self.masks], move(self.sam_embeddings), self.meta, move(self.vlm_grids),
+            [move(m) for m in self.masks],
+            None if self.sam_embeddings is None else self.sam_embeddings.to(device), self.meta,
+            move(self.vlm_grids),
         )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
 from lisa.data.image_io import load_image
 from lisa.data.sample import Sample
-from lisa.data.transforms import sam_view
+from lisa.data.transforms import SamView, sam_view
 from lisa.batch import LisaBatch
 from lisa.model.prompting import IGNORE_INDEX, PromptBuilder
 
@@ -15,17 +17,19 @@ from lisa.model.prompting import IGNORE_INDEX, PromptBuilder
 class Collator:
     """Callable for a DataLoader: list[Sample] -> LisaBatch (right padding)."""
 
-    def __init__(self, builder: PromptBuilder, image_processor, sam_image_size: int) -> None:
+    def __init__(self, builder: PromptBuilder, image_processor, mask_view: int | Callable[[np.ndarray], SamView]) -> None:
+        """``mask_view``: the mask backbone's view (``LisaModel.mask_backbone.view``), or an int
+        S for SAM's own (longest side S, padded)."""
         self.builder = builder
         self.image_processor = image_processor
-        self.sam_image_size = sam_image_size
+        self.mask_view = mask_view if callable(mask_view) else (lambda image: sam_view(image, mask_view))
         pad = builder.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else builder.eos_id)
         self.vlm_config = builder.config.vlm_config()
 
     def __call__(self, samples: list[Sample]) -> LisaBatch:
         images = [load_image(sample.image) for sample in samples]
-        sam_views = [sam_view(image, self.sam_image_size) for image in images]
+        sam_views = [self.mask_view(image) for image in images]
         adapter = self.builder.adapter
         vlm_images = adapter.image_inputs(images, self.image_processor)
         token_counts = adapter.image_token_counts(self.vlm_config, vlm_images)

@@ -77,3 +77,12 @@ def vlm_view(images: list[np.ndarray], image_processor) -> torch.Tensor:
     if _crops_centre(image_processor):
         arrays = [_bounded_aspect(image) for image in arrays]
     return image_processor(images=arrays, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+
+
+def square_view(image: np.ndarray, target: int, mean: tuple[float, ...], std: tuple[float, ...]) -> SamView:
+    """image: RGB uint8 [H, W, 3] -> [3, S, S]: the whole image resized to a square (PIL bilinear,
+    no padding, as SAM 2's processor), normalised on the 0-1 scale. ``resized_size`` is (S, S)."""
+    height, width = image.shape[:2]
+    resized = np.asarray(Image.fromarray(image).resize((target, target), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    normalised = (resized - np.array(mean, np.float32)) / np.array(std, np.float32)
+    return SamView(torch.from_numpy(normalised).permute(2, 0, 1).contiguous(), (target, target), (height, width))

@@ -1,7 +1,7 @@
 """LisaPipeline: image(s) + query(ies) -> answer text and masks.
 
 One request: load and normalise the images -> encode the ones not cached yet (VLM features and
-SAM image embedding, ``LisaModel.encode_images``) -> prompt ids -> ``LisaModel``'s generated or
+the mask backbone's image embedding, ``LisaModel.encode_images``) -> prompt ids -> ``LisaModel``'s generated or
 teacher-forced segmentation (answer ids, [SEG] states, masks at the original size) -> text,
 boolean masks and scores. The model does the computing; the pipeline loads, caches, batches
 and formats.
@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from lisa.data.image_io import ImageInput, load_image
-from lisa.data.transforms import sam_view
 from lisa.errors import LisaError
 from lisa.model import static_decode
 from lisa.model.folder import load_preprocessing
-from lisa.model.lisa import ImageEncoding, LisaModel, Segmentation
+from lisa.model.lisa import ImageEmbedding, ImageEncoding, LisaModel, Segmentation
 from lisa.model.prompting import PromptBuilder
 from lisa.inference.arguments import check_call
 from lisa.inference.queries import segment_query
@@ -46,7 +45,7 @@ class SegmentResult:
 @dataclass
 class _ImageEntry:
     features: torch.Tensor  # [N_img, D] projected VLM features
-    sam_embedding: torch.Tensor  # [C, h, w]
+    sam_embedding: ImageEmbedding  # one image's, e.g. [C, h, w]
     resized_size: tuple[int, int]
     original_size: tuple[int, int]
     vlm_grid: torch.Tensor | None = None  # [3] patch grid (dynamic-resolution VLMs)
@@ -70,11 +69,11 @@ class LisaPipeline:
         self.use_device_defaults()
 
     def use_device_defaults(self) -> None:
-        """On CUDA: the static-cache, CUDA-graph decoder and a compiled SAM image encoder
+        """On CUDA: the static-cache, CUDA-graph decoder and a compiled mask-backbone image encoder
         (docs/gpu.md); elsewhere the eager decoder. Call again after moving the model."""
         self.decoder = static_decode.decoder_for(self.model.vlm)
         if self.decoder is not None:
-            static_decode.compile_image_encoder(self.model.sam)
+            self.model.mask_backbone.compile_encoder()
 
     @classmethod
     def from_pretrained(
@@ -168,7 +167,7 @@ class LisaPipeline:
         image_index = torch.tensor([unique.index(k) for k in keys], device=self.model.device)
         grids = [e.vlm_grid for e in entries]
         encoded = ImageEncoding(
-            [e.features for e in entries], torch.stack([e.sam_embedding for e in entries]),
+            [e.features for e in entries], ImageEmbedding.stack([e.sam_embedding for e in entries]),
             [e.resized_size for e in entries], [e.original_size for e in entries],
             None if grids[0] is None else torch.stack(grids),
         )
@@ -204,7 +203,7 @@ class LisaPipeline:
         if not missing:
             return
         model = self.model
-        views = [sam_view(arrays[k], model.config.sam_image_size) for k in missing]
+        views = [model.mask_backbone.view(arrays[k]) for k in missing]
         vlm_images = model.adapter.image_inputs([arrays[k] for k in missing], self.image_processor)
         encoded = model.encode_images(
             vlm_images.pixels, torch.stack([v.pixels for v in views]),

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa init --vlm llava-1.5-7b-hf --sam sam_vit_h_4b8939.pth --out my-lisa")
     init.add_argument("--vlm", required=True, help="a llava-hf folder (LLaVA-1.5), a LLaVA-v1 folder, or a Hugging Face "
                       "Qwen2.5-VL / Qwen3-VL folder")
-    init.add_argument("--sam", required=True, help="sam_vit_*.pth or a transformers sam-vit-* folder")
+    init.add_argument("--sam", required=True, help="sam_vit_*.pth, or a transformers SAM, SAM 2 or SAM 3 tracker folder")
     init.add_argument("--vision-tower", default=None, help="CLIP folder (LLaVA-v1 folders only; they hold no CLIP)")
     init.add_argument("--out", required=True, help="a new folder for the model")
     init.add_argument("--seed", type=int, default=0, help="random seed of the new seg head and [SEG] row (default: 0)")

@@ -151,8 +151,16 @@ def load_sam(source: str | Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
 
 
 def _load_hf_sam(directory: Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
+    """Any registered mask backbone's transformers folder (SAM, SAM 2, SAM 3 tracker: by config.json's model_type)."""
+    from lisa.model.mask_backbones import load_mask_model
+    from lisa.model.mask_backbones.registry import folder_model_type
+
     if not (directory / "config.json").is_file():
         raise LisaError(f"{directory}: not a transformers SAM folder (config.json is missing)")
+    kind = folder_model_type(directory) or "sam"
+    if kind != "sam":  # transformers' loader maps these checkpoints' key names
+        model = load_mask_model(directory)
+        return model.config, model.state_dict()
     config = SamConfig.from_pretrained(str(directory))
     state: dict[str, torch.Tensor] = {}
     for path in checkpoint_shards(directory):

@@ -16,8 +16,14 @@ from transformers import (
     LlamaConfig,
     LlavaConfig,
     PreTrainedTokenizerFast,
+    PretrainedConfig,
+    PreTrainedModel,
+    Sam2Config,
+    Sam2HieraDetConfig,
+    Sam2MaskDecoderConfig,
+    Sam2PromptEncoderConfig,
+    Sam2VisionConfig,
     SamConfig,
-    SamModel,
     SamMaskDecoderConfig,
     SamPromptEncoderConfig,
     SamVisionConfig,
@@ -26,7 +32,7 @@ from transformers import (
 from lisa.batch import SEG_TOKEN
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
-from lisa.model.sam import init_sam_from_scratch
+from lisa.model.mask_backbones import backbone_of_config
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", SEG_TOKEN, IMAGE_TOKEN]
@@ -77,6 +83,45 @@ def build_sam_config(size: SamSize) -> SamConfig:
     )
 
 
+@dataclass
+class Sam2Size:
+    """A SAM 2's size (the defaults: a tiny test model, 64 px, 4x4 image embedding, 16x16 masks).
+    The Hiera encoder's four stages halve the resolution after a stride-4 patch embedding."""
+
+    image_size: int = 64
+    hidden: int = 16  # Hiera stage-1 width; later stages double it
+    blocks: list[int] = field(default_factory=lambda: [1, 2, 1, 1])
+    heads: list[int] = field(default_factory=lambda: [1, 1, 2, 2])
+    windows: list[int] = field(default_factory=lambda: [4, 4, 2, 2])
+    global_blocks: list[int] = field(default_factory=lambda: [2])  # never a stage's first block
+    prompt_dim: int = 32  # FPN width = prompt size = mask-decoder width
+    decoder_mlp: int = 64
+    decoder_heads: int = 2
+
+
+def build_sam2_config(size: Sam2Size) -> Sam2Config:
+    widths = [size.hidden * 2**stage for stage in range(len(size.blocks))]
+    stride = size.image_size // 4  # the stride-4 level
+    backbone = Sam2HieraDetConfig(
+        hidden_size=size.hidden, num_attention_heads=size.heads[0], image_size=[size.image_size] * 2,
+        blocks_per_stage=size.blocks, embed_dim_per_stage=widths, num_attention_heads_per_stage=size.heads,
+        window_size_per_stage=size.windows, global_attention_blocks=size.global_blocks,
+        window_positional_embedding_background_size=[size.windows[0]] * 2,
+    )
+    vision = Sam2VisionConfig(
+        backbone_config=backbone, backbone_channel_list=widths[::-1], fpn_hidden_size=size.prompt_dim,
+        backbone_feature_sizes=[[stride, stride], [stride // 2, stride // 2], [stride // 4, stride // 4]],
+    )
+    return Sam2Config(
+        vision_config=vision,
+        prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=size.prompt_dim, image_size=size.image_size, patch_size=16),
+        mask_decoder_config=Sam2MaskDecoderConfig(
+            hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
+            iou_head_hidden_dim=size.prompt_dim,
+        ),
+    )
+
+
 def _tiny_sam() -> SamSize:
     return SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32,
                    decoder_mlp=64, decoder_heads=2)
@@ -100,10 +145,13 @@ class ModelSize:
     max_positions: int = 512
     vocab_size: int = 400
     sam: SamSize = field(default_factory=_tiny_sam)
+    sam2: Sam2Size | None = None  # given: the mask backbone is a fresh SAM 2 of this size, not SAM
 
     def __post_init__(self) -> None:
         if isinstance(self.sam, dict):  # from a YAML config
             self.sam = SamSize(**self.sam)
+        if isinstance(self.sam2, dict):
+            self.sam2 = Sam2Size(**self.sam2)
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -146,7 +194,8 @@ def build_image_processor(image_size: int) -> CLIPImageProcessorPil:
     )
 
 
-def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: SamConfig | None = None) -> LisaConfig:
+def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: PretrainedConfig | None = None) -> LisaConfig:
+    """``sam``: any registered mask backbone's config (SAM, SAM 2); None builds SAM of ``size.sam``."""
     vocab = len(tokenizer)
     text = LlamaConfig(
         vocab_size=vocab,
@@ -180,28 +229,31 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: SamCo
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    sam = sam or build_sam_config(size.sam)
+    if sam is None:
+        sam = build_sam_config(size.sam) if size.sam2 is None else build_sam2_config(size.sam2)
+    sam_dict = sam.to_dict()
     return LisaConfig(
         vlm=vlm.to_dict(),
-        sam=sam.to_dict(),
+        sam=sam_dict,
         seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
         image_token_id=image_token_id,
         num_image_tokens=count_image_tokens(vlm),
-        out_dim=sam.prompt_encoder_config.hidden_size,
+        out_dim=backbone_of_config(sam_dict).prompt_dim(sam_dict),
     )
 
 
 def build_model(
-    size: ModelSize, corpus: list[str] | None = None, sam: SamModel | None = None
+    size: ModelSize, corpus: list[str] | None = None, sam: PreTrainedModel | None = None
 ) -> tuple[LisaModel, PreTrainedTokenizerFast, CLIPImageProcessorPil]:
-    """A fresh model; ``sam`` (e.g. trained in stage 1) replaces the random SAM of ``size``."""
+    """A fresh model; ``sam`` (e.g. trained in stage 1, or any registered mask backbone such as a
+    ``Sam2Model``) replaces the random SAM of ``size``."""
     tokenizer = build_tokenizer(corpus or [], size.vocab_size)
     config = build_config(size, tokenizer, sam.config if sam is not None else None)
     model = LisaModel(config).eval()
     if sam is not None:
         model.sam.load_state_dict(sam.state_dict())
     else:
-        init_sam_from_scratch(model.sam)
+        model.mask_backbone.init_from_scratch()
     return model, tokenizer, build_image_processor(size.vision_image_size)
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic.dataclasses import dataclass
-from transformers import PretrainedConfig, SamConfig
+from transformers import PretrainedConfig
 
 from lisa.errors import LisaError
+from lisa.model.mask_backbones import BACKBONES, backbone_of_config
 from lisa.schema import STRICT_KEYS, Bool, Integer, NonNegativeInt, NonNegativeNumber, PositiveInt, Text, parse
 
 CONFIG_NAME = "lisa_config.json"
@@ -44,7 +45,7 @@ class LisaConfig:
     strip_text_around_tokens: Bool = False
     # Which hidden state feeds the seg head: the position that *predicts* [SEG] (official).
     seg_hidden_rule: Literal["predecessor"] = "predecessor"
-    out_dim: PositiveInt = 256  # SAM prompt embedding size
+    out_dim: PositiveInt = 256  # the mask backbone's prompt embedding size
     # "none": the official seg head; "batch": standardise the [SEG] state first (SegHead).
     seg_head_norm: Literal["none", "batch"] = "none"
     ce_weight: NonNegativeNumber = 1.0
@@ -58,8 +59,9 @@ class LisaConfig:
 
         return adapter_for(self.vlm).config_from_dict(self.vlm)
 
-    def sam_config(self) -> SamConfig:
-        return SamConfig.from_dict(self.sam)
+    def sam_config(self) -> PretrainedConfig:
+        """The mask backbone's config (SamConfig, Sam2Config, ...): ``sam``'s model_type picks the adapter."""
+        return backbone_of_config(self.sam).config_class.from_dict(self.sam)
 
     @property
     def hidden_size(self) -> int:
@@ -67,7 +69,7 @@ class LisaConfig:
 
     @property
     def sam_image_size(self) -> int:
-        return int(self.sam["vision_config"]["image_size"])
+        return backbone_of_config(self.sam).input_size(self.sam)
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory) / CONFIG_NAME
@@ -94,9 +96,9 @@ class LisaConfig:
             raise LisaError(f"{source}: format_version {self.format_version} was written by a newer lisa-seg "
                             f"(this one reads up to {FORMAT_VERSION}); upgrade lisa-seg")
         try:
-            vlm, sam = self.vlm_config(), self.sam_config()
+            vlm, _ = self.vlm_config(), self.sam_config()
             vocab = int(vlm.text_config.vocab_size)
-            prompt_dim = int(sam.prompt_encoder_config.hidden_size)
+            prompt_dim = backbone_of_config(self.sam).prompt_dim(self.sam)
             image_tokens = count_image_tokens(vlm)
             _ = self.hidden_size, self.sam_image_size  # the model reads these two keys as written
         except LisaError as error:  # a VLM model_type without an adapter
@@ -128,8 +130,8 @@ def not_a_model_folder(directory: Path) -> str:
             kind = None
     if not directory.is_dir():
         return f"model folder {directory} does not exist"
-    if kind == "sam":
-        return (f"{directory} is a SAM model folder (config.json says model_type 'sam'), not a lisa-seg "
+    if kind in BACKBONES:
+        return (f"{directory} is a SAM model folder (config.json says model_type '{kind}'), not a lisa-seg "
                 f"model: give a folder with {CONFIG_NAME} (a SAM folder goes in a training config's model.sam)")
     if kind is not None:
         return (f"{directory} is a Hugging Face '{kind}' model folder, not a lisa-seg model ({CONFIG_NAME} "

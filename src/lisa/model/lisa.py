@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
-from transformers import SamModel
 from transformers.initialization import no_init_weights
 
 from lisa.batch import LisaBatch
@@ -29,6 +28,7 @@ from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
+from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model.seg_head import SegHead
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
 from lisa.model.weights import load_weights, save_weights
@@ -36,7 +36,7 @@ from lisa.model.weights import load_weights, save_weights
 if TYPE_CHECKING:
     from lisa.model.static_decode import StaticDecoder
 
-__all__ = ["ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
+__all__ = ["ImageEmbedding", "ImageEncoding", "LisaBatch", "LisaModel", "LisaOutput", "Segmentation", "default_dtype", "keep_rope_float32"]
 
 
 @dataclass
@@ -44,8 +44,8 @@ class ImageEncoding:
     """B images as both towers see them: what inference reuses across queries."""
 
     features: torch.Tensor | list[torch.Tensor]  # per image [N_i, D] projected VLM features (or [B, N_img, D])
-    sam_embeddings: torch.Tensor  # [B, C, h, w]
-    resized_sizes: list[tuple[int, int]]  # per image, SAM view before padding
+    sam_embeddings: ImageEmbedding  # the mask backbone's (a bare [B, C, h, w] tensor is read as SAM's)
+    resized_sizes: list[tuple[int, int]]  # per image, mask-backbone view before padding
     original_sizes: list[tuple[int, int]]  # per image (H, W)
     vlm_grids: torch.Tensor | None = None  # [B, 3] patch grid per image (dynamic-resolution VLMs)
 
@@ -92,7 +92,7 @@ class LisaModel(nn.Module):
         init = contextlib.nullcontext() if init_weights else no_init_weights()
         with init:
             self.vlm = self.adapter.build(config.vlm_config(), config.projector)
-            self.sam = SamModel(config.sam_config())
+            self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
@@ -105,6 +105,11 @@ class LisaModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.seg_head.fc1.weight.dtype
+
+    @property
+    def mask_backbone(self) -> MaskBackbone:
+        """The adapter around ``self.sam`` (built on demand: it holds no state of its own)."""
+        return mask_backbone(self.sam)
 
     # ---- pieces shared by training and inference ---------------------------------------
     def embed_conversations(
@@ -149,7 +154,7 @@ class LisaModel(nn.Module):
         self,
         seg_hidden: torch.Tensor,
         seg_image: torch.Tensor,
-        image_embeddings: torch.Tensor,
+        image_embeddings: ImageEmbedding | torch.Tensor,
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -157,14 +162,13 @@ class LisaModel(nn.Module):
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
+        backbone = self.mask_backbone
         prompts = self.seg_head(seg_hidden.to(self.dtype))
-        low_res, iou = sam_ops.decode_masks(self.sam, image_embeddings, prompts, seg_image)
+        low_res, iou = backbone.decode(ImageEmbedding.of(image_embeddings), prompts, seg_image)
         logits, scores = [], []
         for image in range(len(original_sizes)):
             chosen = seg_image == image
-            logits.append(
-                sam_ops.upscale_masks(low_res[chosen], self.config.sam_image_size, resized_sizes[image], original_sizes[image])
-            )
+            logits.append(backbone.upscale(low_res[chosen], resized_sizes[image], original_sizes[image]))
             scores.append(iou[chosen].float())
         return logits, scores
 
@@ -195,9 +199,9 @@ class LisaModel(nn.Module):
         vlm_grids: torch.Tensor | None = None,
     ) -> ImageEncoding:
         """vlm_pixels and vlm_grids as the adapter's ``image_inputs`` gives them, sam_pixels
-        [B, 3, S, S] (``lisa.data.transforms`` view)."""
+        [B, 3, S, S] (``mask_backbone.view``'s view)."""
         features = self.adapter.image_features(self.vlm, VlmImages(vlm_pixels.to(self.device), vlm_grids))
-        embeddings = sam_ops.encode_images(self.sam, sam_pixels.to(self.device))
+        embeddings = self.mask_backbone.embed(sam_pixels.to(self.device))
         return ImageEncoding(features, embeddings, list(resized_sizes), list(original_sizes), vlm_grids)
 
     @torch.no_grad()
@@ -279,7 +283,7 @@ class LisaModel(nn.Module):
         if num_masks:
             image_embeddings = batch.sam_embeddings
             if image_embeddings is None:
-                image_embeddings = sam_ops.encode_images(self.sam, batch.sam_pixels)
+                image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
             seg_image = batch.image_index[rows]
             per_image, _ = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes

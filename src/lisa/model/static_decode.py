@@ -259,4 +259,6 @@ def decoder_for(vlm: nn.Module) -> StaticDecoder | None:
 def compile_image_encoder(sam: torch.nn.Module) -> None:
     """Compile SAM's image encoder in place (``Module.compile`` keeps the state-dict names); the
     ViT-H encoder is the largest single cost of a new image on a GPU."""
-    sam.vision_encoder.compile()
+    from lisa.model.mask_backbones import mask_backbone
+
+    mask_backbone(sam).compile_encoder()

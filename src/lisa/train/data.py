@@ -13,8 +13,7 @@ import torch
 from lisa.data.mixture import Mixture, TrainSource
 from lisa.data.sample import Sample
 from lisa.errors import LisaError
-from lisa.model import sam as sam_ops
-from lisa.model.lisa import LisaModel
+from lisa.model.lisa import ImageEmbedding, LisaModel
 from lisa.train.config import DataSource, TrainConfig
 
 
@@ -71,23 +70,23 @@ def corpus_from(mixture: Mixture, count: int) -> list[str]:
 
 
 class SamEmbeddingCache:
-    """Image path -> frozen SAM image embedding [C, h, w], each image encoded alone (so the
+    """Image path -> frozen mask-backbone image embedding, each image encoded alone (so the
     bits do not depend on which images share a batch); least recently used dropped."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.entries: OrderedDict[str, ImageEmbedding] = OrderedDict()
 
     @torch.no_grad()
-    def embeddings(self, model: LisaModel, samples: list[Sample], sam_pixels: torch.Tensor) -> torch.Tensor:
-        """[B, C, h, w] for the batch's images; sam_pixels [B, 3, S, S] (already on the device)."""
+    def embeddings(self, model: LisaModel, samples: list[Sample], sam_pixels: torch.Tensor) -> ImageEmbedding:
+        """The batch's images' embeddings; sam_pixels [B, 3, S, S] (already on the device)."""
         out = []
         for index, sample in enumerate(samples):
             key = str(sample.image)
             if key not in self.entries:
-                self.entries[key] = sam_ops.encode_images(model.sam, sam_pixels[index : index + 1])[0]
+                self.entries[key] = model.mask_backbone.embed(sam_pixels[index : index + 1])[0]
             self.entries.move_to_end(key)
             out.append(self.entries[key])
         while len(self.entries) > self.capacity:
             self.entries.popitem(last=False)
-        return torch.stack(out)
+        return ImageEmbedding.stack(out)

@@ -64,12 +64,13 @@ def build_fresh(config: TrainConfig, corpus: list[str], directory: Path) -> None
 
 
 def load_sam(directory: str):
-    """A trained SAM folder (e.g. stage 1 of a from-scratch model)."""
-    from transformers import SamModel
+    """A trained SAM folder (e.g. stage 1 of a from-scratch model), or any registered mask
+    backbone's Hugging Face folder (SAM 2)."""
+    from lisa.model.mask_backbones import load_mask_model
 
     if not Path(directory).is_dir():
         raise LisaError(f"model.sam: {directory} is not a SAM folder (train stage 1 first)")
-    return SamModel.from_pretrained(directory)
+    return load_mask_model(directory)
 
 
 def swap_sam(model: LisaModel, sam) -> None:
@@ -77,11 +78,13 @@ def swap_sam(model: LisaModel, sam) -> None:
     trained in the LISA stage anyway)."""
     from dataclasses import replace
 
+    from lisa.model.mask_backbones import mask_backbone
     from lisa.model.seg_head import SegHead
 
-    prompt_dim = sam.config.prompt_encoder_config.hidden_size
+    sam_dict = sam.config.to_dict()
+    prompt_dim = type(mask_backbone(sam)).prompt_dim(sam_dict)
     model.sam = sam.to(model.dtype)
-    model.config = replace(model.config, sam=sam.config.to_dict(), out_dim=prompt_dim)
+    model.config = replace(model.config, sam=sam_dict, out_dim=prompt_dim)
     if model.seg_head.fc2.out_features != prompt_dim:
         model.seg_head = SegHead(model.config.hidden_size, prompt_dim).to(model.dtype)
 

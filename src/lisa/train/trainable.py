@@ -1,7 +1,8 @@
 """Which parameters train (as the official ``train_ds.py``): LoRA A/B, the [SEG] rows of embed_tokens and lm_head
-(or the whole matrices, as the official code), the SAM mask decoder and the seg head.
-Everything else (LLM base weights, final norm, vision tower, projector, SAM image and prompt
-encoders) is frozen.
+(or the whole matrices, as the official code), the mask decoder and the seg head.
+Everything else (LLM base weights, final norm, vision tower, projector, the mask backbone's image
+and prompt encoders) is frozen. Which mask-backbone parameters are its "image_encoder" and
+"mask_decoder" is the adapter's call (``MaskBackbone.part``).
 
 The row-only option keeps the whole matrix as a parameter and zeroes the other rows'
 gradients with a hook; with weight decay 0, AdamW then leaves those rows bit-identical.
@@ -13,13 +14,17 @@ import torch
 from torch import nn
 
 from lisa.model.lisa import LisaModel
+from lisa.model.mask_backbones import MaskBackbone
+from lisa.model.mask_backbones.sam import SamBackbone
 
-TRAINED_MODULES = ("sam.mask_decoder.", "seg_head.")
+MASK_BACKBONE = "sam."  # where LisaModel keeps the mask backbone's module
+# Name prefixes outside the mask backbone, and the backbone's parts ("mask_decoder", "image_encoder").
+TRAINED_MODULES = ("seg_head.", "mask_decoder")
 # "lisa": the paper's recipe. "vlm": aligning a from-scratch VLM before the LISA stage (vision
 # tower, projector, language model and both embedding matrices; SAM and seg head frozen).
 # "lisa_sam_encoder": the paper's recipe plus SAM's image encoder, for a SAM whose features
 # are too poor to freeze (a from-scratch SAM trained with geometric prompts only).
-RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "lisa_sam_encoder": (*TRAINED_MODULES, "sam.vision_encoder.")}
+RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "lisa_sam_encoder": (*TRAINED_MODULES, "image_encoder")}
 
 
 def embedding_params(model: LisaModel) -> list[nn.Parameter]:
@@ -28,8 +33,13 @@ def embedding_params(model: LisaModel) -> list[nn.Parameter]:
     return list({id(p): p for p in params}.values())
 
 
-def is_trained(name: str, recipe: str = "lisa") -> bool:
-    return "lora_" in name or name.startswith(RECIPES[recipe])
+def is_trained(name: str, recipe: str = "lisa", backbone: type[MaskBackbone] = SamBackbone) -> bool:
+    if "lora_" in name:
+        return True
+    trained = RECIPES[recipe]
+    if name.startswith(MASK_BACKBONE):
+        return backbone.part(name[len(MASK_BACKBONE):]) in trained
+    return name.startswith(tuple(p for p in trained if p.endswith(".")))
 
 
 def set_trainable(
@@ -37,8 +47,9 @@ def set_trainable(
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Freeze / unfreeze; ``token_rows`` None trains the whole embedding matrices, else only
     those rows (hooks returned so that callers can remove them)."""
+    backbone = type(model.mask_backbone)
     for name, param in model.named_parameters():
-        param.requires_grad_(is_trained(name, recipe))
+        param.requires_grad_(is_trained(name, recipe, backbone))
     handles = []
     for param in embedding_params(model):
         param.requires_grad_(True)

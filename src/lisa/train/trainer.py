@@ -96,7 +96,7 @@ class Trainer:
         self.mixture = build_mixture(config)
         self.val_items = load_val_items(config.val) if config.val is not None else []  # before step 1
         model, self.tokenizer, self.processor = prepare_model(config, ensure_base(config, self.mixture, self.accelerator))
-        self.collator = Collator(PromptBuilder(self.tokenizer, model.config), self.processor, model.config.sam_image_size)
+        self.collator = Collator(PromptBuilder(self.tokenizer, model.config), self.processor, model.mask_backbone.view)
         optimizer, self.scheduler = make_optimizer(model, config)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.cache = SamEmbeddingCache(config.sam_cache_images) if config.precompute_sam_embeddings else None
