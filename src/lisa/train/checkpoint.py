@@ -86,6 +86,16 @@ def rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
+def gather_rng(accelerator) -> list[tuple[int, dict[str, Any], dict[str, torch.Tensor]]]:
+    """(rank, state, tensors) of every process, so that the main process alone writes them."""
+    mine = (accelerator.process_index, rng_state(), rng_tensors())
+    if accelerator.num_processes == 1:
+        return [mine]
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object([mine]), key=lambda entry: entry[0])
+
+
 def set_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -217,23 +227,24 @@ def _without_manifest(folder: Path) -> bool:
 
 # ---- save / load --------------------------------------------------------------------------
 def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state: TrainState) -> None:
-    """Every process calls this; the main process writes the shared files and the manifest, and
-    renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``: None for loops
+    """Every process calls this; the main process alone writes (every process's RNG state is
+    gathered to it), then the manifest, and renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``: None for loops
     that set the learning rate themselves."""
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    rank = accelerator.process_index
-    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
-    write_safetensors(rng_tensors(), str(tmp / f"rng-{rank}.safetensors"))
+    rngs = gather_rng(accelerator)
     if _is_deepspeed(accelerator):
-        accelerator.save_state(str(tmp / DEEPSPEED_DIR))
+        accelerator.save_state(str(tmp / DEEPSPEED_DIR))  # the engine writes its own shards
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         from lisa.train.trainable import trainable_state
 
+        for rank, rng, tensors in rngs:
+            (tmp / f"rng-{rank}.json").write_text(json.dumps(rng))
+            write_safetensors(tensors, str(tmp / f"rng-{rank}.safetensors"))
         write_safetensors({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
                           str(tmp / WEIGHTS_NAME))
         if not _is_deepspeed(accelerator):

@@ -1,4 +1,4 @@
-"""The training loop (Accelerate): one script for one CPU, one GPU, DDP and DeepSpeed ZeRO-2.
+"""The training loop (Accelerate): one script for one CPU, one GPU, DDP, FSDP and DeepSpeed ZeRO-2.
 
 Read top to bottom: set up the run folder and the model, then for each optimizer step draw
 ``grad_accum`` micro-batches from the data stream, step, log, validate and checkpoint.
@@ -14,6 +14,7 @@ import torch
 
 from lisa.errors import LisaError
 from lisa.train import checkpoint as ckpt
+from lisa.train import distributed as dist
 from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
@@ -37,7 +38,7 @@ def make_accelerator(config: TrainConfig):
     # Text-only micro-batches leave the mask decoder unused: DDP must allow it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(gradient_accumulation_steps=config.optim.grad_accum, mixed_precision=precision,
-                       kwargs_handlers=[ddp])
+                       kwargs_handlers=[ddp], cpu=dist.launched_without_gpus())
 
 
 def start_run_dir(config: TrainConfig, resume: bool, accelerator) -> Path | None:
@@ -112,7 +113,8 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------
     def micro_step(self) -> torch.Tensor:
-        """Forward + backward of one micro-batch; returns [loss, ce, bce, dice] (detached)."""
+        """Forward + backward of one micro-batch; returns [loss, ce, bce, dice] (detached; with
+        several processes, this process's part of the global micro-batch's losses)."""
         acc, o = self.accelerator, self.config.optim
         samples = micro_batch(self.mixture, self.state.position, o.batch_size, acc.process_index, acc.num_processes)
         self.state.position += o.batch_size * acc.num_processes
@@ -120,17 +122,28 @@ class Trainer:
         if self.cache is not None:
             batch.sam_embeddings = self.cache.embeddings(self.unwrapped, samples, batch.sam_pixels)
         warmup = self.config.seg_warmup
+        world = acc.num_processes
+        share = dist.shares(*self._counts(batch)) if world > 1 else None
         with acc.accumulate(self.model):
             if warmup is not None and self.state.step < warmup.steps:
                 out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix)
             else:
                 out = self.model(batch, share_prefix=self.config.model.share_prefix)
-            acc.backward(out.loss)
+            if share is None:  # one process: the model's own means
+                loss, parts = out.loss, torch.stack([out.loss.detach(), out.ce_loss, out.bce_loss, out.dice_loss]).float().cpu()
+            else:
+                loss, parts = dist.rescale(out, share, world)
+            acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
                 acc.clip_grad_norm_(self.model.parameters(), o.clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return torch.stack([out.loss.detach(), out.ce_loss, out.bce_loss, out.dice_loss]).float().cpu()
+        return parts
+
+    def _counts(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this process's, all processes') supervised tokens and masks."""
+        local = dist.local_counts(batch)
+        return local, dist.sum_over_processes(local, self.accelerator)
 
     def optimizer_step(self) -> torch.Tensor:
         sums = torch.zeros(4)
@@ -146,6 +159,8 @@ class Trainer:
         self.scheduler.step()
         self.state.step += 1
         self.state.samples += self.config.optim.batch_size * self.config.optim.grad_accum * self.accelerator.num_processes
+        if self.accelerator.num_processes > 1:  # each process holds its part of the global means
+            sums = dist.sum_over_processes(sums, self.accelerator)
         return sums / self.config.optim.grad_accum
 
     # ---- validation and checkpoints ----------------------------------------------------
