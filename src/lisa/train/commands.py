@@ -58,7 +58,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from lisa.train.config import load_config
-    from lisa.train.distributed import is_first_process
+    from lisa.processes import is_first_process
     from lisa.train.sam_pretrain import is_sam_stage, load_stage_config, train_sam
     from lisa.train.trainer import train
     from lisa.threads import set_threads

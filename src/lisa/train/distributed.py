@@ -17,25 +17,11 @@ Gradient accumulation composes: each micro-step is one global micro-batch, as in
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from lisa.batch import LisaBatch
 from lisa.errors import LisaError
 from lisa.model.prompting import IGNORE_INDEX
-
-
-def launched_without_gpus() -> bool:
-    """True for a many-process launch (torchrun, ``accelerate launch --multi_gpu``) on a machine
-    without CUDA. Accelerate's own MULTI_CPU launcher needs mpirun; torchrun's processes run on
-    CPU with gloo once Accelerate is told ``cpu=True``, which this answers."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
-def is_first_process() -> bool:
-    """True in the launch's rank-0 process (or without a launcher): it alone prints and writes."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def local_counts(batch: LisaBatch) -> torch.Tensor:

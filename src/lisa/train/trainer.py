@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from lisa.errors import LisaError
+from lisa.processes import launched_without_gpus
 from lisa.train import checkpoint as ckpt
 from lisa.train import distributed as dist
 from lisa.train.config import TrainConfig, config_to_dict
@@ -38,7 +39,7 @@ def make_accelerator(config: TrainConfig):
     # Text-only micro-batches leave the mask decoder unused: DDP must allow it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(gradient_accumulation_steps=config.optim.grad_accum, mixed_precision=precision,
-                       kwargs_handlers=[ddp], cpu=dist.launched_without_gpus())
+                       kwargs_handlers=[ddp], cpu=launched_without_gpus())
 
 
 def start_run_dir(config: TrainConfig, resume: bool, accelerator) -> Path | None:
@@ -94,7 +95,7 @@ class Trainer:
             raise LisaError("seg_warmup runs in a single process only; launch without accelerate's multi-process mode")
         set_seed(config.seed)
         resume_from = start_run_dir(config, resume, self.accelerator)
-        self.mixture = build_mixture(config)
+        self.mixture = self._build_mixture()
         self.val_items = load_val_items(config.val) if config.val is not None else []  # before step 1
         model, self.tokenizer, self.processor = prepare_model(config, ensure_base(config, self.mixture, self.accelerator))
         self.collator = Collator(PromptBuilder(self.tokenizer, model.config), self.processor, model.config.sam_image_size)
@@ -102,10 +103,18 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.cache = SamEmbeddingCache(config.sam_cache_images) if config.precompute_sam_embeddings else None
         self.state = ckpt.TrainState()
+        self.grad_norm: float | None = None  # of the last optimizer step, before clipping
         if resume_from is not None:
             self.state = ckpt.load_checkpoint(resume_from, self.accelerator, self.model, self.optimizer, self.scheduler)
         self.logger = RunLogger(Path(config.run_dir), self.accelerator.is_main_process, progress,
                                 config.optim.max_steps, self.state.step, {h["step"] for h in self.state.history})
+
+    def _build_mixture(self):
+        """The main process first: building may write data (synthetic sources) that the others read."""
+        acc = self.accelerator
+        mixture = build_mixture(self.config) if acc.is_main_process else None
+        acc.wait_for_everyone()
+        return mixture if mixture is not None else build_mixture(self.config)
 
     @property
     def unwrapped(self):
@@ -135,7 +144,8 @@ class Trainer:
                 loss, parts = dist.rescale(out, share, world)
             acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
-                acc.clip_grad_norm_(self.model.parameters(), o.clip)
+                norm = acc.clip_grad_norm_(self.model.parameters(), o.clip)  # None under DeepSpeed
+                self.grad_norm = None if norm is None else float(norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
         return parts
@@ -220,7 +230,7 @@ class Trainer:
             losses = self.optimizer_step()
             rate = (self.state.samples - start_samples) / max(1e-9, time.perf_counter() - started)
             self.logger.log_step(self.state.step, losses, self.scheduler.get_last_lr()[0], rate,
-                                 force=self.state.step % c.log_every == 0)
+                                 force=self.state.step % c.log_every == 0, grad_norm=self.grad_norm)
             self.maybe_save()  # first: a failing validation loses no training
             self.maybe_validate()
         self.logger.close()

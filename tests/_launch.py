@@ -1,0 +1,46 @@
+"""Start `lisa` commands in 1 process, or in 2 through `accelerate launch` (gloo on this CPU)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (each launch rendezvouses on its own, so that runs of
+    other worktrees or test sessions on this machine never meet)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lisa_command(processes: int, argv: list[str]) -> list[str]:
+    """``lisa ARGV`` in one process, or under ``accelerate launch`` in ``processes``."""
+    if processes == 1:
+        return [sys.executable, "-m", "lisa.cli", *argv]
+    # --multi_gpu is accelerate's torchrun launcher; without CUDA, lisa runs its processes on
+    # CPU with gloo (lisa.processes.launched_without_gpus).
+    return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+            "--main_process_port", str(free_port()), "-m", "lisa.cli", *argv]
+
+
+def start(processes: int, argv: list[str], logs: Path) -> subprocess.Popen:
+    """Start in a new process group (so that one SIGKILL reaches the launcher and its workers);
+    stdout and stderr go to LOGS.out and LOGS.err."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with open(f"{logs}.out", "w") as out, open(f"{logs}.err", "w") as err:
+        return subprocess.Popen(lisa_command(processes, argv), env=env, stdout=out, stderr=err, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, logs: Path, timeout: float = 300) -> tuple[str, str]:
+    """Wait; assert success; returns (stdout, stderr)."""
+    process.wait(timeout=timeout)
+    out, err = Path(f"{logs}.out").read_text(), Path(f"{logs}.err").read_text()
+    assert process.returncode == 0, err[-3000:]
+    return out, err
