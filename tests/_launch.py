@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
+MULTI_CPU = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "multi_cpu.yaml"
 
 
 def free_port() -> int:
@@ -23,19 +24,16 @@ def lisa_command(processes: int, argv: list[str]) -> list[str]:
     """``lisa ARGV`` in one process, or under ``accelerate launch`` in ``processes``."""
     if processes == 1:
         return [sys.executable, "-m", "lisa.cli", *argv]
-    # --multi_gpu is accelerate's torchrun launcher; without CUDA, lisa runs its processes on
-    # CPU with gloo (lisa.processes.launched_without_gpus).
-    return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-            "--main_process_port", str(free_port()), "-m", "lisa.cli", *argv]
+    return [str(ACCELERATE), "launch", "--config_file", str(MULTI_CPU), "--num_processes", str(processes),
+            "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()), "-m", "lisa.cli", *argv]
 
 
-def start(processes: int, argv: list[str], logs: Path) -> subprocess.Popen:
-    """Start in a new process group (so that one SIGKILL reaches the launcher and its workers);
-    stdout and stderr go to LOGS.out and LOGS.err."""
+def start(processes: int, argv: list[str], logs: Path, command: list[str] | None = None) -> subprocess.Popen:
+    """Start ``lisa ARGV`` (or ``command``) in a new process group (so that one SIGKILL reaches
+    the launcher and its workers); stdout and stderr go to LOGS.out and LOGS.err."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(f"{logs}.out", "w") as out, open(f"{logs}.err", "w") as err:
-        return subprocess.Popen(lisa_command(processes, argv), env=env, stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen(command or lisa_command(processes, argv), env=env, stdout=out, stderr=err, start_new_session=True)
 
 
 def finish(process: subprocess.Popen, logs: Path, timeout: float = 300) -> tuple[str, str]:

@@ -6,6 +6,7 @@
 * A 2-process run killed with SIGKILL (launcher and workers) resumes to the same weights and
   log, bit for bit, as the uninterrupted 2-process run.
 * Only the main process writes: one line per step, one RNG file per rank, one "run folder" line.
+* Resuming with another number of processes is refused.
 """
 
 from __future__ import annotations
@@ -118,3 +119,11 @@ def test_only_the_main_process_writes(runs: Path) -> None:
     out = (runs / "two.first.out").read_text()
     assert out.count("run folder:") == 1
     assert (runs / "two.first.err").read_text().count(f"step {STEPS}/{STEPS}") == 1
+
+
+def test_resuming_with_another_process_count_is_refused(runs: Path) -> None:
+    logs = runs / "one-process-resume"
+    process = start(1, ["train", "--config", str(runs / "two.yaml"), "--resume", "--no-progress"], logs)
+    process.wait(timeout=120)
+    err = Path(f"{logs}.err").read_text()
+    assert process.returncode == 2 and "was saved by 2 processes, this run has 1; resume with 2" in err

@@ -24,3 +24,11 @@ def launched_without_gpus() -> bool:
     import torch
 
     return world_size() > 1 and not torch.cuda.is_available()
+
+
+def sharding_engine() -> str | None:
+    """"deepspeed" or "fsdp" when ``accelerate launch`` asked for one (its config file), else None."""
+    for engine, flag in (("deepspeed", "ACCELERATE_USE_DEEPSPEED"), ("fsdp", "ACCELERATE_USE_FSDP")):
+        if os.environ.get(flag, "false").lower() == "true":
+            return engine
+    return None

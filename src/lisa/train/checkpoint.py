@@ -5,7 +5,7 @@ checkpoint folder ``checkpoints/step-0000000N/`` holds the trainable weights (sa
 optimizer state (``torch.save``, read back with ``weights_only=True``), the scheduler (when the
 loop has one) and trainer state as JSON, and every process's torch / numpy / python RNG states.
 Under DeepSpeed the engine's own state is saved with ``accelerator.save_state`` inside the same
-folder. ``manifest.json`` (size and sha256 of every other file) is written last: resume checks
+folder (under FSDP, FSDP's in ``fsdp/``). ``manifest.json`` (size and sha256 of every other file) is written last: resume checks
 it and falls back to the newest intact checkpoint, so a flipped byte or a truncated file is
 found and said, never trained on.
 """
@@ -36,6 +36,7 @@ OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.json"
 MANIFEST_NAME = "manifest.json"
 DEEPSPEED_DIR = "deepspeed"
+FSDP_DIR = "fsdp"
 DAMAGED_SUFFIX = ".damaged"
 # The single-process loops' names before the two formats became one (still read on resume).
 LEGACY_WEIGHTS_NAME, LEGACY_RNG_NAME = "weights.safetensors", "rng"
@@ -236,18 +237,17 @@ def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     rngs = gather_rng(accelerator)
-    if _is_deepspeed(accelerator):
-        accelerator.save_state(str(tmp / DEEPSPEED_DIR))  # the engine writes its own shards
+    engine = engine_dir(accelerator)
+    if engine is not None:
+        accelerator.save_state(str(tmp / engine))  # the engine writes its own (sharded) model and optimizer
+    weights = full_trainable_state(accelerator, model)  # every process: FSDP gathers its shards
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        from lisa.train.trainable import trainable_state
-
         for rank, rng, tensors in rngs:
             (tmp / f"rng-{rank}.json").write_text(json.dumps(rng))
             write_safetensors(tensors, str(tmp / f"rng-{rank}.safetensors"))
-        write_safetensors({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
-                          str(tmp / WEIGHTS_NAME))
-        if not _is_deepspeed(accelerator):
+        write_safetensors({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS_NAME))
+        if engine is None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
         if scheduler is not None:
             (tmp / SCHEDULER_NAME).write_text(json.dumps(scheduler.state_dict()))
@@ -280,8 +280,13 @@ def load_trainable(model, checkpoint: Path) -> None:
 def load_checkpoint(checkpoint: Path, accelerator, model, optimizer, scheduler) -> TrainState:
     """Restore weights, optimizer, scheduler (None: the loop has none) and this process's RNG;
     returns the trainer state."""
-    if _is_deepspeed(accelerator):
-        accelerator.load_state(str(checkpoint / DEEPSPEED_DIR))
+    saved = len(list(checkpoint.glob("rng-*.json")))  # one per process (0: an older single-process one)
+    if saved and saved != accelerator.num_processes:
+        raise LisaError(f"{checkpoint} was saved by {saved} processes, this run has {accelerator.num_processes}; "
+                        f"resume with {saved}")
+    engine = engine_dir(accelerator)
+    if engine is not None:
+        accelerator.load_state(str(checkpoint / engine))
     else:
         load_trainable(accelerator.unwrap_model(model), checkpoint)
         optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_NAME, weights_only=True, map_location="cpu"))
@@ -298,5 +303,18 @@ def load_checkpoint(checkpoint: Path, accelerator, model, optimizer, scheduler) 
     return TrainState(**json.loads((checkpoint / STATE_NAME).read_text()))
 
 
-def _is_deepspeed(accelerator) -> bool:
-    return str(accelerator.distributed_type).endswith("DEEPSPEED")
+def engine_dir(accelerator) -> str | None:
+    """The folder a sharding engine saves its own state in (DeepSpeed, FSDP), else None."""
+    kind = str(accelerator.distributed_type)
+    if kind.endswith("DEEPSPEED"):
+        return DEEPSPEED_DIR
+    return FSDP_DIR if kind.endswith("FSDP") else None
+
+
+def full_trainable_state(accelerator, model) -> dict[str, torch.Tensor]:
+    """The trainable tensors, whole. Every process must call it: under FSDP each holds a shard
+    of every parameter (a DTensor) and ``full_tensor`` gathers them together."""
+    from lisa.train.trainable import trainable_state
+
+    state = trainable_state(accelerator.unwrap_model(model))
+    return {name: t.full_tensor() if hasattr(t, "full_tensor") else t for name, t in state.items()}

@@ -20,6 +20,7 @@ from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
 from lisa.train.schedule import lr_factor
+from lisa.train.strategy import check_launch, configure_deepspeed
 from lisa.train.seg_warmup import warmup_forward
 from lisa.train.validate import load_val_items
 from lisa.train.model_setup import base_dir, build_fresh, prepare_model
@@ -89,7 +90,10 @@ class Trainer:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
+        check_launch(config)
         self.accelerator = make_accelerator(config)
+        if ckpt.engine_dir(self.accelerator) == ckpt.DEEPSPEED_DIR:
+            configure_deepspeed(self.accelerator, config)
         if config.seg_warmup is not None and self.accelerator.num_processes > 1:
             # The warm-up calls the model's pieces, not the DDP wrapper's forward.
             raise LisaError("seg_warmup runs in a single process only; launch without accelerate's multi-process mode")
