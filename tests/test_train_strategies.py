@@ -1,10 +1,15 @@
 """The shipped Accelerate configs as `accelerate launch` reads them, DeepSpeed ZeRO-2 through the
-trainer's checkpoint code (when DeepSpeed is installed), and the launches lisa refuses."""
+trainer's checkpoint code (when DeepSpeed is installed), FSDP2 sharding of LISA on 2 CPU
+processes, and the launches lisa refuses."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +123,19 @@ def test_deepspeed_zero2_checkpoints_resume_exactly(tmp_path: Path) -> None:
     reference = load_file(str(latest_checkpoint(tmp_path / "plain" / "checkpoints") / WEIGHTS_NAME))
     for name in reference:  # ZeRO-2's optimizer and clipping are DeepSpeed's own: equal to float rounding
         assert (straight[name] - reference[name]).abs().max() < 1e-4, name
+
+
+@pytest.mark.slow  # 2 processes under torchrun
+def test_fsdp2_trains_lora_with_frozen_parts_and_gathers_whole_tensors(tmp_path: Path) -> None:
+    """torch's fully_shard on gloo, as configs/accelerate/fsdp.yaml wraps (Accelerate itself
+    will not start FSDP without GPUs): both processes train one batch, so the sharded model
+    must follow an unsharded copy; the checkpoint's gather gives the whole trainable tensors."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+               str(ROOT / "tests" / "_fsdp2_worker.py"), str(tmp_path)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "fsdp2.json").read_text())
+    assert report["losses"]["fsdp"] == pytest.approx(report["losses"]["plain"], rel=1e-6)
+    assert report["names_equal"] and report["max_diff"] < 1e-6 and report["moved"] > 1e-3
+    assert report["trainable_sharded"] > 0 and report["sharded_parameters"] > report["trainable_sharded"]
