@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
         description="Score a model (--model) or precomputed masks (--pred-dir P: one <item id>.png per query, "
                     "or <image stem>.png per single-query image; see docs/data-format.md). Prints "
-                    "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union).",
+                    "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union). "
+                    "Under `accelerate launch -m lisa.cli eval ...` each process scores its share and the "
+                    "report equals one process's (docs/training.md).",
         epilog="example:\n  lisa shapes generate --out data/shapes --split val --n 20\n"
                "  lisa eval --model lisa-tiny --dataset jsonl --data-dir data/shapes --split val --visualize out/worst")
     add_dataset_arguments(parser)

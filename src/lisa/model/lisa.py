@@ -267,7 +267,7 @@ class LisaModel(nn.Module):
             bce, dice = bce / (num_masks + 1e-8), dice / (num_masks + 1e-8)
         cfg = self.config
         text_loss, mask_loss = cfg.ce_weight * ce, cfg.bce_weight * bce + cfg.dice_weight * dice
-        loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice
+        loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice  # summed as always: same bits
         return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
 
     # ---- persistence -------------------------------------------------------------------

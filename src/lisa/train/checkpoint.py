@@ -4,10 +4,11 @@ One format for every loop (the LISA trainer and the single-process SAM / baselin
 checkpoint folder ``checkpoints/step-0000000N/`` holds the trainable weights (safetensors), the
 optimizer state (``torch.save``, read back with ``weights_only=True``), the scheduler (when the
 loop has one) and trainer state as JSON, and every process's torch / numpy / python RNG states.
-Under DeepSpeed the engine's own state is saved with ``accelerator.save_state`` inside the same
-folder (under FSDP, FSDP's in ``fsdp/``). ``manifest.json`` (size and sha256 of every other file) is written last: resume checks
-it and falls back to the newest intact checkpoint, so a flipped byte or a truncated file is
-found and said, never trained on.
+Under DeepSpeed and FSDP the engine's own (sharded) state is saved with
+``accelerator.save_state`` inside the same folder (``deepspeed/``, ``fsdp/``). ``manifest.json``
+(size and sha256 of every other file) is written last: resume checks it and falls back to the
+newest intact checkpoint, so a flipped byte or a truncated file is found and said, never
+trained on.
 """
 
 from __future__ import annotations
@@ -229,8 +230,9 @@ def _without_manifest(folder: Path) -> bool:
 # ---- save / load --------------------------------------------------------------------------
 def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state: TrainState) -> None:
     """Every process calls this; the main process alone writes (every process's RNG state is
-    gathered to it), then the manifest, and renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``: None for loops
-    that set the learning rate themselves."""
+    gathered to it; only a sharding engine's state is written by each process), then the
+    manifest, and renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``:
+    None for loops that set the learning rate themselves."""
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)

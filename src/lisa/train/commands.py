@@ -12,9 +12,9 @@ from lisa.threads import add_threads_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="fine-tune LISA (LoRA + mask decoder) from a YAML config",
-        description="One CPU / one GPU: `lisa train --config C`. Several GPUs or DeepSpeed: "
+        description="One CPU / one GPU: `lisa train --config C`. Several GPUs, DeepSpeed ZeRO-2 or FSDP: "
                     "`accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m lisa.cli train --config C` "
-                    "(see docs/training.md).",
+                    "(deepspeed_zero2.yaml, fsdp.yaml, multi_cpu.yaml; see docs/training.md).",
         epilog="example:\n  lisa train --config configs/smoke.yaml --run-dir runs/smoke --no-progress")
     train.add_argument("--config", type=Path, required=True, help="YAML recipe, e.g. configs/smoke.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
