@@ -17,11 +17,16 @@ Gradient accumulation composes: each micro-step is one global micro-batch, as in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from lisa.batch import LisaBatch
 from lisa.errors import LisaError
 from lisa.model.prompting import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from lisa.model.lisa import LisaOutput
 
 
 def local_counts(batch: LisaBatch) -> torch.Tensor:
@@ -37,7 +42,15 @@ def shares(local: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, local / total.clamp(min=1), torch.zeros_like(local))
 
 
-def rescale(out, share: torch.Tensor, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_and_parts(out: LisaOutput, share: torch.Tensor | None, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to back-propagate, the logged [loss, ce, bce, dice]); ``share`` None: one
+    process, the model's own means."""
+    if share is None:
+        return out.loss, torch.stack([out.loss.detach(), out.ce_loss, out.bce_loss, out.dice_loss]).float().cpu()
+    return rescale(out, share, world)
+
+
+def rescale(out: LisaOutput, share: torch.Tensor, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(the loss to back-propagate, this process's part of the logged [loss, ce, bce, dice]).
 
     Summed over processes, the parts are the global micro-batch's losses; the back-propagated

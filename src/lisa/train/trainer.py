@@ -142,10 +142,7 @@ class Trainer:
                 out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix)
             else:
                 out = self.model(batch, share_prefix=self.config.model.share_prefix)
-            if share is None:  # one process: the model's own means
-                loss, parts = out.loss, torch.stack([out.loss.detach(), out.ce_loss, out.bce_loss, out.dice_loss]).float().cpu()
-            else:
-                loss, parts = dist.rescale(out, share, world)
+            loss, parts = dist.loss_and_parts(out, share, world)
             acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
                 norm = acc.clip_grad_norm_(self.model.parameters(), o.clip)  # None under DeepSpeed
