@@ -27,7 +27,7 @@ from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
 OOM_HINT = ("out of memory: lower optim.batch_size (and raise optim.grad_accum to keep the effective "
             "batch), set model.gradient_checkpointing: true, or use bf16 / DeepSpeed ZeRO-2 "
-            "(configs/accelerate/deepspeed_zero2.yaml)")
+            "(configs/accelerate/deepspeed_zero2.yaml) / FSDP (configs/accelerate/fsdp.yaml)")
 
 
 def make_accelerator(config: TrainConfig):
