@@ -72,7 +72,7 @@ def load_items(args: argparse.Namespace):
 
 def _pipeline(args: argparse.Namespace, group=None):
     """The model's pipeline, or None when scoring a folder of predicted masks. Under a launcher
-    (``group``: Accelerate's PartialState) each process takes its own device by default."""
+    (``group``: Accelerate's PartialState) each process takes its own device (cuda:LOCAL_RANK)."""
     if args.pred_dir is not None:
         if args.teacher_forced:
             from lisa.errors import LisaError
@@ -81,7 +81,9 @@ def _pipeline(args: argparse.Namespace, group=None):
         return None
     from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
 
-    device = args.device if args.device is not None or group is None else str(group.device)
+    device = args.device
+    if group is not None and (device is None or (device == "cuda" and group.device.type == "cuda")):
+        device = str(group.device)  # a plain "cuda" would put every process on GPU 0
     kwargs = {k: v for k, v in (("device", device), ("dtype", args.dtype)) if v is not None}
     return LisaPipeline.from_pretrained(args.model, threads=args.threads, **kwargs)
 
