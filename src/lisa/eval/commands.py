@@ -175,6 +175,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if group is not None:
             results, keeper = gather(results, keeper)
             group.wait_for_everyone()  # every process's predictions are written before the folder is published
+            group.destroy_process_group()  # before exit: gloo's threads abort an interpreter that leaves them running
     if not main:
         return 0
     mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")

@@ -235,6 +235,8 @@ class Trainer:
             self.maybe_save()  # first: a failing validation loses no training
             self.maybe_validate()
         self.logger.close()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()  # ends the process group: gloo's threads abort an exit that leaves them
         return Path(c.run_dir)
 
 
