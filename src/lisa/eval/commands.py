@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="gIoU / cIoU on ReasonSeg, refCOCO family, gRefCOCO or your JSONL data",
         description="Score a model (--model) or precomputed masks (--pred-dir P: one <item id>.png per query, "
                     "or <image stem>.png per single-query image; see docs/data-format.md). Prints "
-                    "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union).",
+                    "gIoU (mean per-query IoU) and cIoU (cumulative intersection over cumulative union). "
+                    "Under `accelerate launch -m lisa.cli eval ...` each process scores its share and the "
+                    "report equals one process's (docs/training.md).",
         epilog="example:\n  lisa shapes generate --out data/shapes --split val --n 20\n"
                "  lisa eval --model lisa-tiny --dataset jsonl --data-dir data/shapes --split val --visualize out/worst")
     add_dataset_arguments(parser)
@@ -68,8 +70,9 @@ def load_items(args: argparse.Namespace):
     return dataset, (_Head(dataset, args.limit) if args.limit is not None else dataset)
 
 
-def _pipeline(args: argparse.Namespace):
-    """The model's pipeline, or None when scoring a folder of predicted masks."""
+def _pipeline(args: argparse.Namespace, group=None):
+    """The model's pipeline, or None when scoring a folder of predicted masks. Under a launcher
+    (``group``: Accelerate's PartialState) each process takes its own device (cuda:LOCAL_RANK)."""
     if args.pred_dir is not None:
         if args.teacher_forced:
             from lisa.errors import LisaError
@@ -78,7 +81,10 @@ def _pipeline(args: argparse.Namespace):
         return None
     from lisa.inference.pipeline import LisaPipeline  # heavy: torch + transformers
 
-    kwargs = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    device = args.device
+    if group is not None and (device is None or (device == "cuda" and group.device.type == "cuda")):
+        device = str(group.device)  # a plain "cuda" would put every process on GPU 0
+    kwargs = {k: v for k, v in (("device", device), ("dtype", args.dtype)) if v is not None}
     return LisaPipeline.from_pretrained(args.model, threads=args.threads, **kwargs)
 
 
@@ -121,34 +127,57 @@ def check_args(args: argparse.Namespace) -> None:
         check_output_file(args.out, "--out")
 
 
+def _prediction_stage(stack, args: argparse.Namespace, group) -> Path:
+    """The staging folder of --save-predictions: the main process makes it (published when the
+    ``stack`` closes), every process writes its predictions into it."""
+    from lisa.eval.shard import shared_stage
+    from lisa.output_dir import staged_output_dir
+
+    stage = None
+    if group is None or group.is_main_process:
+        stage = stack.enter_context(staged_output_dir(args.save_predictions, args.overwrite, "--save-predictions"))
+    return stage if group is None else shared_stage(stage)
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    """Evaluate, print ``gIoU=... cIoU=... n=...``, optionally write the report and pictures."""
+    """Evaluate, print ``gIoU=... cIoU=... n=...``, optionally write the report and pictures.
+    Under ``accelerate launch`` each process scores its block of the items (lisa.eval.shard) and
+    the main process alone reports and writes."""
     from contextlib import ExitStack
 
     from lisa.eval.evaluate import evaluate, pipeline_predictor, pred_dir_predictor, saving_predictor
     from lisa.eval.predictions import check_unique_ids, dataset_keys
     from lisa.eval.report import build_report, summary_line, write_report
+    from lisa.eval.shard import Block, gather, process_group
     from lisa.eval.visualize import write_case
     from lisa.output_dir import staged_output_dir
 
     check_args(args)
+    group = process_group()
+    main = group is None or group.is_main_process
     dataset, items = load_items(args)
     text_only = list(getattr(dataset, "text_only", []))[: args.limit]
-    if text_only and args.model is None:
+    if text_only and args.model is None and main:
         print(f"note: {len(text_only)} text-only record(s) need --model for answer accuracy; not evaluated", file=sys.stderr)
     if args.save_predictions is not None:
         check_unique_ids(dataset_keys(items))
-    pipe = _pipeline(args)
+    pipe = _pipeline(args, group)
     if pipe is None:
         predict = pred_dir_predictor(args.pred_dir, dataset)
     else:
         predict = pipeline_predictor(pipe, args.teacher_forced, args.max_new_tokens)
     keep = args.worst if args.visualize else 0
+    mine = items if group is None else Block(items, group.process_index, group.num_processes)
     with ExitStack() as stack:  # the predictions folder appears whole, once every item is scored
         if args.save_predictions is not None:
-            stage = stack.enter_context(staged_output_dir(args.save_predictions, args.overwrite, "--save-predictions"))
-            predict = saving_predictor(predict, stage)
-        results, keeper = evaluate(items, predict, args.batch_size, keep, progress=not args.no_progress)
+            predict = saving_predictor(predict, _prediction_stage(stack, args, group))
+        results, keeper = evaluate(mine, predict, args.batch_size, keep, progress=main and not args.no_progress)
+        if group is not None:
+            results, keeper = gather(results, keeper)
+            group.wait_for_everyone()  # every process's predictions are written before the folder is published
+            group.destroy_process_group()  # before exit: gloo's threads abort an interpreter that leaves them running
+    if not main:
+        return 0
     mode = "pred_dir" if args.pred_dir else ("teacher_forced" if args.teacher_forced else "generate")
     info = {"dataset": args.dataset, "split": args.split, "mode": mode,
             "source": str(args.pred_dir or args.model), "all_texts": args.all_texts, "names": args.names}

@@ -111,9 +111,16 @@ class WorstKeeper:
     heap: list[_Kept] = field(default_factory=list)
 
     def offer(self, score: ItemScore, item: EvalItem, pred: np.ndarray) -> None:
+        self._keep(_Kept((score.iou, score.item_id), item, pred))
+
+    def absorb(self, other: "WorstKeeper") -> None:
+        """Offer every case ``other`` kept (merging the keepers of several shards)."""
+        for kept in other.heap:
+            self._keep(kept)
+
+    def _keep(self, kept: _Kept) -> None:
         if self.k <= 0:
             return
-        kept = _Kept((score.iou, score.item_id), item, pred)
         if len(self.heap) < self.k:
             heapq.heappush(self.heap, kept)
         elif kept.key < self.heap[0].key:

@@ -69,6 +69,10 @@ class LisaOutput:
     dice_loss: torch.Tensor
     mask_logits: list[torch.Tensor]  # per image [n_i, H, W] float32
     num_masks: int
+    # The loss's two terms with their graph (ce_weight * ce, bce_weight * bce + dice_weight * dice):
+    # many-process training rescales each by its own global count (lisa.train.distributed).
+    text_loss: torch.Tensor | None = None
+    mask_loss: torch.Tensor | None = None
 
 
 @contextlib.contextmanager
@@ -295,8 +299,9 @@ class LisaModel(nn.Module):
                     dice = dice + mask_dice_sum(logits, target)
             bce, dice = bce / (num_masks + 1e-8), dice / (num_masks + 1e-8)
         cfg = self.config
-        loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice
-        return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks)
+        text_loss, mask_loss = cfg.ce_weight * ce, cfg.bce_weight * bce + cfg.dice_weight * dice
+        loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice  # summed as always: same bits
+        return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
 
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

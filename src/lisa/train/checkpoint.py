@@ -4,10 +4,11 @@ One format for every loop (the LISA trainer and the single-process SAM / baselin
 checkpoint folder ``checkpoints/step-0000000N/`` holds the trainable weights (safetensors), the
 optimizer state (``torch.save``, read back with ``weights_only=True``), the scheduler (when the
 loop has one) and trainer state as JSON, and every process's torch / numpy / python RNG states.
-Under DeepSpeed the engine's own state is saved with ``accelerator.save_state`` inside the same
-folder. ``manifest.json`` (size and sha256 of every other file) is written last: resume checks
-it and falls back to the newest intact checkpoint, so a flipped byte or a truncated file is
-found and said, never trained on.
+Under DeepSpeed and FSDP the engine's own (sharded) state is saved with
+``accelerator.save_state`` inside the same folder (``deepspeed/``, ``fsdp/``). ``manifest.json``
+(size and sha256 of every other file) is written last: resume checks it and falls back to the
+newest intact checkpoint, so a flipped byte or a truncated file is found and said, never
+trained on.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ OPTIMIZER_NAME = "optimizer.pt"
 SCHEDULER_NAME = "scheduler.json"
 MANIFEST_NAME = "manifest.json"
 DEEPSPEED_DIR = "deepspeed"
+FSDP_DIR = "fsdp"
 DAMAGED_SUFFIX = ".damaged"
 # The single-process loops' names before the two formats became one (still read on resume).
 LEGACY_WEIGHTS_NAME, LEGACY_RNG_NAME = "weights.safetensors", "rng"
@@ -84,6 +86,16 @@ def rng_tensors() -> dict[str, torch.Tensor]:
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"cuda{index}"] = state
     return tensors
+
+
+def gather_rng(accelerator) -> list[tuple[int, dict[str, Any], dict[str, torch.Tensor]]]:
+    """(rank, state, tensors) of every process, so that the main process alone writes them."""
+    mine = (accelerator.process_index, rng_state(), rng_tensors())
+    if accelerator.num_processes == 1:
+        return [mine]
+    from accelerate.utils import gather_object
+
+    return sorted(gather_object([mine]), key=lambda entry: entry[0])
 
 
 def set_rng(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -217,26 +229,27 @@ def _without_manifest(folder: Path) -> bool:
 
 # ---- save / load --------------------------------------------------------------------------
 def save_checkpoint(final: Path, accelerator, model, optimizer, scheduler, state: TrainState) -> None:
-    """Every process calls this; the main process writes the shared files and the manifest, and
-    renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``: None for loops
-    that set the learning rate themselves."""
+    """Every process calls this; the main process alone writes (every process's RNG state is
+    gathered to it; only a sharding engine's state is written by each process), then the
+    manifest, and renames. ``accelerator``: an Accelerator or SingleProcess(); ``scheduler``:
+    None for loops that set the learning rate themselves."""
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    rank = accelerator.process_index
-    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
-    write_safetensors(rng_tensors(), str(tmp / f"rng-{rank}.safetensors"))
-    if _is_deepspeed(accelerator):
-        accelerator.save_state(str(tmp / DEEPSPEED_DIR))
+    rngs = gather_rng(accelerator)
+    engine = engine_dir(accelerator)
+    if engine is not None:
+        accelerator.save_state(str(tmp / engine))  # the engine writes its own (sharded) model and optimizer
+    weights = full_trainable_state(accelerator, model)  # every process: FSDP gathers its shards
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        from lisa.train.trainable import trainable_state
-
-        write_safetensors({k: v.contiguous() for k, v in trainable_state(accelerator.unwrap_model(model)).items()},
-                          str(tmp / WEIGHTS_NAME))
-        if not _is_deepspeed(accelerator):
+        for rank, rng, tensors in rngs:
+            (tmp / f"rng-{rank}.json").write_text(json.dumps(rng))
+            write_safetensors(tensors, str(tmp / f"rng-{rank}.safetensors"))
+        write_safetensors({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS_NAME))
+        if engine is None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
         if scheduler is not None:
             (tmp / SCHEDULER_NAME).write_text(json.dumps(scheduler.state_dict()))
@@ -269,8 +282,13 @@ def load_trainable(model, checkpoint: Path) -> None:
 def load_checkpoint(checkpoint: Path, accelerator, model, optimizer, scheduler) -> TrainState:
     """Restore weights, optimizer, scheduler (None: the loop has none) and this process's RNG;
     returns the trainer state."""
-    if _is_deepspeed(accelerator):
-        accelerator.load_state(str(checkpoint / DEEPSPEED_DIR))
+    saved = len(list(checkpoint.glob("rng-*.json")))  # one per process (0: an older single-process one)
+    if saved and saved != accelerator.num_processes:
+        raise LisaError(f"{checkpoint} was saved by {saved} processes, this run has {accelerator.num_processes}; "
+                        f"resume with {saved}")
+    engine = engine_dir(accelerator)
+    if engine is not None:
+        accelerator.load_state(str(checkpoint / engine))
     else:
         load_trainable(accelerator.unwrap_model(model), checkpoint)
         optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_NAME, weights_only=True, map_location="cpu"))
@@ -287,5 +305,18 @@ def load_checkpoint(checkpoint: Path, accelerator, model, optimizer, scheduler) 
     return TrainState(**json.loads((checkpoint / STATE_NAME).read_text()))
 
 
-def _is_deepspeed(accelerator) -> bool:
-    return str(accelerator.distributed_type).endswith("DEEPSPEED")
+def engine_dir(accelerator) -> str | None:
+    """The folder a sharding engine saves its own state in (DeepSpeed, FSDP), else None."""
+    kind = str(accelerator.distributed_type)
+    if kind.endswith("DEEPSPEED"):
+        return DEEPSPEED_DIR
+    return FSDP_DIR if kind.endswith("FSDP") else None
+
+
+def full_trainable_state(accelerator, model) -> dict[str, torch.Tensor]:
+    """The trainable tensors, whole. Every process must call it: under FSDP each holds a shard
+    of every parameter (a DTensor) and ``full_tensor`` gathers them together."""
+    from lisa.train.trainable import trainable_state
+
+    state = trainable_state(accelerator.unwrap_model(model))
+    return {name: t.full_tensor() if hasattr(t, "full_tensor") else t for name, t in state.items()}

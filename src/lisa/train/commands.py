@@ -12,9 +12,9 @@ from lisa.threads import add_threads_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="fine-tune LISA (LoRA + mask decoder) from a YAML config",
-        description="One CPU / one GPU: `lisa train --config C`. Several GPUs or DeepSpeed: "
+        description="One CPU / one GPU: `lisa train --config C`. Several GPUs, DeepSpeed ZeRO-2 or FSDP: "
                     "`accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m lisa.cli train --config C` "
-                    "(see docs/training.md).",
+                    "(deepspeed_zero2.yaml, fsdp.yaml, multi_cpu.yaml; see docs/training.md).",
         epilog="example:\n  lisa train --config configs/smoke.yaml --run-dir runs/smoke --no-progress")
     train.add_argument("--config", type=Path, required=True, help="YAML recipe, e.g. configs/smoke.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
@@ -58,6 +58,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from lisa.train.config import load_config
+    from lisa.processes import is_first_process
     from lisa.train.sam_pretrain import is_sam_stage, load_stage_config, train_sam
     from lisa.train.trainer import train
     from lisa.threads import set_threads
@@ -70,9 +71,13 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"SAM written to {train_sam(stage, resume=args.resume)}")
         return 0
     config = load_config(args.config, {"run_dir": args.run_dir, "optim.max_steps": args.max_steps})  # checked first
-    print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
+    threads = set_threads(args.threads)
+    first = is_first_process()  # under a launcher, one process speaks for all
+    if first:
+        print(f"CPU threads: {threads}", file=sys.stderr)
     run_dir = train(config, resume=args.resume, progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
+    if first:
+        print(f"run folder: {run_dir}")
     return 0
 
 

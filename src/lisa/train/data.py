@@ -54,7 +54,9 @@ def build_mixture(config: TrainConfig) -> Mixture:
 
 def micro_batch(mixture: Mixture, position: int, batch_size: int, rank: int, world: int) -> list[Sample]:
     """This process's samples of the global micro-batch starting at stream ``position``
-    (the global micro-batch holds ``batch_size * world`` samples)."""
+    (the global micro-batch holds ``batch_size * world`` samples). Rank r takes positions
+    position + r * batch_size onwards, so N processes x b draw exactly what 1 x N*b draws, in
+    the same order, and no two processes draw the same position (lisa.train.distributed)."""
     start = position + rank * batch_size
     return [mixture.draw(start + i) for i in range(batch_size)]
 

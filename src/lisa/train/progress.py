@@ -63,7 +63,9 @@ class RunLogger:
                 if key != "step":
                     self.board.add_scalar(key, value, record["step"])
 
-    def log_step(self, step: int, losses: torch.Tensor, lr: float, samples_per_s: float, force: bool) -> None:
+    def log_step(self, step: int, losses: torch.Tensor, lr: float, samples_per_s: float, force: bool,
+                 grad_norm: float | None = None) -> None:
+        """``grad_norm``: the gradient's norm before clipping (when the run clips)."""
         if not self.active:
             return
         loss, ce, bce, dice = (float(v) for v in losses)
@@ -72,7 +74,8 @@ class RunLogger:
                              sps=f"{samples_per_s:.2f}")
         if force:
             eta = self._eta(step)
-            self._write({"step": step, "loss": loss, "ce": ce, "bce": bce, "dice": dice, "lr": lr,
+            norm = {} if grad_norm is None else {"grad_norm": grad_norm}
+            self._write({"step": step, "loss": loss, "ce": ce, "bce": bce, "dice": dice, "lr": lr, **norm,
                          "samples_per_s": samples_per_s, "eta_s": eta})
             if self.bar.disable:  # no bar: one line per logged step instead
                 left = "?" if eta is None else _duration(eta)

@@ -1,4 +1,4 @@
-"""The training loop (Accelerate): one script for one CPU, one GPU, DDP and DeepSpeed ZeRO-2.
+"""The training loop (Accelerate): one script for one CPU, one GPU, DDP, FSDP and DeepSpeed ZeRO-2.
 
 Read top to bottom: set up the run folder and the model, then for each optimizer step draw
 ``grad_accum`` micro-batches from the data stream, step, log, validate and checkpoint.
@@ -13,18 +13,21 @@ from pathlib import Path
 import torch
 
 from lisa.errors import LisaError
+from lisa.processes import launched_without_gpus
 from lisa.train import checkpoint as ckpt
+from lisa.train import distributed as dist
 from lisa.train.config import TrainConfig, config_to_dict
 from lisa.train.data import SamEmbeddingCache, build_mixture, corpus_from, micro_batch
 from lisa.train.progress import RunLogger
 from lisa.train.schedule import lr_factor
+from lisa.train.strategy import check_launch, configure_deepspeed
 from lisa.train.seg_warmup import warmup_forward
 from lisa.train.validate import load_val_items
 from lisa.train.model_setup import base_dir, build_fresh, prepare_model
 
 OOM_HINT = ("out of memory: lower optim.batch_size (and raise optim.grad_accum to keep the effective "
             "batch), set model.gradient_checkpointing: true, or use bf16 / DeepSpeed ZeRO-2 "
-            "(configs/accelerate/deepspeed_zero2.yaml)")
+            "(configs/accelerate/deepspeed_zero2.yaml) / FSDP (configs/accelerate/fsdp.yaml)")
 
 
 def make_accelerator(config: TrainConfig):
@@ -37,7 +40,7 @@ def make_accelerator(config: TrainConfig):
     # Text-only micro-batches leave the mask decoder unused: DDP must allow it.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(gradient_accumulation_steps=config.optim.grad_accum, mixed_precision=precision,
-                       kwargs_handlers=[ddp])
+                       kwargs_handlers=[ddp], cpu=launched_without_gpus())
 
 
 def start_run_dir(config: TrainConfig, resume: bool, accelerator) -> Path | None:
@@ -87,13 +90,16 @@ class Trainer:
         self.config = config
         if config.threads:
             torch.set_num_threads(config.threads)
+        check_launch(config)
         self.accelerator = make_accelerator(config)
+        if ckpt.engine_dir(self.accelerator) == ckpt.DEEPSPEED_DIR:
+            configure_deepspeed(self.accelerator, config)
         if config.seg_warmup is not None and self.accelerator.num_processes > 1:
             # The warm-up calls the model's pieces, not the DDP wrapper's forward.
             raise LisaError("seg_warmup runs in a single process only; launch without accelerate's multi-process mode")
         set_seed(config.seed)
         resume_from = start_run_dir(config, resume, self.accelerator)
-        self.mixture = build_mixture(config)
+        self.mixture = self._build_mixture()
         self.val_items = load_val_items(config.val) if config.val is not None else []  # before step 1
         model, self.tokenizer, self.processor = prepare_model(config, ensure_base(config, self.mixture, self.accelerator))
         self.collator = Collator(PromptBuilder(self.tokenizer, model.config), self.processor, model.mask_backbone.view)
@@ -101,10 +107,18 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.cache = SamEmbeddingCache(config.sam_cache_images) if config.precompute_sam_embeddings else None
         self.state = ckpt.TrainState()
+        self.grad_norm: float | None = None  # of the last optimizer step, before clipping
         if resume_from is not None:
             self.state = ckpt.load_checkpoint(resume_from, self.accelerator, self.model, self.optimizer, self.scheduler)
         self.logger = RunLogger(Path(config.run_dir), self.accelerator.is_main_process, progress,
                                 config.optim.max_steps, self.state.step, {h["step"] for h in self.state.history})
+
+    def _build_mixture(self):
+        """The main process first: building may write data (synthetic sources) that the others read."""
+        acc = self.accelerator
+        mixture = build_mixture(self.config) if acc.is_main_process else None
+        acc.wait_for_everyone()
+        return mixture if mixture is not None else build_mixture(self.config)
 
     @property
     def unwrapped(self):
@@ -112,7 +126,8 @@ class Trainer:
 
     # ---- one optimizer step ------------------------------------------------------------
     def micro_step(self) -> torch.Tensor:
-        """Forward + backward of one micro-batch; returns [loss, ce, bce, dice] (detached)."""
+        """Forward + backward of one micro-batch; returns [loss, ce, bce, dice] (detached; with
+        several processes, this process's part of the global micro-batch's losses)."""
         acc, o = self.accelerator, self.config.optim
         samples = micro_batch(self.mixture, self.state.position, o.batch_size, acc.process_index, acc.num_processes)
         self.state.position += o.batch_size * acc.num_processes
@@ -120,17 +135,26 @@ class Trainer:
         if self.cache is not None:
             batch.sam_embeddings = self.cache.embeddings(self.unwrapped, samples, batch.sam_pixels)
         warmup = self.config.seg_warmup
+        world = acc.num_processes
+        share = dist.shares(*self._counts(batch)) if world > 1 else None
         with acc.accumulate(self.model):
             if warmup is not None and self.state.step < warmup.steps:
                 out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix)
             else:
                 out = self.model(batch, share_prefix=self.config.model.share_prefix)
-            acc.backward(out.loss)
+            loss, parts = dist.loss_and_parts(out, share, world)
+            acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
-                acc.clip_grad_norm_(self.model.parameters(), o.clip)
+                norm = acc.clip_grad_norm_(self.model.parameters(), o.clip)  # None under DeepSpeed
+                self.grad_norm = None if norm is None else float(norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return torch.stack([out.loss.detach(), out.ce_loss, out.bce_loss, out.dice_loss]).float().cpu()
+        return parts
+
+    def _counts(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this process's, all processes') supervised tokens and masks."""
+        local = dist.local_counts(batch)
+        return local, dist.sum_over_processes(local, self.accelerator)
 
     def optimizer_step(self) -> torch.Tensor:
         sums = torch.zeros(4)
@@ -146,6 +170,8 @@ class Trainer:
         self.scheduler.step()
         self.state.step += 1
         self.state.samples += self.config.optim.batch_size * self.config.optim.grad_accum * self.accelerator.num_processes
+        if self.accelerator.num_processes > 1:  # each process holds its part of the global means
+            sums = dist.sum_over_processes(sums, self.accelerator)
         return sums / self.config.optim.grad_accum
 
     # ---- validation and checkpoints ----------------------------------------------------
@@ -205,10 +231,12 @@ class Trainer:
             losses = self.optimizer_step()
             rate = (self.state.samples - start_samples) / max(1e-9, time.perf_counter() - started)
             self.logger.log_step(self.state.step, losses, self.scheduler.get_last_lr()[0], rate,
-                                 force=self.state.step % c.log_every == 0)
+                                 force=self.state.step % c.log_every == 0, grad_norm=self.grad_norm)
             self.maybe_save()  # first: a failing validation loses no training
             self.maybe_validate()
         self.logger.close()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()  # ends the process group: gloo's threads abort an exit that leaves them
         return Path(c.run_dir)
 
 
