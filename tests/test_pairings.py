@@ -115,3 +115,30 @@ def test_python_callers_get_the_same_choices() -> None:
         ModelSize(vlm="qwen9")
     with pytest.raises(LisaError, match="at most one of sam2 and sam3_tracker"):
         build_mask_config(ModelSize(sam2={}, sam3_tracker={}))
+
+
+def test_init_pairs_a_qwen_folder_with_a_sam2_folder(tmp_path: Path) -> None:
+    """The README's example: `lisa init --vlm QWEN2.5-VL_DIR --sam SAM2_DIR --out DIR` (Hugging
+    Face folders), then a forced [SEG] -> a mask at the original size."""
+    from transformers import Sam2Model
+
+    from lisa.cli import main
+    from lisa.model.build import ModelSize, Sam2Size, build_model, build_sam2_config
+    from lisa.model.lisa import LisaModel
+    from lisa.model.mask_backbones import mask_backbone
+
+    torch.manual_seed(0)
+    base, tokenizer, processor = build_model(ModelSize(vlm="qwen2_5_vl"))
+    for part in (base.vlm, tokenizer, processor):
+        part.save_pretrained(str(tmp_path / "qwen"))
+    sam2 = Sam2Model(build_sam2_config(Sam2Size()))
+    mask_backbone(sam2).init_from_scratch()
+    sam2.save_pretrained(tmp_path / "sam2")
+    out = tmp_path / "out"
+    assert main(["init", "--vlm", str(tmp_path / "qwen"), "--sam", str(tmp_path / "sam2"), "--out", str(out)]) == 0
+    model = LisaModel.from_pretrained(out)
+    assert model.config.vlm["model_type"] == "qwen2_5_vl" and model.config.sam["model_type"] == "sam2"
+    assert all(torch.equal(model.sam.state_dict()[k], v) for k, v in sam2.state_dict().items())
+    pipe = LisaPipeline.from_pretrained(out, device="cpu", dtype="float32", threads=None)
+    image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    assert pipe(image, "the thing", answers="[SEG].").masks.shape == (1, 40, 60)
