@@ -142,3 +142,13 @@ def test_init_pairs_a_qwen_folder_with_a_sam2_folder(tmp_path: Path) -> None:
     pipe = LisaPipeline.from_pretrained(out, device="cpu", dtype="float32", threads=None)
     image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
     assert pipe(image, "the thing", answers="[SEG].").masks.shape == (1, 40, 60)
+
+
+@pytest.mark.parametrize("name", ["smoke-sam2", "smoke-qwen"])
+def test_shipped_pairing_configs_validate(name: str) -> None:
+    from lisa.model.build import ModelSize, build_mask_config
+    from lisa.train.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    size = ModelSize(**config.model.build)
+    assert build_mask_config(size).model_type == "sam2" and size.vlm == {"smoke-sam2": "llava", "smoke-qwen": "qwen2_5_vl"}[name]
