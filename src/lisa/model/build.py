@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
@@ -184,7 +184,8 @@ class QwenVisionSize:
     max_pixels: int = 64 * 64  # at most (64 / 16)^2 = 16 image tokens per image
 
 
-VLMS = ("llava", "qwen2_5_vl", "qwen3_vl")
+VlmName = Literal["llava", "qwen2_5_vl", "qwen3_vl"]  # model.build.vlm
+VLMS = get_args(VlmName)
 
 
 def _tiny_sam() -> SamSize:
@@ -201,7 +202,7 @@ class ModelSize:
     ``vlm`` picks the VLM; the mask backbone is SAM of ``sam`` unless ``sam2`` or
     ``sam3_tracker`` is given (at most one)."""
 
-    vlm: Literal["llava", "qwen2_5_vl", "qwen3_vl"] = "llava"
+    vlm: VlmName = "llava"
 
     text_hidden: int = 64
     text_layers: int = 2
