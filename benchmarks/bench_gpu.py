@@ -44,11 +44,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig, SamConfig, SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig
 
 from lisa.interop.official import IMAGE_PLACEHOLDER_ID, llava_v1_config
-from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel, default_dtype, keep_rope_float32
+from lisa.model.mask_backbones import ImageEmbedding
 from lisa.model.static_decode import StaticDecoder, compile_image_encoder
+from lisa.model.vlms import VlmImages
 
 # Dense bf16 tensor FLOP/s and HBM bytes/s from the vendors' spec sheets; matched in order
 # against torch.cuda.get_device_name() (most specific first).
@@ -170,6 +171,16 @@ def make_batch(model: LisaModel, rows: int, seed: int) -> Batch:
     )
 
 
+# ---- the encoders, through the two seams (the VLM adapter, the mask backbone) --------------
+def image_features(model: LisaModel, pixels: torch.Tensor) -> list[torch.Tensor]:
+    """[B, 3, h, w] -> per image [N, D] projected features (a fixed-count VLM: no grids)."""
+    return model.adapter.image_features(model.vlm, VlmImages(pixels, None))
+
+
+def mask_embedding(model: LisaModel, pixels: torch.Tensor) -> ImageEmbedding:
+    return model.mask_backbone.embed(pixels)
+
+
 # ---- the three paths ------------------------------------------------------------------
 @dataclass
 class Subject:
@@ -210,7 +221,7 @@ def official_generate(subject: Subject, batch: Batch, features: None, new_tokens
     index = torch.arange(rows, device=ids.device)
     ban = vlm_ops.banned_bias(vlm.lm_head.weight.shape[0], subject.banned, ids.device)
     for _ in range(new_tokens):
-        features = vlm_ops.image_features(vlm, batch.vlm_pixels)
+        features = image_features(model, batch.vlm_pixels)
         embeds = vlm_ops.embed_with_images(vlm, ids, features, index, config.image_token_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         hidden = vlm_ops.language_hidden(vlm, embeds, mask, positions)
@@ -234,14 +245,14 @@ def query(subject: Subject, batch: Batch, generate: Generate, new_tokens: int, c
     model = subject.model
     if cached is None:
         rerun_clip = generate is official_generate  # it encodes with CLIP at every token itself
-        features = None if rerun_clip else vlm_ops.image_features(model.vlm, batch.vlm_pixels)
-        sam_embeddings = sam_ops.encode_images(model.sam, batch.sam_pixels)
+        features = None if rerun_clip else image_features(model, batch.vlm_pixels)
+        sam_embeddings = mask_embedding(model, batch.sam_pixels)
     else:
         features, sam_embeddings = cached
     seg_hidden = generate(subject, batch, features, new_tokens)
     first = torch.stack([states[0] for states in seg_hidden])
     rows = torch.arange(first.shape[0], device=first.device)
-    low_res, _ = sam_ops.decode_masks(model.sam, sam_embeddings, model.seg_head(first.to(model.dtype)), rows)
+    low_res, _ = model.mask_backbone.decode(sam_embeddings, model.seg_head(first.to(model.dtype)), rows)
     return low_res
 
 
@@ -291,10 +302,10 @@ def count_flops(subject: Subject, batch: Batch) -> dict[str, float]:
     model, counts = subject.model, {}
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
-            features = vlm_ops.image_features(model.vlm, one.vlm_pixels)
+            features = image_features(model, one.vlm_pixels)
         counts["clip_flops"] = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            sam_ops.encode_images(model.sam, one.sam_pixels)
+            mask_embedding(model, one.sam_pixels)
         counts["sam_encoder_flops"] = counter.get_total_flops()
         embeds = subject.embed(one, features)
         with FlopCounterMode(display=False) as counter:
@@ -306,7 +317,7 @@ def count_flops(subject: Subject, batch: Batch) -> dict[str, float]:
 def decode_weight_bytes(model: LisaModel) -> int:
     """Bytes one decode step must read: the LLM's decoder layers, final norm and lm_head (the
     embedding table is gathered, not read whole)."""
-    language = model.vlm.model.language_model
+    language = model.adapter.language_model(model.vlm)
     tensors = list(language.layers.parameters()) + list(language.norm.parameters()) + list(model.vlm.lm_head.parameters())
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -354,7 +365,7 @@ def measure_path(subject: Subject, path: str, generate: Generate, args, report: 
     report.emit(**tags, path=path, figure="warmup_s", batch=1, value=round(time.perf_counter() - start, 2), unit="s")
     batches = [make_batch(model, 1, seed=10 + run) for run in range(args.runs)]
     new_image = [timed_ms(device, lambda b=b: query(subject, b, generate, NEW_TOKENS)) for b in batches]
-    cached = (vlm_ops.image_features(model.vlm, batch_one.vlm_pixels), sam_ops.encode_images(model.sam, batch_one.sam_pixels))
+    cached = (image_features(model, batch_one.vlm_pixels), mask_embedding(model, batch_one.sam_pixels))
     with_cache = [timed_ms(device, lambda: query(subject, batch_one, generate, NEW_TOKENS, cached)) for _ in range(args.runs)]
     first_seg = [timed_ms(device, lambda b=b: query(subject, b, generate, SEG_AT)) for b in batches]
     ms = statistics.median(new_image)
@@ -375,7 +386,7 @@ def measure_path(subject: Subject, path: str, generate: Generate, args, report: 
         times = [timed_ms(device, lambda: query(subject, batch, generate, NEW_TOKENS)) for _ in range(args.batch_runs)]
         report.emit(**tags, path=path, figure="queries_per_s", batch=rows,
                     value=round(rows / (statistics.median(times) / 1000), 1), unit="1/s")
-        cached = (vlm_ops.image_features(model.vlm, batch.vlm_pixels), sam_ops.encode_images(model.sam, batch.sam_pixels))
+        cached = (image_features(model, batch.vlm_pixels), mask_embedding(model, batch.sam_pixels))
         times = [timed_ms(device, lambda: query(subject, batch, generate, NEW_TOKENS, cached)) for _ in range(args.batch_runs)]
         report.emit(**tags, path=path, figure="queries_per_s_cached", batch=rows,
                     value=round(rows / (statistics.median(times) / 1000), 1), unit="1/s")
@@ -403,7 +414,7 @@ def agreement(subject: Subject, report: Report, tags: dict) -> None:
     answers, and the [SEG] states of forced ones. Random weights have near-ties, so bf16 may
     flip a few ids; a large disagreement means a broken decoder."""
     model, batch = subject.model, make_batch(subject.model, 4, seed=7)
-    features = vlm_ops.image_features(model.vlm, batch.vlm_pixels)
+    features = image_features(model, batch.vlm_pixels)
     embeds = subject.embed(batch, features)
     seg = model.config.seg_token_id
     eager = vlm_ops.greedy_generate(model.vlm, embeds, batch.attention_mask, 12, [], seg, [])
@@ -465,7 +476,7 @@ def quantized_sections(size: str, dtype: torch.dtype, args, device: torch.device
             report.emit(**tags, figure="quantized", bits=bits, skipped="time budget")
             continue
         model = build(size, device, dtype)
-        model.vlm.model.language_model.layers.to("cpu")  # the move back to the GPU quantises
+        model.adapter.language_model(model.vlm).layers.to("cpu")  # the move back to the GPU quantises
         quantize_language_model(model, bits, device, dtype)
         subject = Subject.of(model)
         subject.decoder = StaticDecoder(model.vlm, use_graphs=graphs_capturable(model.vlm))

@@ -281,3 +281,31 @@ def _listening_addresses(port: int) -> list[str]:
         if state == "0A" and int(hex_port, 16) == port:
             addresses.append(".".join(str(b) for b in reversed(bytes.fromhex(host))))
     return addresses
+
+
+def test_a_qwen_vl_with_sam2_model_serves(tmp_path: Path) -> None:
+    """Another pairing behind the same API: a tiny Qwen2.5-VL + SAM 2 (dynamic image tokens),
+    two concurrent requests of different sizes (one micro-batch), [SEG] forced by an lm_head bias."""
+    import concurrent.futures as cf
+
+    import torch
+
+    from lisa.model.build import ModelSize, Sam2Size, build_model, save_bundle
+
+    torch.manual_seed(0)
+    save_bundle(tmp_path / "model", *build_model(ModelSize(vlm="qwen2_5_vl", sam2=Sam2Size())))
+    pipeline = LisaPipeline.from_pretrained(tmp_path / "model", device="cpu", dtype="float32", threads=None)
+    bias = torch.zeros(pipeline.model.vlm.lm_head.out_features)
+    bias[pipeline.model.config.seg_token_id] = 1e4
+    pipeline.model.vlm.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    sizes = [(60, 40), (48, 64)]  # (width, height)
+    with _server(pipeline) as running, cf.ThreadPoolExecutor(2) as threads:
+        def post(size: tuple[int, int]) -> httpx.Response:
+            return httpx.post(f"{running.url}/v1/segment", json={"image_base64": _b64(_png(*size)), "query": "the thing",
+                                                                "max_new_tokens": 2}, timeout=60)
+
+        responses = list(threads.map(post, sizes))
+    for (width, height), response in zip(sizes, responses):
+        assert response.status_code == 200, response.text
+        masks = response.json()["masks"]
+        assert len(masks) == 2 and all(_decode(m).shape == (height, width) for m in masks)

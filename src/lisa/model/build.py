@@ -1,16 +1,19 @@
 """Build a fresh LISA model (random weights) from configs: the tiny test model, or any size.
 
 Every model lisa-seg trains from scratch starts here; released checkpoints go through
-``lisa.interop`` instead.
+``lisa.interop`` instead. ``ModelSize.vlm`` picks the VLM (Llava here, Qwen2.5-VL / Qwen3-VL in
+``lisa.model.build_qwen``); ``sam2`` / ``sam3_tracker`` pick the mask backbone (default SAM).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    BaseImageProcessor,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
@@ -30,6 +33,7 @@ from transformers import (
 )
 
 from lisa.batch import SEG_TOKEN
+from lisa.errors import LisaError
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel
 from lisa.model.mask_backbones import backbone_of_config
@@ -122,6 +126,68 @@ def build_sam2_config(size: Sam2Size) -> Sam2Config:
     )
 
 
+@dataclass
+class Sam3TrackerSize:
+    """A SAM 3 tracker's size (SAM 3's ViT + SAM 2's decoder; the defaults: a tiny test model,
+    56 px with patch 14, a 4x4 image embedding, 16x16 masks)."""
+
+    image_size: int = 56
+    patch: int = 14
+    hidden: int = 32
+    intermediate: int = 64
+    layers: int = 2
+    heads: int = 2
+    window: int = 2
+    global_blocks: list[int] = field(default_factory=lambda: [1])
+    prompt_dim: int = 32  # FPN width = prompt size = mask-decoder width
+    decoder_mlp: int = 64
+    decoder_heads: int = 2
+
+
+def build_sam3_tracker_config(size: Sam3TrackerSize) -> PretrainedConfig:
+    # Imported here: SAM 3's config classes are needed only by this choice.
+    from transformers import Sam3TrackerConfig
+    from transformers.models.sam3.configuration_sam3 import Sam3ViTConfig, Sam3VisionConfig
+    from transformers.models.sam3_tracker.configuration_sam3_tracker import (
+        Sam3TrackerMaskDecoderConfig,
+        Sam3TrackerPromptEncoderConfig,
+    )
+
+    vit = Sam3ViTConfig(
+        hidden_size=size.hidden, intermediate_size=size.intermediate, num_hidden_layers=size.layers,
+        num_attention_heads=size.heads, image_size=size.image_size, patch_size=size.patch, window_size=size.window,
+        global_attn_indexes=size.global_blocks, pretrain_image_size=size.image_size,
+    )
+    side = size.image_size // size.patch  # the ViT grid = the stride-16 level the decoder reads
+    vision = Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=size.prompt_dim,
+                              backbone_feature_sizes=[[4 * side] * 2, [2 * side] * 2, [side] * 2])
+    return Sam3TrackerConfig(
+        vision_config=vision,
+        prompt_encoder_config=Sam3TrackerPromptEncoderConfig(hidden_size=size.prompt_dim, image_size=size.image_size,
+                                                             patch_size=size.patch),
+        mask_decoder_config=Sam3TrackerMaskDecoderConfig(
+            hidden_size=size.prompt_dim, mlp_dim=size.decoder_mlp, num_attention_heads=size.decoder_heads,
+            iou_head_hidden_dim=size.prompt_dim,
+        ),
+    )
+
+
+@dataclass
+class QwenVisionSize:
+    """The Qwen2.5-VL / Qwen3-VL ViT knobs besides ``ModelSize.vision_*`` (the defaults are the
+    tiny test model's) and its pixel budget, which sets how many image tokens an image gives."""
+
+    patch: int = 8
+    merge: int = 2  # merge x merge patches -> one image token
+    window: int = 32  # pixels per side of a windowed-attention window (Qwen2.5-VL)
+    min_pixels: int = 16 * 16
+    max_pixels: int = 64 * 64  # at most (64 / 16)^2 = 16 image tokens per image
+
+
+VlmName = Literal["llava", "qwen2_5_vl", "qwen3_vl"]  # model.build.vlm
+VLMS = get_args(VlmName)
+
+
 def _tiny_sam() -> SamSize:
     return SamSize(hidden=32, layers=2, heads=2, image_size=64, patch=16, window=2, prompt_dim=32,
                    decoder_mlp=64, decoder_heads=2)
@@ -131,7 +197,12 @@ def _tiny_sam() -> SamSize:
 class ModelSize:
     """The knobs that set a model's size (all other choices follow LISA); the one size type of
     lisa-seg: training configs (``model.build``), the test models and the released-layout
-    look-alikes (``lisa.interop.fixtures``) all use it. ``sam`` may be given as a dict."""
+    look-alikes (``lisa.interop.fixtures``) all use it. Sizes may be given as dicts.
+
+    ``vlm`` picks the VLM; the mask backbone is SAM of ``sam`` unless ``sam2`` or
+    ``sam3_tracker`` is given (at most one)."""
+
+    vlm: VlmName = "llava"
 
     text_hidden: int = 64
     text_layers: int = 2
@@ -146,12 +217,31 @@ class ModelSize:
     vocab_size: int = 400
     sam: SamSize = field(default_factory=_tiny_sam)
     sam2: Sam2Size | None = None  # given: the mask backbone is a fresh SAM 2 of this size, not SAM
+    sam3_tracker: Sam3TrackerSize | None = None  # given: a fresh SAM 3 tracker of this size
+    qwen_vision: QwenVisionSize = field(default_factory=QwenVisionSize)  # vlm qwen2_5_vl / qwen3_vl only
 
     def __post_init__(self) -> None:
         if isinstance(self.sam, dict):  # from a YAML config
             self.sam = SamSize(**self.sam)
         if isinstance(self.sam2, dict):
             self.sam2 = Sam2Size(**self.sam2)
+        if isinstance(self.sam3_tracker, dict):
+            self.sam3_tracker = Sam3TrackerSize(**self.sam3_tracker)
+        if isinstance(self.qwen_vision, dict):
+            self.qwen_vision = QwenVisionSize(**self.qwen_vision)
+        if self.vlm not in VLMS:  # a YAML config is checked by its schema first; this is for Python callers
+            raise LisaError(f"unknown VLM {self.vlm!r} in model.build.vlm; choose one of {', '.join(VLMS)}")
+
+
+def build_mask_config(size: ModelSize) -> PretrainedConfig:
+    """The fresh mask backbone's config: SAM 2 or SAM 3's tracker when given, else SAM."""
+    if size.sam2 is not None and size.sam3_tracker is not None:
+        raise LisaError("model.build: give at most one of sam2 and sam3_tracker (neither: SAM)")
+    if size.sam2 is not None:
+        return build_sam2_config(size.sam2)
+    if size.sam3_tracker is not None:
+        return build_sam3_tracker_config(size.sam3_tracker)
+    return build_sam_config(size.sam)
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -195,7 +285,8 @@ def build_image_processor(image_size: int) -> CLIPImageProcessorPil:
 
 
 def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: PretrainedConfig | None = None) -> LisaConfig:
-    """``sam``: any registered mask backbone's config (SAM, SAM 2); None builds SAM of ``size.sam``."""
+    """The Llava config; ``sam``: any registered mask backbone's config, None: ``size``'s
+    (``build_mask_config``)."""
     vocab = len(tokenizer)
     text = LlamaConfig(
         vocab_size=vocab,
@@ -230,7 +321,7 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: Pretr
         tie_word_embeddings=False,
     )
     if sam is None:
-        sam = build_sam_config(size.sam) if size.sam2 is None else build_sam2_config(size.sam2)
+        sam = build_mask_config(size)
     sam_dict = sam.to_dict()
     return LisaConfig(
         vlm=vlm.to_dict(),
@@ -244,21 +335,31 @@ def build_config(size: ModelSize, tokenizer: PreTrainedTokenizerFast, sam: Pretr
 
 def build_model(
     size: ModelSize, corpus: list[str] | None = None, sam: PreTrainedModel | None = None
-) -> tuple[LisaModel, PreTrainedTokenizerFast, CLIPImageProcessorPil]:
-    """A fresh model; ``sam`` (e.g. trained in stage 1, or any registered mask backbone such as a
-    ``Sam2Model``) replaces the random SAM of ``size``."""
+) -> tuple[LisaModel, PreTrainedTokenizerFast, BaseImageProcessor]:
+    """A fresh model of ``size.vlm`` with ``size``'s mask backbone; ``sam`` (e.g. trained in
+    stage 1, or any registered mask model such as a ``Sam2Model``) replaces the random one."""
+    if size.vlm != "llava":
+        from lisa.model.build_qwen import build_qwen_model  # it imports this module
+
+        return build_qwen_model(size, size.qwen_vision, corpus, family=size.vlm, sam=sam)
     tokenizer = build_tokenizer(corpus or [], size.vocab_size)
     config = build_config(size, tokenizer, sam.config if sam is not None else None)
     model = LisaModel(config).eval()
+    start_mask_backbone(model, sam)
+    return model, tokenizer, build_image_processor(size.vision_image_size)
+
+
+def start_mask_backbone(model: LisaModel, sam: PreTrainedModel | None) -> None:
+    """The given mask model's weights, or a from-scratch init through the seam (HF's own init
+    leaves SAM-family decoders' logits near 1e-5)."""
     if sam is not None:
         model.sam.load_state_dict(sam.state_dict())
     else:
         model.mask_backbone.init_from_scratch()
-    return model, tokenizer, build_image_processor(size.vision_image_size)
 
 
 def save_bundle(
-    directory: str | Path, model: LisaModel, tokenizer: PreTrainedTokenizerFast, image_processor: CLIPImageProcessorPil
+    directory: str | Path, model: LisaModel, tokenizer: PreTrainedTokenizerFast, image_processor: BaseImageProcessor
 ) -> None:
     """Weights, config, tokenizer and image processor in one folder that LisaPipeline loads."""
     model.save_pretrained(directory)

@@ -7,18 +7,33 @@ budget sets how many image tokens each image gives, and ``chat_template="tokeniz
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2VLImageProcessorPil, Qwen3VLConfig, SamConfig
+from transformers import (
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2VLImageProcessorPil,
+    Qwen3VLConfig,
+)
 
 from lisa.batch import SEG_TOKEN
 from lisa.errors import LisaError
-from lisa.model.build import _BASE_CORPUS, CLIP_MEAN, CLIP_STD, ModelSize, build_sam_config, save_bundle
+from lisa.model.build import (
+    _BASE_CORPUS,
+    CLIP_MEAN,
+    CLIP_STD,
+    ModelSize,
+    QwenVisionSize,
+    build_mask_config,
+    save_bundle,
+    start_mask_backbone,
+)
 from lisa.model.config import LisaConfig, stored_image_tokens
 from lisa.model.lisa import LisaModel
-from lisa.model.sam import init_sam_from_scratch
+from lisa.model.mask_backbones import backbone_of_config
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -32,17 +47,6 @@ QWEN_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-@dataclass
-class QwenVisionSize:
-    """The Qwen2.5-VL ViT knobs (the defaults are the tiny test model's) and its pixel budget."""
-
-    patch: int = 8
-    merge: int = 2  # merge x merge patches -> one image token
-    window: int = 32  # pixels per side of a windowed-attention window
-    min_pixels: int = 16 * 16
-    max_pixels: int = 64 * 64  # at most (64 / 16)^2 = 16 image tokens per image
 
 
 def build_qwen_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -75,11 +79,12 @@ QWEN_FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
 
 def build_qwen_config(
-    size: ModelSize, vision: QwenVisionSize, tokenizer: PreTrainedTokenizerFast, sam: SamConfig | None = None,
+    size: ModelSize, vision: QwenVisionSize, tokenizer: PreTrainedTokenizerFast, sam: PretrainedConfig | None = None,
     family: str = "qwen2_5_vl",
 ) -> LisaConfig:
     """``family``: "qwen2_5_vl" or "qwen3_vl" (the same tokens, processor and positions; Qwen3-VL
-    adds DeepStack from the first ViT layer)."""
+    adds DeepStack from the first ViT layer). ``sam``: any registered mask backbone's config,
+    None: ``size``'s (``build_mask_config``)."""
     if family not in QWEN_FAMILIES:
         raise LisaError(f"unknown Qwen VLM family {family!r}; supported: {', '.join(QWEN_FAMILIES)}")
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in QWEN_SPECIAL_TOKENS}
@@ -111,22 +116,25 @@ def build_qwen_config(
         vision_config.update(window_size=vision.window, fullatt_block_indexes=[size.vision_layers - 1],
                              tokens_per_second=2)
         vlm = Qwen2_5_VLConfig(text_config=text, vision_config=vision_config, tie_word_embeddings=False, **tokens)
-    sam = sam or build_sam_config(size.sam)
+    sam_dict = (sam or build_mask_config(size)).to_dict()
     return LisaConfig(
-        vlm=vlm.to_dict(), sam=sam.to_dict(), seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
+        vlm=vlm.to_dict(), sam=sam_dict, seg_token_id=tokenizer.convert_tokens_to_ids(SEG_TOKEN),
         image_token_id=ids["<|image_pad|>"], num_image_tokens=stored_image_tokens(vlm), chat_template="tokenizer",
-        out_dim=sam.prompt_encoder_config.hidden_size,
+        out_dim=backbone_of_config(sam_dict).prompt_dim(sam_dict),
     )
 
 
 def build_qwen_model(
     size: ModelSize, vision: QwenVisionSize | None = None, corpus: list[str] | None = None,
-    family: str = "qwen2_5_vl",
+    family: str = "qwen2_5_vl", sam: PreTrainedModel | None = None,
 ) -> tuple[LisaModel, PreTrainedTokenizerFast, Qwen2VLImageProcessorPil]:
-    vision = vision or QwenVisionSize()
+    """A fresh model with ``size``'s mask backbone; ``sam`` (any registered mask model) replaces
+    the random one. ``vision``: None takes ``size.qwen_vision``."""
+    vision = vision or size.qwen_vision
     tokenizer = build_qwen_tokenizer(corpus or [], size.vocab_size)
-    model = LisaModel(build_qwen_config(size, vision, tokenizer, family=family)).eval()
-    init_sam_from_scratch(model.sam)
+    config = build_qwen_config(size, vision, tokenizer, sam.config if sam is not None else None, family=family)
+    model = LisaModel(config).eval()
+    start_mask_backbone(model, sam)
     return model, tokenizer, build_qwen_image_processor(vision)
 
 

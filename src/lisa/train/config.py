@@ -34,7 +34,8 @@ Unit = Annotated[Number, annotated_types.Ge(0), annotated_types.Le(1)]  # [0, 1]
 @dataclass(config=STRICT_KEYS)
 class ModelSection:
     """Where the weights come from: ``base`` (a lisa-seg model folder) or ``build`` (a fresh
-    random model; keys are ``lisa.model.build.ModelSize`` fields)."""
+    random model; keys are ``lisa.model.build.ModelSize`` fields: ``vlm`` picks llava, qwen2_5_vl
+    or qwen3_vl, ``sam2`` / ``sam3_tracker`` a mask backbone other than SAM)."""
 
     base: Text | None = None  # a folder, or a shipped name (lisa-tiny)
     build: dict[str, Any] | None = None
@@ -135,7 +136,9 @@ class TrainConfig:
         if self.model.build is not None:
             from lisa.model.build import ModelSize
 
-            parse(ModelSize, self.model.build, source, prefix="model.build")
+            size = parse(ModelSize, self.model.build, source, prefix="model.build")
+            if size.sam2 is not None and size.sam3_tracker is not None:
+                fail("model.build: give at most one of sam2 and sam3_tracker (neither: SAM)")
         if self.val is not None and self.val.names and self.val.dataset != "jsonl":
             fail("val.names selects JSONL files; use it with val.dataset: jsonl")
         from lisa.train.trainable import RECIPES
