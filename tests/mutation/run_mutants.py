@@ -27,6 +27,7 @@ class Mutant:
     path: str  # under src/lisa/
     old: str  # must occur exactly once in the file
     new: str
+    tests: tuple[str, ...] = ()  # pytest files / node ids to run; () = the shared TESTS below
 
 
 MUTANTS = [
@@ -52,8 +53,9 @@ MUTANTS = [
     # ---- SAM view (data/transforms.py) --------------------------------------------------
     Mutant("sam_pad_top_left", "data/transforms.py", "padded[:new_h, :new_w] = normalised",
            "padded[target - new_h:, target - new_w:] = normalised"),
-    Mutant("sam_size_truncates", "data/transforms.py", "return int(height * scale + 0.5), int(width * scale + 0.5)",
-           "return int(height * scale), int(width * scale)"),
+    Mutant("sam_size_truncates", "data/transforms.py",
+           "return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))",
+           "return max(1, int(height * scale)), max(1, int(width * scale))"),
     Mutant("sam_pad_not_mean", "data/transforms.py", "padded = np.zeros((target, target, 3), np.float32)",
            "padded = np.full((target, target, 3), -2.0, np.float32)"),
     Mutant("sam_bgr", "data/transforms.py", "normalised = (resized - np.array(SAM_PIXEL_MEAN",
@@ -119,16 +121,22 @@ TESTS = [
 ]
 
 
-def run_tests(root: Path, timeout: int) -> tuple[str, float]:
+def run_tests(root: Path, tests: tuple[str, ...], timeout: int) -> tuple[str, float]:
     env = dict(os.environ, PYTHONPATH=str(root / "src"), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *TESTS],
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                               cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
         verdict = "survived" if done.returncode == 0 else "killed"
     except subprocess.TimeoutExpired:
         verdict = "killed (timeout)"
     return verdict, time.perf_counter() - start
+
+
+def _matches(root: Path, mutant: Mutant) -> int:
+    """How often the mutant's ``old`` occurs in its file (0 when the file is gone)."""
+    path = root / "src/lisa" / mutant.path
+    return path.read_text().count(mutant.old) if path.is_file() else 0
 
 
 def main() -> int:
@@ -139,15 +147,22 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutant")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that a killed run still restores the file
+    unknown = sorted(set(args.only or ()) - {m.name for m in MUTANTS})
+    if unknown:
+        print(f"unknown mutant names: {', '.join(unknown)}")
+        return 2
+    # Every mutant (not only the selected ones) must still apply: after a refactor moves the code a
+    # mutant names, a silently skipped mutant would hide the lost test power. Cheap: text reads only.
+    stale = [m for m in MUTANTS if _matches(args.root, m) != 1]
+    for m in stale:
+        print(f"STALE MUTANT {m.name}: expected one match of {m.old!r} in {m.path}, found {_matches(args.root, m)}")
+    if stale:
+        print(f"{len(stale)} mutant(s) no longer apply: re-point them to where the code lives now")
+        return 2
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     if args.list:
         print("\n".join(f"{m.name}: {m.path}" for m in mutants))
         return 0
-    for mutant in mutants:  # check every mutant applies before spending time
-        text = (args.root / "src/lisa" / mutant.path).read_text()
-        if text.count(mutant.old) != 1:
-            print(f"{mutant.name}: expected one match of {mutant.old!r} in {mutant.path}, found {text.count(mutant.old)}")
-            return 2
     if not mutants:
         print("no mutant selected")
         return 2
@@ -157,7 +172,7 @@ def main() -> int:
         original = path.read_text()
         try:
             path.write_text(original.replace(mutant.old, mutant.new))
-            verdict, seconds = run_tests(args.root, args.timeout)
+            verdict, seconds = run_tests(args.root, mutant.tests or tuple(TESTS), args.timeout)
         finally:
             path.write_text(original)
         print(f"[{n}/{len(mutants)}] {mutant.name:36s} {verdict:16s} {seconds:6.1f}s", flush=True)
