@@ -152,6 +152,38 @@ def test_decoder_keeps_mask_token_zero(pipe: LisaPipeline) -> None:
     assert pipe.model.sam.mask_decoder.dynamic_multimask_via_stability is False
 
 
+def test_decode_is_the_decoders_mask_token_zero(pipe: LisaPipeline) -> None:
+    """``decode`` equals the HF mask decoder's own token-0 mask for LISA's inputs (the [SEG]
+    prompt as the one sparse token, ``no_mask_embed`` dense, each prompt's image and its
+    high-resolution features). The reference runs the decoder in train mode, where
+    ``multimask_output=False`` always returns token 0, so it does not depend on the adapter's
+    switches: a multimask token, the stability fallback or dropped / other images' high-res
+    features all change the output."""
+    backbone, sam = pipe.model.mask_backbone, pipe.model.sam
+    side = pipe.model.config.sam_image_size
+    torch.manual_seed(0)
+    embedding = backbone.embed(torch.randn(2, 3, side, side))
+    prompts = torch.randn(3, 32)
+    index = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        low_res, iou = backbone.decode(embedding, prompts, index)
+        was_training = sam.mask_decoder.training
+        sam.mask_decoder.train()  # no dropout in the decoder: train mode only skips the fallback
+        try:
+            expected, expected_iou, _, _ = sam.mask_decoder(
+                image_embeddings=embedding.embeddings[index],
+                image_positional_embeddings=sam.get_image_wide_positional_embeddings().expand(3, -1, -1, -1),
+                sparse_prompt_embeddings=prompts[:, None, None, :],
+                dense_prompt_embeddings=sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1),
+                multimask_output=False,
+                high_resolution_features=[level[index] for level in embedding.high_res],
+            )
+        finally:
+            sam.mask_decoder.train(was_training)
+    torch.testing.assert_close(low_res, expected[:, 0, 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(iou, expected_iou[:, 0, 0], rtol=0, atol=1e-6)
+
+
 def test_parts_for_training_recipes() -> None:
     part = Sam2Backbone.part
     assert part("vision_encoder.backbone.blocks.0.attn.qkv.weight") == "image_encoder"
@@ -218,6 +250,34 @@ def test_upscale_maps_low_res_to_any_aspect_ratio(pipe: LisaPipeline) -> None:
         assert out.shape == (1, *size) and out.dtype == torch.float32
         half = size[1] // 2
         assert (out[0, :, : half - 1] > 0).all() and (out[0, :, half + 1:] < 0).all()
+
+
+def _bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in]: 1-D bilinear resampling by its definition with align_corners=False (sample
+    point (d + 0.5) * n_in / n_out - 0.5, clamped to the edge pixels)."""
+    source = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, n_in - 1)
+    weights = np.zeros((n_out, n_in))
+    np.add.at(weights, (np.arange(n_out), low), 1 - (source - low))
+    np.add.at(weights, (np.arange(n_out), high), source - low)
+    return weights
+
+
+def test_upscale_is_one_bilinear_step_without_corner_alignment(pipe: LisaPipeline) -> None:
+    """SAM 2 post-processes with one bilinear resize (align_corners=False) from the
+    low-resolution logits straight to the original size. Checked against that resize computed
+    from its definition (separable weights, numpy): align_corners=True or a detour through the
+    S x S input (SAM's way) gives other values. Plus hand-computed values: a 2-wide ramp [0, 4]
+    to 4 wide is [0, 1, 3, 4]."""
+    side = pipe.model.config.sam_image_size
+    backbone = pipe.model.mask_backbone
+    low = torch.tensor([[[0.0, 4.0], [0.0, 4.0]]])
+    torch.testing.assert_close(backbone.upscale(low, (side, side), (2, 4)), torch.tensor([[[0.0, 1.0, 3.0, 4.0]] * 2]))
+    low = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 16, 16)).astype(np.float32))
+    for size in [(30, 100), (37, 23)]:
+        expected = _bilinear_weights(16, size[0]) @ low.double().numpy() @ _bilinear_weights(16, size[1]).T
+        np.testing.assert_allclose(backbone.upscale(low, (side, side), size).numpy(), expected, rtol=0, atol=1e-5)
 
 
 def test_view_is_a_normalised_square(pipe: LisaPipeline) -> None:

@@ -27,8 +27,28 @@ class Mutant:
     path: str  # under src/lisa/
     old: str  # must occur exactly once in the file
     new: str
-    tests: tuple[str, ...] = ()  # pytest files / node ids to run; () = the shared TESTS below
+    tests: tuple[str, ...] = ()  # pytest files / node ids to run; () = the shared TESTS
 
+
+# Fast tests that exercise the mask path, cheapest first (-x stops at the first failure).
+TESTS = [
+    "tests/test_mask_geometry.py", "tests/test_eval_metrics.py", "tests/test_model_seg_head.py",
+    "tests/test_golden.py", "tests/test_pipeline.py", "tests/test_model_losses.py",
+    "tests/test_model_prompting.py", "tests/test_interop_official.py", "tests/test_shipped_model.py",
+    "tests/test_eval_model.py", "tests/test_train_step.py",
+]
+# Fast tests of the new seams (node ids; one parametrisation each keeps them to seconds).
+_SAM2 = tuple(f"tests/test_mask_backbones.py::{name}[sam2]" for name in (
+    "test_embedding_is_transformers_own", "test_decode_is_the_decoders_mask_token_zero",
+    "test_decoder_keeps_mask_token_zero", "test_upscale_is_one_bilinear_step_without_corner_alignment",
+    "test_upscale_maps_low_res_to_any_aspect_ratio", "test_batched_equals_single",
+    "test_generation_with_forced_seg_gives_masks_at_the_original_size"))
+_QWEN = tuple(f"tests/test_vlm_adapters.py::{name}" for name in (
+    "test_image_tokens_follow_each_image", "test_positions_match_transformers_forward",
+    "test_generated_seg_states_equal_teacher_forced", "test_batched_equals_single"))
+# Batched = single with two different images per batch: Llava + SAM 2, then both Qwen families.
+_MULTI_IMAGE = ("tests/test_mask_backbones.py::test_batched_equals_single[sam2]",
+                "tests/test_vlm_adapters.py::test_batched_equals_single")
 
 MUTANTS = [
     # ---- SAM stage (model/sam.py) -------------------------------------------------------
@@ -76,7 +96,33 @@ MUTANTS = [
            "attention_mask.new_zeros(rows, max_new_tokens)"),
     Mutant("seg_state_after_token", "model/vlm.py", "states.append(hidden)", "states.append(embed(next_ids))"),
     Mutant("image_features_not_per_row", "model/vlm.py", "rows = [features[int(i)] for i, n in",
-           "rows = [features[0] for i, n in"),
+           "rows = [features[0] for i, n in", _MULTI_IMAGE + tuple(TESTS)),
+    # ---- VLM adapters (model/vlms/) -------------------------------------------------------
+    # A misnamed override: the base class's 1-D positions are used silently.
+    Mutant("qwen_positions_fall_back_to_1d", "model/vlms/qwen2_5_vl.py", "    def position_ids(",
+           "    def rope_position_ids(", _QWEN),
+    # Qwen3-VL's DeepStack levels of image 0 packed with every image.
+    Mutant("deepstack_not_per_image", "model/vlms/qwen3_vl.py", "*(level[i] for level in levels)",
+           "*(level[0] for level in levels)", _QWEN),
+    # ---- SAM 2 / SAM 3 tracker (model/mask_backbones/sam2.py) ---------------------------------
+    Mutant("sam2_multimask", "model/mask_backbones/sam2.py", "multimask_output=False,", "multimask_output=True,", _SAM2),
+    Mutant("sam2_stability_fallback_on", "model/mask_backbones/sam2.py",
+           "model.mask_decoder.dynamic_multimask_via_stability = False", "pass", _SAM2),
+    Mutant("sam2_high_res_dropped", "model/mask_backbones/sam2.py", "high_resolution_features=list(chosen.high_res),",
+           "high_resolution_features=[torch.zeros_like(f) for f in chosen.high_res],", _SAM2),
+    Mutant("sam2_high_res_swapped", "model/mask_backbones/sam2.py", "return ImageEmbedding(levels[-1], (high_0, high_1))",
+           "return ImageEmbedding(levels[-1], (high_1, high_0))", _SAM2),
+    Mutant("sam2_no_memory_on_finest_level", "model/mask_backbones/sam2.py",
+           "levels[-1] = levels[-1] + sam.no_memory_embedding", "levels[0] = levels[0] + sam.no_memory_embedding", _SAM2),
+    Mutant("sam2_upscale_align_corners", "model/mask_backbones/sam2.py",
+           "original_size, mode=\"bilinear\", align_corners=False)", "original_size, mode=\"bilinear\", align_corners=True)", _SAM2),
+    Mutant("sam2_upscale_via_input_size", "model/mask_backbones/sam2.py",
+           "masks = F.interpolate(low_res[:, None].float(), original_size,",
+           "masks = F.interpolate(F.interpolate(low_res[:, None].float(), (self.image_size,) * 2, mode=\"bilinear\"), original_size,",
+           _SAM2),
+    Mutant("sam2_upscale_to_resized_size", "model/mask_backbones/sam2.py",
+           "masks = F.interpolate(low_res[:, None].float(), original_size,",
+           "masks = F.interpolate(low_res[:, None].float(), resized_size,", _SAM2),
     # ---- composite model (model/lisa.py) ------------------------------------------------
     Mutant("seg_gather_off_by_one", "model/lisa.py", "is_seg = input_ids[:, 1:] == self.config.seg_token_id",
            "is_seg = input_ids[:, :-1] == self.config.seg_token_id"),
@@ -98,6 +144,9 @@ MUTANTS = [
     Mutant("cache_key_ignores_shape", "inference/pipeline.py", "digest.update(str(array.shape).encode())", "pass"),
     Mutant("cache_evicts_current_batch", "inference/pipeline.py", "while len(self._cache) > max(self.cache_size, len(keys)):",
            "while len(self._cache) > self.cache_size:"),
+    # The per-image cache entries of a multi-image encode shifted by one.
+    Mutant("cache_features_shifted", "inference/pipeline.py", "encoded.features[i], encoded.sam_embeddings[i],",
+           "encoded.features[i - 1], encoded.sam_embeddings[i],", _MULTI_IMAGE + tuple(TESTS)),
     Mutant("threshold_at_half", "inference/pipeline.py", "masks = [(logits > 0).cpu().numpy()", "masks = [(logits > 0.5).cpu().numpy()"),
     # ---- metrics (eval/metrics.py) ------------------------------------------------------
     Mutant("ignore_not_removed", "eval/metrics.py", "pred_fg = (pred != 0) & valid", "pred_fg = pred != 0"),
@@ -110,14 +159,6 @@ MUTANTS = [
     Mutant("intersection_sums_union", "eval/metrics.py", "self.intersection += score.intersection",
            "self.intersection += score.union"),
     Mutant("merge_mixes_sums", "eval/metrics.py", "self.union + other.union,", "self.union + other.intersection,"),
-]
-
-# Fast tests that exercise the mask path, cheapest first (-x stops at the first failure).
-TESTS = [
-    "tests/test_mask_geometry.py", "tests/test_eval_metrics.py", "tests/test_model_seg_head.py",
-    "tests/test_golden.py", "tests/test_pipeline.py", "tests/test_model_losses.py",
-    "tests/test_model_prompting.py", "tests/test_interop_official.py", "tests/test_shipped_model.py",
-    "tests/test_eval_model.py", "tests/test_train_step.py",
 ]
 
 
