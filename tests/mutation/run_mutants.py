@@ -108,6 +108,9 @@ MUTANTS = [
     Mutant("sam2_multimask", "model/mask_backbones/sam2.py", "multimask_output=False,", "multimask_output=True,", _SAM2),
     Mutant("sam2_stability_fallback_on", "model/mask_backbones/sam2.py",
            "model.mask_decoder.dynamic_multimask_via_stability = False", "pass", _SAM2),
+    Mutant("sam2_dense_prompt_zeroed", "model/mask_backbones/sam2.py",
+           "dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)",
+           "dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1) * 0", _SAM2),
     Mutant("sam2_high_res_dropped", "model/mask_backbones/sam2.py", "high_resolution_features=list(chosen.high_res),",
            "high_resolution_features=[torch.zeros_like(f) for f in chosen.high_res],", _SAM2),
     Mutant("sam2_high_res_swapped", "model/mask_backbones/sam2.py", "return ImageEmbedding(levels[-1], (high_0, high_1))",
@@ -128,9 +131,12 @@ MUTANTS = [
            "is_seg = input_ids[:, :-1] == self.config.seg_token_id"),
     Mutant("rope_half_precision", "model/lisa.py", "return keep_rope_float32(model.to(device=device, dtype=dtype)).eval()",
            "return model.to(device=device, dtype=dtype).eval()"),
+    # With Llava's 1-D RoPE this only shifts each left-padded row's positions by its pad count,
+    # which relative attention ignores (up to rounding); with Qwen's 3-D positions the image
+    # tokens get text positions, so the Qwen tests are the ones that notice.
     Mutant("forced_left_pad_positions", "model/lisa.py",
            "hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, position_ids,",
-           "hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, None,"),
+           "hidden = vlm_ops.language_hidden(self.vlm, embeds, attention_mask, None,", _QWEN + tuple(TESTS)),
     Mutant("masks_of_first_image_only", "model/lisa.py", "chosen = seg_image == image", "chosen = seg_image == 0"),
     Mutant("every_mask_to_every_row", "model/lisa.py", "logits.append(per_image[image][row_of_mask[image_of_mask == image] == row])",
            "logits.append(per_image[image])"),
