@@ -6,7 +6,9 @@ tests that should notice it, restore the file, and report the kill rate.
 Not collected by pytest (the file name does not start with test_). It edits files under src/
 in place and restores each one in a ``finally``; run it on a clean tree (or a copy: --root).
 A mutant is *killed* when the tests fail (or time out); it *survives* when they pass.
-Takes ~20-30 min on one core: killed mutants stop at the first failing test (-x).
+Each mutant runs its own test list (``Mutant.tests``, else the shared TESTS); killed mutants
+stop at the first failing test (-x). All 51: ~8.5 min (2 busy cores, Dec 2026). Every
+mutant's ``old`` must still occur exactly once, or the run stops (exit 2) naming the stale ones.
 """
 
 from __future__ import annotations
