@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 import traceback
 from typing import NoReturn
@@ -145,5 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         return report(error)
 
 
+def exit_process(code: int) -> None:
+    """Leave with ``code``. A worker of a many-process launch (``accelerate launch -m lisa.cli``)
+    leaves at once once its output is flushed: its work and files are complete by then, and the
+    interpreter's teardown of gloo's threads can abort it (std::terminate, "terminate called
+    without an active exception"; seen about once in ten 2-process runs on CPU), which makes the
+    launcher kill the other processes mid-write."""
+    from lisa.processes import world_size
+
+    if world_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
