@@ -81,6 +81,25 @@ def test_lisa_train_runs_a_sam_stage_config(square_world, tmp_path) -> None:
     assert main(["train", "--config", str(bad)]) == 2  # unknown key size.hiden, one-line error
 
 
+def test_threads_option_overrides_the_configs_threads(square_world, tmp_path) -> None:
+    """`lisa train --threads 1` on a config that says `threads: 2` trains with 1 (it once printed 1
+    and trained with the config's 2), and the run's config.json records the count used."""
+    from lisa.cli import main
+
+    config = tmp_path / "sam.yaml"
+    config.write_text(
+        f"stage: sam\nrun_dir: {tmp_path / 'run'}\ndata_dir: {square_world}\nmax_steps: 1\nbatch_size: 2\nthreads: 2\n"
+        "size: {hidden: 32, layers: 2, heads: 2, image_size: 64, patch: 16, window: 2, prompt_dim: 32, decoder_mlp: 64, decoder_heads: 2}\n"
+    )
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--config", str(config), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_prompted_evaluation_scores_in_unit_range(square_world, tmp_path) -> None:
     from transformers import SamModel
 

@@ -82,6 +82,6 @@ def _threads_type(value: str) -> int | str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:
     """``--threads N|auto`` (parsed to an int or "auto", what ``set_threads`` takes)."""
-    parser.add_argument("--threads", type=_threads_type, default="auto", metavar="N", help=THREADS_HELP)
+    parser.add_argument("--threads", type=_threads_type, default="auto", metavar="N", help=help)

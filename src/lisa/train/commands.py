@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--run-dir", default=None, help="override the config's run_dir")
     train.add_argument("--max-steps", type=int, default=None, help="override optim.max_steps")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the JSONL log is still written)")
-    add_threads_argument(train)
+    add_threads_argument(train, "CPU threads for torch; a number overrides the config's `threads` (default auto: "
+                                "the config's `threads` if set, else $OMP_NUM_THREADS, else the free cores, at most 4)")
     train.set_defaults(run=run_train)
 
     export = subparsers.add_parser(
@@ -61,17 +62,19 @@ def run_train(args: argparse.Namespace) -> int:
     from lisa.processes import is_first_process
     from lisa.train.sam_pretrain import is_sam_stage, load_stage_config, train_sam
     from lisa.train.trainer import train
-    from lisa.threads import set_threads
+    from lisa.threads import parse_threads, set_threads
 
     if is_sam_stage(args.config):  # stage 1 of a from-scratch model: SAM alone
         stage = load_stage_config(args.config)
         stage.run_dir = args.run_dir or stage.run_dir
         stage.max_steps = args.max_steps or stage.max_steps
-        print(f"CPU threads: {set_threads(args.threads)}", file=sys.stderr)
+        stage.threads = parse_threads(args.threads) or stage.threads  # the stage sets this count itself
+        print(f"CPU threads: {set_threads(stage.threads)}", file=sys.stderr)
         print(f"SAM written to {train_sam(stage, resume=args.resume)}")
         return 0
-    config = load_config(args.config, {"run_dir": args.run_dir, "optim.max_steps": args.max_steps})  # checked first
-    threads = set_threads(args.threads)
+    overrides = {"run_dir": args.run_dir, "optim.max_steps": args.max_steps, "threads": parse_threads(args.threads)}
+    config = load_config(args.config, overrides)  # checked first
+    threads = set_threads(config.threads)  # the trainer sets config.threads again: one count, never two
     first = is_first_process()  # under a launcher, one process speaks for all
     if first:
         print(f"CPU threads: {threads}", file=sys.stderr)
