@@ -4,11 +4,13 @@
 # the absent-object queries. Not yet run end to end: estimated 5-6 h on 2 cores
 # (docs/lisa-tiny-experiments.md). Every stage checkpoints: re-running resumes.
 #   bash configs/tiny-shapes/train-v2.sh
+#   THREADS=1 bash configs/tiny-shapes/train-v2.sh    # beside other work: 1 torch thread per stage
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 run() { echo "+ [$(date -u +%H:%M:%S)] $*" >&2; "$@"; }
 resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q step- && echo --resume || true; }
 R=runs/lisa-tiny-v2
+threads=(${THREADS:+--threads "$THREADS"})  # overrides the configs' threads
 C=configs/tiny-shapes
 
 for split in train val test; do
@@ -19,10 +21,10 @@ done
 [ -d data/shapes-few/train ] || run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1
 
 sam_stage() {  # name config
-  [ -f "$R/$1/sam/model.safetensors" ] || run lisa train --config "$C/$2" $(resume_flag "$R/$1"); }
+  [ -f "$R/$1/sam/model.safetensors" ] || run lisa train --config "$C/$2" "${threads[@]}" $(resume_flag "$R/$1"); }
 lisa_stage() {  # name config
   [ -f "$R/$1/model/lisa_config.json" ] || {
-    run lisa train --config "$C/$2" $(resume_flag "$R/$1")
+    run lisa train --config "$C/$2" "${threads[@]}" $(resume_flag "$R/$1")
     run lisa export --run "$R/$1" --out "$R/$1/model"; }; }
 
 sam_stage 1-sam 1-sam-v2.yaml
