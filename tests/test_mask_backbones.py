@@ -447,24 +447,16 @@ def test_no_mask_backbone_internals_outside_the_adapters() -> None:
     (encoder, prompt encoder, decoder, positional embeddings): it goes through the adapter.
     Allowed: SAM's own numerics (model/sam.py, used by the SAM adapter), the builders, the
     released-checkpoint converters and the SAM-only tools (stage-1 SAM training, the baseline)."""
-    import io
     import re
-    import tokenize
 
-    root = Path(__file__).resolve().parents[1] / "src" / "lisa"
+    from _code_scan import names_outside
+
     allowed = ("model/mask_backbones/", "model/sam.py", "model/build", "interop/", "baselines/",  # build*.py: builders
                "train/sam_pretrain.py", "train/sam_regrid.py")
     forbidden = re.compile(r"\bSam\w*Model\b|\bSam\w*Config\b|mask_decoder\.|prompt_encoder\.|vision_encoder\.|"
                            r"get_image_embeddings|get_image_wide_positional_embeddings|no_mask_embed|"
                            r"shared_image_embedding|sam_ops\.(?!mask_scores)")
-    offenders = []
-    for path in root.rglob("*.py"):
-        name = path.relative_to(root).as_posix()
-        if name.startswith(allowed):
-            continue
-        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
-        code = " ".join(t.string for t in tokens if t.type not in (tokenize.STRING, tokenize.COMMENT))
-        offenders += [f"{name}: {m.group(0)}" for m in forbidden.finditer(code.replace(" . ", "."))]
+    offenders = names_outside(allowed, forbidden)
     assert not offenders, offenders
 
 

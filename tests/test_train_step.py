@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from _training import fixed_batch_losses
 from lisa.data.collate import Collator
 from lisa.data.jsonl import JsonlTrain
 from lisa.model import vlm as vlm_ops
@@ -98,18 +99,7 @@ def test_frozen_rows_stay_exact(setup) -> None:
 
 def test_loss_falls_on_fixed_batch(setup) -> None:
     model, batch = _fresh(setup, full_embeddings=False)
-    config = config_from_dict({"run_dir": "unused", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "x"}],
-                               "optim": {"lr": 1e-2, "warmup_steps": 0, "max_steps": 1000}})
-    optimizer, scheduler = make_optimizer(model, config)
-    losses = []
-    for _ in range(25):
-        out = model(batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(float(out.loss.detach()))
+    losses = fixed_batch_losses(model, batch, steps=25)
     assert losses[-1] < 0.8 * losses[0], losses
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from _training import fixed_batch_losses
 from lisa.data.collate import Collator
 from lisa.data.jsonl import JsonlTrain
 from lisa.inference.pipeline import LisaPipeline
@@ -26,7 +27,6 @@ from lisa.train.config import LoraSection, config_from_dict
 from lisa.train.lora import add_lora, lora_prefix
 from lisa.train.synthetic import write_synthetic
 from lisa.train.trainable import set_trainable
-from lisa.train.trainer import make_optimizer
 
 
 FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
@@ -119,18 +119,7 @@ def test_lora_on_language_model_only_and_training_lowers_loss(qwen_batch) -> Non
     lora = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
     assert len(lora) == 8 and all(n.startswith(lora_prefix(model)) for n in lora)
     assert not any(n.startswith("vlm.model.visual.") for n, p in model.named_parameters() if p.requires_grad)
-    config = config_from_dict({"run_dir": "unused", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "x"}],
-                               "optim": {"lr": 1e-2, "warmup_steps": 0, "max_steps": 1000}})
-    optimizer, scheduler = make_optimizer(model.train(), config)
-    losses = []
-    for _ in range(10):
-        out = model(batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(float(out.loss.detach()))
+    losses = fixed_batch_losses(model.train(), batch, steps=10)
     assert losses[-1] < 0.9 * losses[0], losses
     # gradient checkpointing (the training config's switch) runs the same step
     model.adapter.language_model(model.vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -305,21 +294,13 @@ def test_init_from_hf_folder(tmp_path: Path, family: str) -> None:
 def test_no_vlm_internals_outside_the_adapters() -> None:
     """Code outside lisa.model.vlms (and the converters in lisa.interop, the builders) names no
     VLM class, attribute path or processor class: it goes through the adapter."""
-    import io
     import re
-    import tokenize
 
-    root = Path(__file__).resolve().parents[1] / "src" / "lisa"
+    from _code_scan import names_outside
+
     allowed = ("model/vlms/", "interop/", "model/build.py", "model/build_qwen.py")
     forbidden = re.compile(r"vlm\.model\b|model\.language_model|model\.visual|multi_modal_projector|vision_tower\.|"
                            r"Llava\w*For|Qwen\w*VL\w*For|CLIPImageProcessor|Qwen2VLImageProcessor|get_rope_index|"
                            r"get_image_features")
-    offenders = []
-    for path in root.rglob("*.py"):
-        name = path.relative_to(root).as_posix()
-        if name.startswith(allowed):
-            continue
-        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
-        code = " ".join(t.string for t in tokens if t.type not in (tokenize.STRING, tokenize.COMMENT))
-        offenders += [f"{name}: {m.group(0)}" for m in forbidden.finditer(code.replace(" . ", "."))]
+    offenders = names_outside(allowed, forbidden)
     assert not offenders, offenders
