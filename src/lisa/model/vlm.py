@@ -71,12 +71,13 @@ def image_lm_inputs(
 def language_hidden(
     vlm: nn.Module,
     inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None = None,
     cache: DynamicCache | None = None,
     lm_inputs: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. position_ids [C, L]
+    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. attention_mask [C, L
+    (+ cached)], None: no padding. position_ids [C, L]
     or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds. lm_inputs:
     ``image_lm_inputs`` of these very rows and positions (prefill and training only)."""
     output = adapter_of(vlm).language_model(vlm)(
@@ -177,12 +178,16 @@ def greedy_generate(
     ban = banned_bias(lm_head.weight.shape[0], banned_ids, device)
     embed = vlm.get_input_embeddings()
     cache = DynamicCache(config=adapter.text_config(vlm)) if use_cache else None
-    full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1)
+    # Unpadded rows (a single query): no mask at all, which transformers would otherwise
+    # rebuild and scan on every step only to drop it again (same SDPA call, fewer host ops).
+    padded = not bool(attention_mask.all())
+    full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1) if padded else None
     if position_ids is None:
         position_ids = text_positions(attention_mask)
     if lm_inputs and not use_cache:
         raise ValueError("the uncached reference loop takes no extra LM inputs")
-    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache, lm_inputs)[:, -1]
+    hidden = language_hidden(vlm, inputs_embeds, attention_mask if padded else None, position_ids, cache, lm_inputs)[:, -1]
+    next_position = last_text_position(position_ids)  # [C, 1], advanced before each step
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     picked: list[torch.Tensor] = []
     states: list[torch.Tensor] = []
@@ -195,12 +200,12 @@ def greedy_generate(
         if step == max_new_tokens - 1 or bool(finished.all()):
             break
         next_embeds = embed(next_ids)[:, None]
-        seen = full_mask[:, : length + step + 1]
-        next_position = last_text_position(position_ids) + 1  # [C, 1]
-        position_ids = torch.cat([position_ids, next_position.expand(position_ids.shape[:-1] + (1,))], dim=-1)
+        seen = full_mask[:, : length + step + 1] if padded else None
+        next_position = next_position + 1
         if use_cache:
             hidden = language_hidden(vlm, next_embeds, seen, next_position, cache)[:, -1]
         else:  # reference path for tests: re-run the whole sequence
+            position_ids = torch.cat([position_ids, next_position.expand(position_ids.shape[:-1] + (1,))], dim=-1)
             inputs_embeds = torch.cat([inputs_embeds, next_embeds], dim=1)
             hidden = language_hidden(vlm, inputs_embeds, seen, position_ids)[:, -1]
     return collect_generation(torch.stack(picked, 1), torch.stack(states, 1), seg_id)
