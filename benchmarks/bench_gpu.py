@@ -49,6 +49,7 @@ from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig, count_image_tokens
 from lisa.model.lisa import LisaModel, default_dtype, keep_rope_float32
 from lisa.model.static_decode import StaticDecoder, compile_image_encoder
+from lisa.model.vlms import VlmImages, adapter_of
 
 # Dense bf16 tensor FLOP/s and HBM bytes/s from the vendors' spec sheets; matched in order
 # against torch.cuda.get_device_name() (most specific first).
@@ -170,6 +171,11 @@ def make_batch(model: LisaModel, rows: int, seed: int) -> Batch:
     )
 
 
+def image_features(vlm: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Projected image features [B, N_img, D], through the VLM's adapter."""
+    return torch.stack(adapter_of(vlm).image_features(vlm, VlmImages(pixels)))
+
+
 # ---- the three paths ------------------------------------------------------------------
 @dataclass
 class Subject:
@@ -210,7 +216,7 @@ def official_generate(subject: Subject, batch: Batch, features: None, new_tokens
     index = torch.arange(rows, device=ids.device)
     ban = vlm_ops.banned_bias(vlm.lm_head.weight.shape[0], subject.banned, ids.device)
     for _ in range(new_tokens):
-        features = vlm_ops.image_features(vlm, batch.vlm_pixels)
+        features = image_features(vlm, batch.vlm_pixels)
         embeds = vlm_ops.embed_with_images(vlm, ids, features, index, config.image_token_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         hidden = vlm_ops.language_hidden(vlm, embeds, mask, positions)
@@ -234,7 +240,7 @@ def query(subject: Subject, batch: Batch, generate: Generate, new_tokens: int, c
     model = subject.model
     if cached is None:
         rerun_clip = generate is official_generate  # it encodes with CLIP at every token itself
-        features = None if rerun_clip else vlm_ops.image_features(model.vlm, batch.vlm_pixels)
+        features = None if rerun_clip else image_features(model.vlm, batch.vlm_pixels)
         sam_embeddings = sam_ops.encode_images(model.sam, batch.sam_pixels)
     else:
         features, sam_embeddings = cached
@@ -291,7 +297,7 @@ def count_flops(subject: Subject, batch: Batch) -> dict[str, float]:
     model, counts = subject.model, {}
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
-            features = vlm_ops.image_features(model.vlm, one.vlm_pixels)
+            features = image_features(model.vlm, one.vlm_pixels)
         counts["clip_flops"] = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
             sam_ops.encode_images(model.sam, one.sam_pixels)
@@ -354,7 +360,7 @@ def measure_path(subject: Subject, path: str, generate: Generate, args, report: 
     report.emit(**tags, path=path, figure="warmup_s", batch=1, value=round(time.perf_counter() - start, 2), unit="s")
     batches = [make_batch(model, 1, seed=10 + run) for run in range(args.runs)]
     new_image = [timed_ms(device, lambda b=b: query(subject, b, generate, NEW_TOKENS)) for b in batches]
-    cached = (vlm_ops.image_features(model.vlm, batch_one.vlm_pixels), sam_ops.encode_images(model.sam, batch_one.sam_pixels))
+    cached = (image_features(model.vlm, batch_one.vlm_pixels), sam_ops.encode_images(model.sam, batch_one.sam_pixels))
     with_cache = [timed_ms(device, lambda: query(subject, batch_one, generate, NEW_TOKENS, cached)) for _ in range(args.runs)]
     first_seg = [timed_ms(device, lambda b=b: query(subject, b, generate, SEG_AT)) for b in batches]
     ms = statistics.median(new_image)
@@ -375,7 +381,7 @@ def measure_path(subject: Subject, path: str, generate: Generate, args, report: 
         times = [timed_ms(device, lambda: query(subject, batch, generate, NEW_TOKENS)) for _ in range(args.batch_runs)]
         report.emit(**tags, path=path, figure="queries_per_s", batch=rows,
                     value=round(rows / (statistics.median(times) / 1000), 1), unit="1/s")
-        cached = (vlm_ops.image_features(model.vlm, batch.vlm_pixels), sam_ops.encode_images(model.sam, batch.sam_pixels))
+        cached = (image_features(model.vlm, batch.vlm_pixels), sam_ops.encode_images(model.sam, batch.sam_pixels))
         times = [timed_ms(device, lambda: query(subject, batch, generate, NEW_TOKENS, cached)) for _ in range(args.batch_runs)]
         report.emit(**tags, path=path, figure="queries_per_s_cached", batch=rows,
                     value=round(rows / (statistics.median(times) / 1000), 1), unit="1/s")
@@ -403,7 +409,7 @@ def agreement(subject: Subject, report: Report, tags: dict) -> None:
     answers, and the [SEG] states of forced ones. Random weights have near-ties, so bf16 may
     flip a few ids; a large disagreement means a broken decoder."""
     model, batch = subject.model, make_batch(subject.model, 4, seed=7)
-    features = vlm_ops.image_features(model.vlm, batch.vlm_pixels)
+    features = image_features(model.vlm, batch.vlm_pixels)
     embeds = subject.embed(batch, features)
     seg = model.config.seg_token_id
     eager = vlm_ops.greedy_generate(model.vlm, embeds, batch.attention_mask, 12, [], seg, [])
