@@ -17,6 +17,8 @@ from PIL import Image
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+_SAM_MEAN = torch.tensor(SAM_PIXEL_MEAN, dtype=torch.float32)[:, None, None]
+_SAM_STD = torch.tensor(SAM_PIXEL_STD, dtype=torch.float32)[:, None, None]
 
 
 @dataclass
@@ -37,11 +39,14 @@ def sam_view(image: np.ndarray, target: int) -> SamView:
     """image: RGB uint8 [H, W, 3] -> SAM input of side ``target``."""
     height, width = image.shape[:2]
     new_h, new_w = sam_resized_size(height, width, target)
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
-    normalised = (resized - np.array(SAM_PIXEL_MEAN, np.float32)) / np.array(SAM_PIXEL_STD, np.float32)
-    padded = np.zeros((target, target, 3), np.float32)
-    padded[:new_h, :new_w] = normalised
-    return SamView(torch.from_numpy(padded).permute(2, 0, 1).contiguous(), (new_h, new_w), (height, width))
+    resized = np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))  # writable, for torch
+    # Channels-first from the start: the same float32 subtract and divide per element as on
+    # [H, W, 3], without the numpy temporaries and the final transposing copy.
+    pixels = torch.from_numpy(resized).permute(2, 0, 1).float()
+    normalised = (pixels - _SAM_MEAN) / _SAM_STD
+    padded = torch.zeros(3, target, target)
+    padded[:, :new_h, :new_w] = normalised
+    return SamView(padded, (new_h, new_w), (height, width))
 
 
 MAX_VLM_ASPECT = 4096  # longer / shorter side; beyond it only the centre of the long side is kept

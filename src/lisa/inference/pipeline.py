@@ -141,7 +141,10 @@ class LisaPipeline:
             raise LisaError(f"{len(image_list)} images but {len(query_list)} queries")
         histories = _per_query(history, len(query_list), single)
         answer_list = None if answers is None else _as_list(answers, len(query_list))
-        results = self._run(image_list, query_list, histories, answer_list, max_new_tokens)
+        # inference_mode: less per-op bookkeeping than no_grad on the eager path. Not around the
+        # static decoder, whose buffers outlive the call and are written in place.
+        with torch.inference_mode(self.decoder is None):
+            results = self._run(image_list, query_list, histories, answer_list, max_new_tokens)
         return results[0] if single else results
 
     def clear_cache(self) -> None:

@@ -7,8 +7,9 @@ come from the VLM's adapter (``lisa.model.vlms``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -71,12 +72,13 @@ def image_lm_inputs(
 def language_hidden(
     vlm: nn.Module,
     inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     position_ids: torch.Tensor | None = None,
     cache: DynamicCache | None = None,
     lm_inputs: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. position_ids [C, L]
+    """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. attention_mask [C, L
+    (+ cached)], None: no padding. position_ids [C, L]
     or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds. lm_inputs:
     ``image_lm_inputs`` of these very rows and positions (prefill and training only)."""
     output = adapter_of(vlm).language_model(vlm)(
@@ -148,6 +150,27 @@ def collect_generation(picked: torch.Tensor, states: torch.Tensor, seg_id: int) 
     return Generation(tokens, list(seg_states.split([row.count(seg_id) for row in tokens])))
 
 
+# A decode step whose largest matrix (lm_head) is smaller than this (lisa-tiny: 1024 x 256; a 7B:
+# 32000 x 4096) is a few dozen ops of microseconds each: split over threads, every op waits for
+# all of them, and on a busy machine a thread that lost its core stalls the step (2 threads on
+# a loaded 2-core machine: seconds per answer instead of ~40 ms).
+SMALL_STEP_WEIGHTS = 1 << 22
+
+
+@contextlib.contextmanager
+def one_thread(enabled: bool = True) -> Iterator[None]:
+    """torch on one CPU thread inside the block (when enabled), its setting restored after."""
+    threads = torch.get_num_threads()
+    if not enabled or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def greedy_generate(
     vlm: nn.Module,
@@ -177,30 +200,38 @@ def greedy_generate(
     ban = banned_bias(lm_head.weight.shape[0], banned_ids, device)
     embed = vlm.get_input_embeddings()
     cache = DynamicCache(config=adapter.text_config(vlm)) if use_cache else None
-    full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1)
+    # Unpadded rows (a single query): no mask at all, which transformers would otherwise
+    # rebuild and scan on every step only to drop it again (same SDPA call, fewer host ops).
+    padded = not bool(attention_mask.all())
+    full_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, max_new_tokens)], dim=1) if padded else None
     if position_ids is None:
         position_ids = text_positions(attention_mask)
     if lm_inputs and not use_cache:
         raise ValueError("the uncached reference loop takes no extra LM inputs")
-    hidden = language_hidden(vlm, inputs_embeds, attention_mask, position_ids, cache, lm_inputs)[:, -1]
+    hidden = language_hidden(vlm, inputs_embeds, attention_mask if padded else None, position_ids, cache, lm_inputs)[:, -1]
+    next_position = last_text_position(position_ids)  # [C, 1], advanced before each step
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     picked: list[torch.Tensor] = []
     states: list[torch.Tensor] = []
-    for step in range(max_new_tokens):
-        next_ids = (lm_head(hidden).float() + ban).argmax(-1)
-        stopped = torch.isin(next_ids, stops)
-        picked.append(next_ids.masked_fill(finished | stopped, -1))
-        states.append(hidden)
-        finished |= stopped
-        if step == max_new_tokens - 1 or bool(finished.all()):
-            break
-        next_embeds = embed(next_ids)[:, None]
-        seen = full_mask[:, : length + step + 1]
-        next_position = last_text_position(position_ids) + 1  # [C, 1]
-        position_ids = torch.cat([position_ids, next_position.expand(position_ids.shape[:-1] + (1,))], dim=-1)
-        if use_cache:
-            hidden = language_hidden(vlm, next_embeds, seen, next_position, cache)[:, -1]
-        else:  # reference path for tests: re-run the whole sequence
-            inputs_embeds = torch.cat([inputs_embeds, next_embeds], dim=1)
-            hidden = language_hidden(vlm, inputs_embeds, seen, position_ids)[:, -1]
+    # The cached steps of a small LM on one thread (the prefill had them all): a one-token step
+    # splits no sum across threads, so its results do not depend on the count.
+    small = use_cache and device.type == "cpu" and lm_head.weight.numel() < SMALL_STEP_WEIGHTS
+    with one_thread(small):
+        for step in range(max_new_tokens):
+            next_ids = (lm_head(hidden).float() + ban).argmax(-1)
+            stopped = torch.isin(next_ids, stops)
+            picked.append(next_ids.masked_fill(finished | stopped, -1))
+            states.append(hidden)
+            finished |= stopped
+            if step == max_new_tokens - 1 or bool(finished.all()):
+                break
+            next_embeds = embed(next_ids)[:, None]
+            seen = full_mask[:, : length + step + 1] if padded else None
+            next_position = next_position + 1
+            if use_cache:
+                hidden = language_hidden(vlm, next_embeds, seen, next_position, cache)[:, -1]
+            else:  # reference path for tests: re-run the whole sequence
+                position_ids = torch.cat([position_ids, next_position.expand(position_ids.shape[:-1] + (1,))], dim=-1)
+                inputs_embeds = torch.cat([inputs_embeds, next_embeds], dim=1)
+                hidden = language_hidden(vlm, inputs_embeds, seen, position_ids)[:, -1]
     return collect_generation(torch.stack(picked, 1), torch.stack(states, 1), seg_id)
