@@ -135,8 +135,7 @@ class LisaModel(nn.Module):
         self, input_ids: torch.Tensor, features: torch.Tensor | list[torch.Tensor], image_index: torch.Tensor
     ) -> tuple[torch.Tensor, dict]:
         image_id = self.config.image_token_id
-        embeds = vlm_ops.embed_with_images(self.vlm, input_ids, features, image_index, image_id)
-        return embeds, vlm_ops.image_lm_inputs(self.vlm, input_ids, features, image_index, image_id)
+        return vlm_ops.splice_images(self.vlm, input_ids, features, image_index, image_id)
 
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_index: torch.Tensor,

@@ -28,15 +28,30 @@ def embed_with_images(
     """Token embeddings [C, L, D] with each conversation's image span replaced by the features
     of its image. input_ids [C, L]; features per image [N_i, D] (a list, or [B, N_img, D]);
     image_index [C] (image of each row)."""
+    return splice_images(vlm, input_ids, features, image_index, image_token_id)[0]
+
+
+def splice_images(
+    vlm: nn.Module,
+    input_ids: torch.Tensor,
+    features: torch.Tensor | Sequence[torch.Tensor],
+    image_index: torch.Tensor,
+    image_token_id: int,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``embed_with_images`` and the extra keyword inputs of the LM's pass over these whole
+    prompts: {} unless the adapter's image features are wider than the embeddings (Qwen3-VL:
+    the DeepStack features of the image tokens), from one gather of the rows' features."""
     is_image = input_ids == image_token_id
     safe_ids = input_ids.masked_fill(is_image, 0)  # the placeholder id may lie outside the vocabulary
     embeds = vlm.get_input_embeddings()(safe_ids)
     row_features = _row_features(is_image, features, image_index)
     if row_features is None:
-        return embeds
-    width = embeds.shape[-1]  # wider features carry extra LM inputs (``image_lm_inputs``)
-    row_features = row_features if row_features.shape[-1] == width else row_features[:, :width]
-    return embeds.masked_scatter(is_image[..., None], row_features.to(embeds.dtype))
+        return embeds, {}
+    width = embeds.shape[-1]
+    embeds = embeds.masked_scatter(is_image[..., None], row_features[:, :width].to(embeds.dtype))
+    if row_features.shape[-1] == width:
+        return embeds, {}
+    return embeds, adapter_of(vlm).lm_image_inputs(vlm, is_image, row_features[:, width:])
 
 
 def _row_features(
@@ -52,23 +67,6 @@ def _row_features(
     return torch.cat(rows) if rows else None
 
 
-def image_lm_inputs(
-    vlm: nn.Module,
-    input_ids: torch.Tensor,
-    features: torch.Tensor | Sequence[torch.Tensor],
-    image_index: torch.Tensor,
-    image_token_id: int,
-) -> dict[str, Any]:
-    """Extra keyword inputs of the LM's pass over whole prompts: {} unless the adapter's image
-    features are wider than the embeddings (Qwen3-VL: DeepStack features of the image tokens)."""
-    is_image = input_ids == image_token_id
-    width = vlm.get_input_embeddings().embedding_dim
-    row_features = _row_features(is_image, features, image_index)
-    if row_features is None or row_features.shape[-1] == width:
-        return {}
-    return adapter_of(vlm).lm_image_inputs(vlm, is_image, row_features[:, width:])
-
-
 def language_hidden(
     vlm: nn.Module,
     inputs_embeds: torch.Tensor,
@@ -80,7 +78,7 @@ def language_hidden(
     """Final-norm hidden states [C, L, D]: the tensor that feeds lm_head. attention_mask [C, L
     (+ cached)], None: no padding. position_ids [C, L]
     or [3, C, L] (multimodal rotary); None: 0, 1, ... after what the cache holds. lm_inputs:
-    ``image_lm_inputs`` of these very rows and positions (prefill and training only)."""
+    ``splice_images``' extra inputs of these very rows and positions (prefill and training only)."""
     output = adapter_of(vlm).language_model(vlm)(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
@@ -189,7 +187,7 @@ def greedy_generate(
     ([C, L] or [3, C, L], the adapter's), None: 1-D from the attention mask. The eager
     reference; on CUDA the pipeline uses ``static_decode.StaticDecoder`` (same results, no
     per-token host work). Generated tokens are text: each takes the last position + 1.
-    lm_inputs: ``image_lm_inputs`` of the prompts (the prefill only; the cache holds their effect)."""
+    lm_inputs: ``splice_images``' extra inputs of the prompts (the prefill only; the cache holds their effect)."""
     device = inputs_embeds.device
     rows, length = attention_mask.shape
     if max_new_tokens < 1:
