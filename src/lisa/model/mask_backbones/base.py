@@ -42,9 +42,10 @@ class MaskBackbone(ABC):
         """Side S of the square image the encoder takes."""
 
     @staticmethod
-    @abstractmethod
     def prompt_dim(config: dict[str, Any]) -> int:
-        """Width of a sparse prompt embedding (the seg head's output size)."""
+        """Width of a sparse prompt embedding (the seg head's output size): the prompt
+        encoder's width, where SAM, SAM 2 and SAM 3's tracker all keep it."""
+        return int(config["prompt_encoder_config"]["hidden_size"])
 
     @staticmethod
     @abstractmethod

@@ -28,10 +28,6 @@ class SamBackbone(MaskBackbone):
         return int(config["vision_config"]["image_size"])
 
     @staticmethod
-    def prompt_dim(config: dict[str, Any]) -> int:
-        return int(config["prompt_encoder_config"]["hidden_size"])
-
-    @staticmethod
     def part(name: str) -> Part | None:
         if name.startswith("vision_encoder."):
             return "image_encoder"

@@ -48,10 +48,6 @@ class Sam2Backbone(MaskBackbone):
         return int(config["prompt_encoder_config"]["image_size"])
 
     @staticmethod
-    def prompt_dim(config: dict[str, Any]) -> int:
-        return int(config["prompt_encoder_config"]["hidden_size"])
-
-    @staticmethod
     def part(name: str) -> Part | None:
         if name.startswith(_ENCODER_PREFIXES):
             return "image_encoder"
