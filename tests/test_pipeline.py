@@ -210,7 +210,8 @@ def test_segment_command_refuses_quantization_on_cpu(tiny_model_dir, tmp_path, c
     from lisa.cli import main
 
     Image.new("RGB", (20, 20)).save(tmp_path / "x.png")
-    code = main(["segment", str(tmp_path / "x.png"), "q", "--model", str(tiny_model_dir), "--device", "cpu", "--quantize", "4"])
+    code = main(["segment", str(tmp_path / "x.png"), "q", "--model", str(tiny_model_dir), "--device", "cpu", "--quantize", "4",
+                 "--out", str(tmp_path / "out")])  # not the checkout's out/, which `make demo` fills
     assert code == 2 and "4-bit loading needs a CUDA GPU" in capsys.readouterr().err
 
 
