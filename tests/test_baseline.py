@@ -130,3 +130,14 @@ def test_eval_of_a_wrong_folder_says_what_to_do(tmp_path: Path, world: Path, cap
     code = main(["baseline", "eval", "--model", str(tmp_path), "--dataset", "jsonl", "--data-dir", str(world),
                  "--no-progress"])
     assert code == 2 and "lisa baseline train" in capsys.readouterr().err
+
+
+def test_threads_option_overrides_the_configs_threads(world: Path, sam_dir: Path, tmp_path: Path) -> None:
+    """`lisa baseline train --threads 1` on a config that says `threads: 2` trains with 1 and records 1."""
+    config = tmp_path / "baseline.yaml"
+    config.write_text(
+        f"run_dir: {tmp_path / 'run'}\ndata_dir: {world}\nsam: {sam_dir}\nmax_steps: 1\nbatch_size: 2\nthreads: 2\n"
+        "text: {vocab_size: 400, hidden: 32, layers: 1, heads: 2, intermediate: 64, max_length: 24}\n")
+    assert main(["baseline", "train", "--config", str(config), "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 1

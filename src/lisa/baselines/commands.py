@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa baseline train --config configs/tiny-shapes/baseline.yaml")
     train.add_argument("--config", type=Path, required=True, help="e.g. configs/tiny-shapes/baseline.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    train.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="CPU threads for torch; overrides the config's `threads`")
     train.set_defaults(run=run_train)
 
     score = commands.add_parser(
@@ -38,9 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from lisa.baselines.train import load_config, train_baseline
 
-    model_dir = train_baseline(load_config(args.config), resume=args.resume)
+    config = load_config(args.config)
+    if args.threads:
+        config = replace(config, threads=args.threads)
+    model_dir = train_baseline(config, resume=args.resume)
     print(f"baseline model written to {model_dir}")
     return 0
 
