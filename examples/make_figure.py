@@ -3,6 +3,7 @@
     python examples/make_figure.py [--model lisa-tiny] [--out examples/figure.png]
 
 The examples are the first test-split scenes of each kind (examples.json), not picked by result.
+Each kind label carries the IoU with the scene's true mask (redrawn by the shapes generator).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from lisa.data.image_io import load_image
+from lisa.data.shapes.redraw import redraw_target
+from lisa.eval.metrics import score_mask
 from lisa.inference.pipeline import LisaPipeline
 from lisa.inference.render import enlarge, overlay_figure, stack, text_band, view_scale
 
@@ -42,8 +45,11 @@ def main() -> None:
     for example in json.loads((HERE / "examples.json").read_text()):
         image = load_image(HERE / example["image"])
         result = pipe(image, example["query"])
-        rows.append(row(image, example["kind"], example["query"], result))
-        print(f"{example['image']}: {result.text!r}, {len(result.masks)} mask(s)")
+        truth = redraw_target(**example["truth"])
+        predicted = result.masks.any(0) if len(result.masks) else np.zeros_like(truth)
+        iou = score_mask(predicted, truth).iou
+        rows.append(row(image, f"{example['kind']}; IoU with the true mask {iou:.2f}", example["query"], result))
+        print(f"{example['image']}: {result.text!r}, {len(result.masks)} mask(s), IoU {iou:.3f}")
     figure = rows[0]
     for next_row in rows[1:]:
         figure = stack(figure, stack(Image.new("RGB", (1, GAP), "white"), next_row))

@@ -91,8 +91,8 @@ def test_upload_ask_see_the_overlay_toggle_it_and_ask_again(demo, page) -> None:
 def test_an_example_can_be_picked(demo, page) -> None:
     url, _, _ = demo
     page.goto(url, timeout=120_000)
-    page.get_by_text("Can you segment the grey diamond in this image?").first.click()
-    page.wait_for_function("document.querySelector('#query textarea').value.includes('grey diamond')", timeout=60_000)
+    page.get_by_text("I am looking for something shaped like a stop sign").first.click()
+    page.wait_for_function("document.querySelector('#query textarea').value.includes('stop sign')", timeout=60_000)
     page.wait_for_selector("#image img", timeout=60_000)
     page.click("#ask")
     page.wait_for_selector("#overlay img", timeout=120_000)

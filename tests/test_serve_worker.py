@@ -61,9 +61,9 @@ def test_queued_jobs_run_as_one_batch_and_each_gets_its_own_result(lisa_tiny) ->
         worker.stop()
     assert sizes == [1, 4]  # the four queued jobs went through ONE pipeline call
     for got, want, (image, _) in zip(results, expected, pairs):
-        assert got.text == want.text and len(got.masks) >= 1
+        assert got.text == want.text and len(got.masks) == len(want.masks)
         assert got.masks.shape == want.masks.shape and got.masks.shape[1:] == image.shape[:2]
-        assert (got.masks == want.masks).mean() > 0.999
+        assert got.masks.size == 0 or (got.masks == want.masks).mean() > 0.999  # (a declined example: no mask)
 
 
 def test_max_batch_one_turns_batching_off(tiny_pipeline, images) -> None:

@@ -197,3 +197,37 @@ def test_max_objects_makes_an_easier_world(tmp_path: Path) -> None:
     bad = parser.parse_args(["shapes", "generate", "--out", str(tmp_path), "--split", "train", "--max-objects", "9"])
     with pytest.raises(LisaError, match="--max-objects"):
         bad.run(bad)
+
+
+def test_redraw_target_equals_the_written_files(tmp_path: Path) -> None:
+    """`redraw_target` gives exactly what `lisa shapes generate` wrote: the reasoning polygons of
+    each scene and its referring records' masks (a silent drift would score the examples wrongly)."""
+    from lisa.data.shapes.redraw import redraw_target
+
+    assert _generate(tmp_path, "val", 4, 3) == 0
+    split = tmp_path / "val"
+    for index in range(4):
+        shapes = json.loads((split / f"val_{index:05d}.json").read_text())["shapes"]
+        assert np.array_equal(redraw_target("val", index, "reasoning", seed=3),
+                              rasterize_reason_seg(shapes, 256, 256).astype(bool))
+    records = [r for r in _read_jsonl(split / "referring.jsonl") if r["targets"]][:6]
+    for r in records:
+        truth = np.any([mask_utils.decode({"size": t["rle"]["size"], "counts": t["rle"]["counts"].encode()})
+                        for t in r["targets"]], axis=0)
+        index = int(r["image"][4:9])
+        assert np.array_equal(redraw_target("val", index, "referring", r["query"], seed=3), truth)
+    with pytest.raises(LisaError, match="no referring query"):
+        redraw_target("val", 0, "referring", "the flying teapot", seed=3)
+
+
+def test_example_images_are_the_test_scenes_their_truth_names(tmp_path: Path) -> None:
+    """examples/*.jpg are byte for byte the generator's test scenes named in examples.json, so the
+    masks `redraw_target` gives are the true masks of those images."""
+    from lisa.data.shapes.generate import scene_name
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    for example in json.loads((examples / "examples.json").read_text()):
+        truth = example["truth"]
+        assert _generate(tmp_path / example["image"], truth["split"], truth["index"] + 1) == 0
+        written = tmp_path / example["image"] / truth["split"] / f"{scene_name(truth['split'], truth['index'])}.jpg"
+        assert written.read_bytes() == (examples / example["image"]).read_bytes(), example["image"]

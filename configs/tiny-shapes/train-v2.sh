@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # lisa-tiny v2 from nothing, on a CPU: the v1 recipe (train.sh) plus a longer, validated stage 1,
 # a finer SAM grid (1c), and in stage 3 the [SEG] warm-up, the few-objects curriculum (3a) and
-# the absent-object queries. Not yet run end to end: estimated 5-6 h on 2 cores
-# (docs/lisa-tiny-experiments.md). Every stage checkpoints: re-running resumes.
+# the absent-object queries. The shipped lisa-tiny is this recipe's seed-0 stage 4: about 4.5 h
+# of stage time on 2 cores (docs/lisa-tiny.md). Every stage checkpoints: re-running resumes.
+# Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v2 data/shapes-fresh (a fresh world:
+#   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 #   bash configs/tiny-shapes/train-v2.sh
 #   THREADS=1 bash configs/tiny-shapes/train-v2.sh    # beside other work: 1 torch thread per stage
 #   SEED=1 THREADS=1 bash configs/tiny-shapes/train-v2.sh  # stages 3a-4 and the baseline again with
