@@ -210,12 +210,14 @@ def test_redraw_target_equals_the_written_files(tmp_path: Path) -> None:
         shapes = json.loads((split / f"val_{index:05d}.json").read_text())["shapes"]
         assert np.array_equal(redraw_target("val", index, "reasoning", seed=3),
                               rasterize_reason_seg(shapes, 256, 256).astype(bool))
-    records = [r for r in _read_jsonl(split / "referring.jsonl") if r["targets"]][:6]
-    for r in records:
+    referring = [("referring", r) for r in _read_jsonl(split / "referring.jsonl") if len(r["targets"]) == 1][:3]
+    several = [("semantic", r) for r in _read_jsonl(split / "semantic.jsonl") if len(r["targets"]) > 1][:3]
+    assert several, "no semantic record with several targets (their union) in 4 scenes"
+    for family, r in referring + several:
         truth = np.any([mask_utils.decode({"size": t["rle"]["size"], "counts": t["rle"]["counts"].encode()})
                         for t in r["targets"]], axis=0)
         index = int(r["image"][4:9])
-        assert np.array_equal(redraw_target("val", index, "referring", r["query"], seed=3), truth)
+        assert np.array_equal(redraw_target("val", index, family, r["query"], seed=3), truth)
     with pytest.raises(LisaError, match="no referring query"):
         redraw_target("val", 0, "referring", "the flying teapot", seed=3)
 
