@@ -17,6 +17,7 @@ from PIL import Image
 
 from lisa.data.image_io import load_image
 from lisa.data.shapes.redraw import redraw_target
+from lisa.eval.evaluate import union_mask
 from lisa.eval.metrics import score_mask
 from lisa.inference.pipeline import LisaPipeline
 from lisa.inference.render import enlarge, overlay_figure, stack, text_band, view_scale
@@ -46,8 +47,7 @@ def main() -> None:
         image = load_image(HERE / example["image"])
         result = pipe(image, example["query"])
         truth = redraw_target(**example["truth"])
-        predicted = result.masks.any(0) if len(result.masks) else np.zeros_like(truth)
-        iou = score_mask(predicted, truth).iou
+        iou = score_mask(union_mask(result.masks, *truth.shape), truth).iou
         rows.append(row(image, f"{example['kind']}; IoU with the true mask {iou:.2f}", example["query"], result))
         print(f"{example['image']}: {result.text!r}, {len(result.masks)} mask(s), IoU {iou:.3f}")
     figure = rows[0]

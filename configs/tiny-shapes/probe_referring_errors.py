@@ -24,25 +24,20 @@ from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
-from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
+from lisa.data.shapes.redraw import record_mask, redraw_scene
+from lisa.eval.metrics import score_mask
 
 RIGHT = 0.5
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def classify(pred: np.ndarray, truth: np.ndarray, objects: list[np.ndarray]) -> str:
     if not pred.any():
         return "declined"
-    if iou(pred, truth) >= RIGHT:
+    if score_mask(pred, truth).iou >= RIGHT:
         return "right"
     others = [o for o in objects if np.logical_and(o, truth).sum() < 0.5 * o.sum()]
-    return "wrong object" if any(iou(pred, o) >= RIGHT for o in others) else "poor mask"
+    return "wrong object" if any(score_mask(pred, o).iou >= RIGHT for o in others) else "poor mask"
 
 
 def main() -> None:
@@ -59,11 +54,9 @@ def main() -> None:
         record = records[int(sample["item_id"].split(":")[1]) - 1]  # item ids count from 1
         if not record["targets"]:
             continue
-        truth = np.any([mask_utils.decode({"size": t["rle"]["size"], "counts": t["rle"]["counts"].encode()})
-                        for t in record["targets"]], axis=0)
-        index = int(Path(record["image"]).stem.split("_")[1])
-        rng = np.random.default_rng([args.seed, SPLIT_IDS[args.split], index])
-        scene = pick_reasoning(rng, truth.shape[0], args.split)[0]
+        size = record["targets"][0]["rle"]["size"][0]
+        truth = record_mask(record, size)
+        scene = redraw_scene(args.split, int(Path(record["image"]).stem.split("_")[1]), args.seed, size)[0]
         objects = [scene.object_mask(i) for i in range(len(scene.objects))]
         pred_path = args.pred_dir / f"{quote(sample['item_id'], safe='')}.png"
         pred = np.asarray(Image.open(pred_path).convert("L")) > 0 if pred_path.is_file() else np.zeros_like(truth)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from lisa.eval.commands import add_dataset_arguments, add_report_arguments
+from lisa.threads import add_threads_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  lisa baseline train --config configs/tiny-shapes/baseline.yaml")
     train.add_argument("--config", type=Path, required=True, help="e.g. configs/tiny-shapes/baseline.yaml")
     train.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-    train.add_argument("--threads", type=int, default=None, metavar="N",
-                       help="CPU threads for torch; overrides the config's `threads`")
+    add_threads_argument(train, "CPU threads for torch; a number overrides the config's `threads` "
+                                "(default auto: the config's `threads`)")
     train.set_defaults(run=run_train)
 
     score = commands.add_parser(
@@ -43,10 +44,10 @@ def run_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lisa.baselines.train import load_config, train_baseline
+    from lisa.threads import parse_threads
 
     config = load_config(args.config)
-    if args.threads:
-        config = replace(config, threads=args.threads)
+    config = replace(config, threads=parse_threads(args.threads) or config.threads)
     model_dir = train_baseline(config, resume=args.resume)
     print(f"baseline model written to {model_dir}")
     return 0

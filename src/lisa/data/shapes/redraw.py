@@ -1,6 +1,6 @@
-"""Redraw one query's true mask from the generator instead of from files: every scene draws from
-its own RNG (``generate.py``), so split, index and seed fix it exactly. The repository's example
-images are test scenes; their true masks come from here."""
+"""Redraw a scene, or one query's true mask, from the generator instead of from files: every
+scene draws from its own RNG (``generate.py``), so split, index and seed fix it exactly. The
+repository's example images are test scenes; their true masks come from here."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from lisa.data.polygons import coco_rle_mask
 from lisa.data.shapes.generate import SPLIT_IDS, generate_scene, pick_reasoning
+from lisa.data.shapes.queries import Query
+from lisa.data.shapes.scene import Scene
 from lisa.errors import LisaError
+
+
+def redraw_scene(split: str, index: int, seed: int = 0, size: int = 256) -> tuple[Scene, Query]:
+    """Scene ``index`` of ``split`` and its reasoning query, as ``lisa shapes generate`` drew them."""
+    scene, reasoning, _ = pick_reasoning(np.random.default_rng([seed, SPLIT_IDS[split], index]), size, split)
+    return scene, reasoning
 
 
 def redraw_target(split: str, index: int, family: str, query: str | None = None, seed: int = 0,
@@ -20,7 +28,7 @@ def redraw_target(split: str, index: int, family: str, query: str | None = None,
     """[size, size] bool: scene ``index``'s reasoning target (``family="reasoning"``), or the union
     of the targets of its ``family`` record (semantic, referring, ...) whose query is ``query``."""
     if family == "reasoning":
-        scene, reasoning, _ = pick_reasoning(np.random.default_rng([seed, SPLIT_IDS[split], index]), size, split)
+        scene, reasoning = redraw_scene(split, index, seed, size)
         return scene.target_mask(reasoning.targets)
     records: dict[str, list[dict]] = defaultdict(list)
     with TemporaryDirectory() as scratch:  # the generator writes the scene's image; only its records are kept
@@ -28,8 +36,12 @@ def redraw_target(split: str, index: int, family: str, query: str | None = None,
     found = [r for r in records[family] if r["query"] == query]
     if not found:
         raise LisaError(f"{split} scene {index} (seed {seed}) has no {family} query {query!r}")
+    return record_mask(found[0], size)
+
+
+def record_mask(record: dict, size: int) -> np.ndarray:
+    """[size, size] bool: the union of a shapes record's RLE targets (empty when it has none)."""
     mask = np.zeros((size, size), dtype=bool)
-    for target in found[0]["targets"]:
-        rle = target["rle"]
-        mask |= mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+    for target in record["targets"]:
+        mask |= coco_rle_mask(target["rle"], size, size).astype(bool)
     return mask
