@@ -141,3 +141,19 @@ def test_threads_option_overrides_the_configs_threads(world: Path, sam_dir: Path
     assert main(["baseline", "train", "--config", str(config), "--threads", "1"]) == 0
     assert torch.get_num_threads() == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 1
+
+
+def test_eval_threads_option_sets_torchs_threads_and_refuses_zero(trained: Path, world: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """`lisa baseline eval --threads` is `lisa eval`'s option: N sets torch's threads, 0 is refused."""
+    args = ["baseline", "eval", "--model", str(trained / "model"), "--dataset", "jsonl", "--data-dir", str(world),
+            "--split", "test", "--names", "referring", "--no-progress"]
+    torch.set_num_threads(1)
+    try:
+        assert main(args + ["--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    with pytest.raises(SystemExit):
+        main(args + ["--threads", "0"])
+    assert "threads must be at least 1" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dataset_arguments(score)
     score.add_argument("--batch-size", type=int, default=16, help="queries per model call")
     score.add_argument("--device", default="cpu", help="cpu / cuda (default cpu)")
-    score.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_threads_argument(score)
     add_report_arguments(score)
     score.set_defaults(run=run_baseline_eval)
 
@@ -55,16 +55,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_baseline_eval(args: argparse.Namespace) -> int:
     """Score the baseline like `lisa eval`: same items, metrics, report and summary line."""
-    import torch
-
     from lisa.baselines.text_sam import baseline_predictor
     from lisa.errors import LisaError
     from lisa.eval.commands import check_args, load_items
     from lisa.eval.evaluate import evaluate
     from lisa.eval.report import build_report, summary_line, write_report
+    from lisa.threads import set_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # like `lisa eval`: auto leaves the busy cores to others
     check_args(args)
     dataset, items = load_items(args)
     if not len(items):
