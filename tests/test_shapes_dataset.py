@@ -37,7 +37,7 @@ def _all_texts(root: Path, split: str) -> list[str]:
     texts: list[str] = []
     for path in sorted((root / split).glob(f"{split}_*.json")):
         texts += json.loads(path.read_text())["text"]
-    for family in ("semantic", "referring", "vqa", "absent"):
+    for family in ("semantic", "referring", "vqa", "absent", "locate"):
         for r in _read_jsonl(root / split / f"{family}.jsonl"):
             texts += [r["query"], r.get("answer", "")]
     for r in json.loads((root / "explanatory" / f"{split}.json").read_text()):
@@ -62,12 +62,12 @@ def test_layout_and_formats(train_root: Path) -> None:
         assert set(anno) == {"text", "is_sentence", "shapes"} and anno["text"]
         assert all(s["label"] == "target" for s in anno["shapes"])
         assert Image.open(image).size == (256, 256)
-    for family in ("semantic", "referring", "vqa", "absent"):
+    for family in ("semantic", "referring", "vqa", "absent", "locate"):
         records = _read_jsonl(split / f"{family}.jsonl")
         assert records, family
         for r in records:
             assert (split / r["image"]).is_file()
-            if family == "vqa":
+            if family in ("vqa", "locate"):
                 assert r["answer"] and r["targets"] == []
             elif family == "absent":  # a no-target record: no target, no answer
                 assert r["targets"] == [] and "answer" not in r

@@ -8,8 +8,9 @@ import numpy as np
 
 from lisa.data.shapes.facts import CONCEPTS, HELD_OUT, concepts_for
 from lisa.data.shapes.objects import COLOURS, FILLS, SIZES, make_shape, make_thing
-from lisa.data.shapes.queries import (Description, absent_queries, describe, referring_queries,
-                                      resolve, semantic_classes, vqa_queries)
+from lisa.data.shapes.queries import (Description, Query, absent_queries, describe, grid_box,
+                                      locate_queries, referring_queries, resolve, semantic_classes,
+                                      vqa_queries)
 from lisa.data.shapes.reasoning import candidates, largest_not, most_sides, plan
 from lisa.data.shapes.scene import render, sample_scene
 
@@ -166,3 +167,30 @@ def test_held_out_concepts_are_split_and_never_leak_into_seen_wordings() -> None
         for text in concept.phrases + concept.sentences + (concept.reason,):
             leaks = [h.key for h in HELD_OUT if h.mentions(text)]
             assert not leaks, (concept.key, text, leaks)
+
+
+def test_grid_box_names_the_cells_a_mask_touches() -> None:
+    mask = np.zeros((256, 256), dtype=bool)
+    mask[0:32, 40:101] = True  # x 40..100 -> cells 1..3 (32 px each); y 0..31 -> cell 0 only
+    assert grid_box(mask) == (1, 0, 3, 0)
+    tall = np.zeros((300, 150), dtype=bool)  # a non-square mask: cells are per axis
+    tall[299, 149] = True
+    assert grid_box(tall) == (7, 7, 7, 7)
+
+
+def test_locate_answers_where_the_referred_object_is() -> None:
+    scene = _scene()
+    # The small yellow circle (object 4) covers x 105..135, y 125..155: cells 3..4 on both axes.
+    # The umbrella (object 5) x 155..245, y 154..235: cells 4..7. Groups (even of one) are no single place.
+    referring = [Query("referring", ["the small yellow circle"], [(4, None)]),
+                 Query("referring", ["the red umbrella"], [(5, None)]),
+                 Query("referring", ["all blue shapes"], [(0, None), (1, None)]),
+                 Query("referring", ["all red shapes"], [(2, None)], concept="group:colour"),
+                 Query("referring", ["the walls of the house"], [(6, "walls")])]
+    located = locate_queries(scene, referring)
+    assert [(q.texts, q.answer) for q in located] == [
+        (["Where is the small yellow circle?"], "The small yellow circle is at x 3 to 4, y 3 to 4."),
+        (["Where is the red umbrella?"], "The red umbrella is at x 4 to 7, y 4 to 7."),
+        (["Where are the walls of the house?"], "The walls of the house are at x 2 to 4, y 6 to 7."),
+    ]
+    assert all(q.family == "locate" and q.targets == [] and q.is_sentence for q in located)

@@ -2,7 +2,8 @@
 
 Scene ``i`` of split ``s`` draws from its own RNG, ``default_rng([seed, SPLIT_IDS[s], i])``,
 so splits never share a stream and any scene can be regenerated alone. Families added later
-(``absent``) draw from a stream of their own, so that the earlier families' files stay the same.
+(``absent``) draw from a stream of their own, and ``locate`` is derived from the referring queries
+without any draw, so that the earlier families' files stay the same.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from lisa.data.shapes.facts import HELD_OUT, corpus_records
-from lisa.data.shapes.queries import (Query, absent_queries, referring_queries, semantic_queries,
-                                      vqa_queries)
+from lisa.data.shapes.queries import (Query, absent_queries, locate_queries, referring_queries,
+                                      semantic_queries, vqa_queries)
 from lisa.data.shapes.reasoning import candidates, plan
 from lisa.data.shapes.scene import MAX_OBJECTS, Scene, sample_scene
 from lisa.data.shapes.writer import (encode_rle, reason_seg_shapes, write_jpeg, write_json,
@@ -26,7 +27,7 @@ from PIL import Image
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_N = {"train": 2000, "val": 200, "test": 200}
 PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2, "absent": 1}  # queries per scene and family
-JSONL_FAMILIES = ("semantic", "referring", "vqa", "absent")
+JSONL_FAMILIES = ("semantic", "referring", "vqa", "absent", "locate")
 ABSENT_STREAM = 1  # the absent family's RNG: default_rng([seed, split id, scene, ABSENT_STREAM])
 
 
@@ -78,8 +79,11 @@ def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
     families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries,
                 "absent": absent_queries}
     own_stream = {"absent": np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])}
-    for family, make in families.items():
-        for query in make(own_stream.get(family, rng), scene, PER_SCENE[family]):
+    queries = {family: make(own_stream.get(family, rng), scene, PER_SCENE[family])
+               for family, make in families.items()}
+    queries["locate"] = locate_queries(scene, queries["referring"])
+    for family in JSONL_FAMILIES:
+        for query in queries[family]:
             records[family].append(jsonl_record(name, scene, query))
             counts[family] += 1
 

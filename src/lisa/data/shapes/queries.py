@@ -20,7 +20,7 @@ from lisa.data.shapes.scene import Scene, Target
 
 @dataclass
 class Query:
-    family: str  # "semantic" | "referring" | "absent" | "vqa" | "reasoning"
+    family: str  # "semantic" | "referring" | "absent" | "vqa" | "locate" | "reasoning"
     texts: list[str]  # wordings with the same targets; the first is the main one
     targets: list[Target] = field(default_factory=list)
     answer: str | None = None  # VQA answer or explanatory answer
@@ -224,6 +224,35 @@ def vqa_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[Quer
             queries.append(q)
         if len(queries) >= limit:
             break
+    return queries
+
+
+PLURAL_PARTS = ("walls", "petals")  # "the petals of the flower are"
+LOCATE_GRID = 8  # cells per side: the vision tower's 8x8 tokens (128-px view, patch 16)
+
+
+def grid_box(mask: np.ndarray, grid: int = LOCATE_GRID) -> tuple[int, int, int, int]:
+    """The cells (x0, y0, x1, y1), inclusive, that a non-empty mask's bounding box touches on a
+    ``grid`` x ``grid`` partition of the image."""
+    ys, xs = np.nonzero(mask)
+    height, width = mask.shape
+    return (int(xs.min()) * grid // width, int(ys.min()) * grid // height,
+            int(xs.max()) * grid // width, int(ys.max()) * grid // height)
+
+
+def locate_queries(scene: Scene, referring: list[Query]) -> list[Query]:
+    """"Where is the red circle?" answered with its box on the vision tower's grid, one per
+    single-object referring query (not the colour groups): text that makes the LM say where an object is, so that the
+    [SEG] state (read from the same LM) can carry the place as well as the attributes. Derived
+    from the referring queries without drawing from any RNG."""
+    queries: list[Query] = []
+    for q in referring:
+        if len(q.targets) != 1 or q.concept == "group:colour":  # a group is no one place, even of one
+            continue
+        x0, y0, x1, y1 = grid_box(scene.target_mask(q.targets))
+        phrase, verb = q.texts[0], "are" if q.targets[0][1] in PLURAL_PARTS else "is"
+        answer = f"{phrase[0].upper()}{phrase[1:]} {verb} at x {x0} to {x1}, y {y0} to {y1}."
+        queries.append(Query("locate", [f"Where {verb} {phrase}?"], [], answer=answer, is_sentence=True))
     return queries
 
 
