@@ -152,6 +152,25 @@ def test_adding_the_absent_family_leaves_earlier_files_unchanged(tmp_path: Path,
     assert _read_jsonl(tmp_path / "with" / "val" / "absent.jsonl")
 
 
+def test_adding_the_locate_family_leaves_earlier_files_unchanged(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locate questions are derived from the referring queries without drawing from any RNG, so
+    every other file is what it was before the family existed."""
+    from lisa.data.shapes import generate
+
+    _generate(tmp_path / "with", "val", 5)
+    monkeypatch.setattr(generate, "locate_queries", lambda scene, referring: [])
+    _generate(tmp_path / "without", "val", 5)
+    for path in sorted((tmp_path / "without" / "val").iterdir()):
+        if path.name == "locate.jsonl":
+            continue
+        assert path.read_bytes() == (tmp_path / "with" / "val" / path.name).read_bytes(), path.name
+    located = _read_jsonl(tmp_path / "with" / "val" / "locate.jsonl")
+    referring = _read_jsonl(tmp_path / "with" / "val" / "referring.jsonl")
+    assert located and {r["query"] for r in located} <= {f"Where is {r['query']}?" for r in referring} | {
+        f"Where are {r['query']}?" for r in referring}
+
+
 def test_train_never_mentions_held_out_concepts(train_root: Path) -> None:
     for text in _all_texts(train_root, "train"):
         leaks = [c.key for c in HELD_OUT if c.mentions(text)]

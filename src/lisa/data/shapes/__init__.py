@@ -18,12 +18,14 @@ writes, per split S:
   DIR/S/referring.jsonl         "the small blue square left of the star", "all red shapes"
   DIR/S/vqa.jsonl               counts, colours, yes/no, with text answers
   DIR/S/absent.jsonl            "the purple star" where there is none: no-target queries
+  DIR/S/locate.jsonl            "Where is the red circle?" -> "... is at x 2 to 3, y 5 to 6." (its
+                                box on an 8x8 grid), one per single-object referring query
   DIR/explanatory/S.json        explanatory answers for the reasoning queries
   DIR/facts.jsonl, DIR/blank.png  text-only world-knowledge Q/A (all concepts)
   DIR/meta/S.json               counts per family, seed, held-out concepts
 
 Modules: geometry (outlines), objects (colours, things and parts), scene (sampling, drawing,
-masks), queries (semantic / referring / absent / VQA), facts (concepts, held-out split, corpus),
+masks), queries (semantic / referring / absent / VQA / locate), facts (concepts, held-out split, corpus),
 reasoning (fact and rule queries), writer (file formats), generate (one split), commands (CLI).
 Held-out concepts are listed in `facts.py`: they appear in the text corpus and in test
 reasoning queries only.
