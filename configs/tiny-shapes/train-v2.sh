@@ -9,26 +9,25 @@
 #   THREADS=1 bash configs/tiny-shapes/train-v2.sh    # beside other work: 1 torch thread per stage
 #   SEED=1 THREADS=1 bash configs/tiny-shapes/train-v2.sh  # stages 3a-4 and the baseline again with
 #     seed 1, on seed 0's SAM and VLM (stages 1-2), into runs/lisa-tiny-v2-seed1: the spread
+#   RECIPE=v3 bash configs/tiny-shapes/train-v2.sh    # v3: v2's stages 1-2, then stage 2a (the vision
+#     tower learns each cell's kind, colour and place: train_vision_cells.py), 2b (VQA, facts and
+#     "Where is ...?" questions: locate.jsonl) and stages 3a-4 from it, into runs/lisa-tiny-v3
+#     (with SEED=N: runs/lisa-tiny-v3-seedN, on seed 0's stages 1-2b); the baseline is v2's
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 run() { echo "+ [$(date -u +%H:%M:%S)] $*" >&2; "$@"; }
 resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q step- && echo --resume || true; }
-R=runs/lisa-tiny-v2
 threads=(${THREADS:+--threads "$THREADS"})  # overrides the configs' threads
 C=configs/tiny-shapes
 SEED=${SEED:-0}
-if [ "$SEED" != 0 ]; then
-  shared=$R
-  [ -f "$shared/2-vlm/model/lisa_config.json" ] && [ -f "$shared/1c-sam-fine/sam/model.safetensors" ] || {
-    echo "SEED=$SEED trains on the seed-0 SAM and VLM: run without SEED first (stages 1-2)" >&2; exit 1; }
-  R=$R-seed$SEED
-  mkdir -p "$R/configs"
-  for stage in 1-sam 1b-sam-dense 1c-sam-fine 2-vlm; do [ -e "$R/$stage" ] || ln -s "../$(basename "$shared")/$stage" "$R/$stage"; done
-  for name in 3a-lisa-few-v2 3-lisa-v2 4-reason-v2 baseline-v2; do  # same recipe: only the seed and the folders differ
-    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#$shared/#$R/#g" "$C/$name.yaml" > "$R/configs/$name.yaml"
-  done
-  C=$R/configs
-fi
+RECIPE=${RECIPE:-v2}
+case "$RECIPE" in
+  v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
+  v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
+  *) echo "RECIPE must be v2 or v3, got $RECIPE" >&2; exit 1 ;;
+esac
+V2=runs/lisa-tiny-v2
+R=runs/lisa-tiny-$RECIPE  # the recipe's seed-0 folder: every later stage's base is in it
 
 for split in train val test; do
   [ -d "data/shapes/$split" ] || run lisa shapes generate --out data/shapes --split "$split"
@@ -36,21 +35,55 @@ done
 [ -d data/shapes-reason239/train ] || run lisa shapes generate --out data/shapes-reason239 --split train --n 239
 # The curriculum's easy world: 1-3 objects per scene, its own seed (other scenes than data/shapes).
 [ -d data/shapes-few/train ] || run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1
+if [ "$RECIPE" = v3 ]; then  # worlds written before the locate family: the same bytes again, plus locate.jsonl
+  for split in train val test; do
+    [ -f "data/shapes/$split/locate.jsonl" ] || run lisa shapes generate --out data/shapes --split "$split" --overwrite
+  done
+  [ -f data/shapes-few/train/locate.jsonl ] ||
+    run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1 --overwrite
+fi
 
-sam_stage() {  # name config
-  [ -f "$R/$1/sam/model.safetensors" ] || run lisa train --config "$C/$2" "${threads[@]}" $(resume_flag "$R/$1"); }
-lisa_stage() {  # name config
-  [ -f "$R/$1/model/lisa_config.json" ] || {
-    run lisa train --config "$C/$2" "${threads[@]}" $(resume_flag "$R/$1")
-    run lisa export --run "$R/$1" --out "$R/$1/model"; }; }
+sam_stage() {  # folder name config
+  [ -f "$1/$2/sam/model.safetensors" ] || run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2"); }
+lisa_stage() {  # folder name config
+  [ -f "$1/$2/model/lisa_config.json" ] || {
+    run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2")
+    run lisa export --run "$1/$2" --out "$1/$2/model"; }; }
 
-sam_stage 1-sam 1-sam-v2.yaml
-sam_stage 1b-sam-dense 1b-sam-dense-v2.yaml
-sam_stage 1c-sam-fine 1c-sam-fine-v2.yaml
-lisa_stage 2-vlm 2-vlm-v2.yaml
-lisa_stage 3a-lisa-few 3a-lisa-few-v2.yaml
-lisa_stage 3-lisa 3-lisa-v2.yaml
-lisa_stage 4-reason 4-reason-v2.yaml
-[ -d "$R/baseline/model" ] || run lisa baseline train --config "$C/baseline-v2.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
+if [ "$SEED" = 0 ]; then  # stages 1-2 (v2's, also v3's) and v3's 2b: trained once, shared by every seed
+  sam_stage $V2 1-sam 1-sam-v2.yaml
+  sam_stage $V2 1b-sam-dense 1b-sam-dense-v2.yaml
+  sam_stage $V2 1c-sam-fine 1c-sam-fine-v2.yaml
+  lisa_stage $V2 2-vlm 2-vlm-v2.yaml
+  if [ "$RECIPE" = v3 ]; then
+    [ -f "$R/2a-vision-cells/model/lisa_config.json" ] || run python $C/train_vision_cells.py \
+      --model $V2/2-vlm/model --out "$R/2a-vision-cells/model" --steps 1500 --threads "${THREADS:-2}"
+    lisa_stage "$R" 2b-vlm-locate 2b-vlm-locate-v3.yaml
+  fi
+else
+  for stage in "${shared_stages[@]}"; do
+    [ -f "$V2/$stage/model/lisa_config.json" ] || [ -f "$V2/$stage/sam/model.safetensors" ] ||
+      [ -f "$R/$stage/model/lisa_config.json" ] || {
+      echo "SEED=$SEED trains on seed 0's stages ${shared_stages[*]}: run without SEED first" >&2; exit 1; }
+  done
+  shared=$R
+  R=$R-seed$SEED
+  mkdir -p "$R/configs"
+  for stage in "${shared_stages[@]}"; do
+    source_dir=$shared/$stage; [ -e "$source_dir" ] || source_dir=$V2/$stage
+    [ -e "$R/$stage" ] || ln -s "../$(basename "$(dirname "$source_dir")")/$stage" "$R/$stage"
+  done
+  for name in "${own[@]}"; do  # same recipe: only the seed and the folders differ
+    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#$shared/#$R/#g" "$C/$name-$RECIPE.yaml" > "$R/configs/$name-$RECIPE.yaml"
+  done
+  C=$R/configs
+fi
 
-echo "[$(date -u +%H:%M:%S)] lisa-tiny v2: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
+lisa_stage "$R" 3a-lisa-few "3a-lisa-few-$RECIPE.yaml"
+lisa_stage "$R" 3-lisa "3-lisa-$RECIPE.yaml"
+lisa_stage "$R" 4-reason "4-reason-$RECIPE.yaml"
+if [ "$RECIPE" = v2 ]; then
+  [ -d "$R/baseline/model" ] || run lisa baseline train --config "$C/baseline-v2.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
+fi
+
+echo "[$(date -u +%H:%M:%S)] lisa-tiny $RECIPE: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
