@@ -27,6 +27,17 @@ def test_vlm_recipe_trains_the_whole_vlm_and_nothing_of_sam() -> None:
     assert any(n.startswith("vlm.model.multi_modal_projector.") for n in trainable)
 
 
+def test_vlm_language_recipe_freezes_the_vision_tower_and_projector() -> None:
+    model, _, _ = build_model(ModelSize())
+    set_trainable(model, None, "vlm_language")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    language = {n for n, _ in model.named_parameters() if n.startswith("vlm.model.language_model.")}
+    assert language and language <= trainable
+    assert trainable - language <= {"vlm.lm_head.weight"}  # tied to the embeddings, which train
+    assert not any("vision_tower" in n or "multi_modal_projector" in n or n.startswith(("sam.", "seg_head."))
+                   for n in trainable)
+
+
 def test_unknown_recipe_is_refused() -> None:
     data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}], "recipe": "everything"}
     with pytest.raises(LisaError, match="recipe 'everything' is unknown"):

@@ -102,7 +102,7 @@ def rebuild_seg_head(model: LisaModel, norm: str) -> None:
 
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
     """Embedding rows that train: None (all) or the tokens LISA adds ([SEG], <im_start>, <im_end>)."""
-    if config.model.full_embeddings or config.recipe == "vlm":
+    if config.model.full_embeddings or config.recipe in ("vlm", "vlm_language"):
         return None
     ids = [model.config.seg_token_id, model.config.image_start_id, model.config.image_end_id]
     return sorted({i for i in ids if i is not None})

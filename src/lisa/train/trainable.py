@@ -22,9 +22,12 @@ MASK_BACKBONE = "sam."  # where LisaModel keeps the mask backbone's module
 TRAINED_MODULES = ("seg_head.", "mask_decoder")
 # "lisa": the paper's recipe. "vlm": aligning a from-scratch VLM before the LISA stage (vision
 # tower, projector, language model and both embedding matrices; SAM and seg head frozen).
+# "vlm_language": "vlm" with the vision tower and projector frozen (Llava's module names): text
+# training that must not wash out image tokens trained for what and where (lisa-tiny's stage 2a).
 # "lisa_sam_encoder": the paper's recipe plus SAM's image encoder, for a SAM whose features
 # are too poor to freeze (a from-scratch SAM trained with geometric prompts only).
-RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "lisa_sam_encoder": (*TRAINED_MODULES, "image_encoder")}
+RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "vlm_language": ("vlm.model.language_model.", "vlm.lm_head."),
+           "lisa_sam_encoder": (*TRAINED_MODULES, "image_encoder")}
 
 
 def embedding_params(model: LisaModel) -> list[nn.Parameter]:
