@@ -26,6 +26,11 @@ CONFIG_NAME = "lisa_config.json"
 FORMAT_VERSION = 1
 
 
+# Keys added after models were shipped, written only when they differ from their default, so that
+# a folder saved again reads back byte-identical (``load`` fills the default in).
+OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False}
+
+
 @dataclass(config=STRICT_KEYS)
 class LisaConfig:
     vlm: dict[str, Any]  # the VLM's HF config .to_dict(); its model_type picks the adapter
@@ -48,6 +53,8 @@ class LisaConfig:
     out_dim: PositiveInt = 256  # the mask backbone's prompt embedding size
     # "none": the official seg head; "batch": standardise the [SEG] state first (SegHead).
     seg_head_norm: Literal["none", "batch"] = "none"
+    # True: the seg head also reads the [SEG]'s image tokens (SegHead's ImageAttention; not in the paper).
+    seg_head_image_attention: Bool = False
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5
@@ -73,7 +80,8 @@ class LisaConfig:
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory) / CONFIG_NAME
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        data = {k: v for k, v in asdict(self).items() if OMITTED_AT_DEFAULT.get(k, ...) != v}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> "LisaConfig":

@@ -97,7 +97,8 @@ class LisaModel(nn.Module):
         with init:
             self.vlm = self.adapter.build(config.vlm_config(), config.projector)
             self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
-            self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm)
+            self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm,
+                                    config.seg_head_image_attention)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -128,8 +129,16 @@ class LisaModel(nn.Module):
     ) -> tuple[torch.Tensor, dict]:
         """Token embeddings [C, L, D] with the images spliced in, and the extra LM inputs the
         adapter derives from the images ({} but for DeepStack-style VLMs)."""
+        return self.conversation_inputs_and_features(input_ids, vlm_pixels, image_index, vlm_grids)[:2]
+
+    def conversation_inputs_and_features(
+        self, input_ids: torch.Tensor, vlm_pixels: torch.Tensor, image_index: torch.Tensor,
+        vlm_grids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict, list[torch.Tensor]]:
+        """``conversation_inputs`` and the image features spliced in (per image [N_i, F]), which
+        a seg head with image attention reads again."""
         features = self.adapter.image_features(self.vlm, VlmImages(vlm_pixels, vlm_grids))
-        return self._spliced(input_ids, features, image_index)
+        return (*self._spliced(input_ids, features, image_index), features)
 
     def _spliced(
         self, input_ids: torch.Tensor, features: torch.Tensor | list[torch.Tensor], image_index: torch.Tensor
@@ -160,13 +169,15 @@ class LisaModel(nn.Module):
         image_embeddings: ImageEmbedding | torch.Tensor,
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
+        image_features: torch.Tensor | list[torch.Tensor] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i].
+        image_features: the VLM's tokens of each image (read by a seg head with image attention).
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
         backbone = self.mask_backbone
-        prompts = self.seg_head(seg_hidden.to(self.dtype))
+        prompts = self.project_seg(seg_hidden, seg_image, image_features)
         low_res, iou = backbone.decode(ImageEmbedding.of(image_embeddings), prompts, seg_image)
         logits, scores = [], []
         for image in range(len(original_sizes)):
@@ -174,6 +185,18 @@ class LisaModel(nn.Module):
             logits.append(backbone.upscale(low_res[chosen], resized_sizes[image], original_sizes[image]))
             scores.append(iou[chosen].float())
         return logits, scores
+
+    def project_seg(
+        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """[N, D] [SEG] states -> [N, out_dim] prompts; the image tokens of each state's image go
+        along when the seg head reads them."""
+        tokens = None
+        if self.seg_head.image_attention is not None:
+            if image_features is None:
+                raise ValueError("this model's seg head reads the image tokens: pass image_features")
+            tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()]) if len(seg_image) else None
+        return self.seg_head(seg_hidden.to(self.dtype), tokens)
 
     def conversation_hidden(
         self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool,
@@ -260,7 +283,8 @@ class LisaModel(nn.Module):
         row_of_mask = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
         image_of_mask = image_index[row_of_mask]
         per_image, _ = self.masks_from_hidden(
-            torch.cat(seg_hidden), image_of_mask, images.sam_embeddings, images.resized_sizes, images.original_sizes
+            torch.cat(seg_hidden), image_of_mask, images.sam_embeddings, images.resized_sizes, images.original_sizes,
+            images.features,
         )
         logits = []
         for row in range(len(counts)):
@@ -271,7 +295,8 @@ class LisaModel(nn.Module):
 
     # ---- teacher-forced forward --------------------------------------------------------
     def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
-        embeds, lm_inputs = self.conversation_inputs(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
+        embeds, lm_inputs, features = self.conversation_inputs_and_features(
+            batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
         position_ids = self.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
         hidden = self.conversation_hidden(
             embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids, lm_inputs
@@ -289,7 +314,7 @@ class LisaModel(nn.Module):
                 image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
             seg_image = batch.image_index[rows]
             per_image, _ = self.masks_from_hidden(
-                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes
+                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes, features
             )
             target_by_image = _targets_by_image(batch)
             for logits, target in zip(per_image, target_by_image):

@@ -11,6 +11,28 @@ from lisa.errors import LisaError
 SEG_HEAD_NORMS = ("none", "batch")
 
 
+class ImageAttention(nn.Module):
+    """One attention read of the image tokens the LM saw, queried by the [SEG] state: the
+    softmax over the tokens of q(state) . k(token), then a small MLP of the weighted tokens.
+
+    Not in the paper (off for released weights). A from-scratch LM whose image tokens carry each
+    cell's colour and place still cannot say where an object is (lisa-tiny: its "Where is ...?"
+    answers are no better than a constant guess), so its [SEG] state cannot either; this read
+    lets the state pick the tokens that match the query and pass on where they are.
+    """
+
+    def __init__(self, hidden_size: int, token_size: int, out_dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(token_size, hidden_size)
+        self.value = nn.Sequential(nn.Linear(token_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim))
+
+    def forward(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """state [N, d], tokens [N, T, D] (each state's image) -> [N, out_dim]."""
+        scores = torch.einsum("nd,ntd->nt", self.query(state), self.key(tokens)) / self.query.out_features**0.5
+        return torch.einsum("nt,nto->no", scores.softmax(-1), self.value(tokens))
+
+
 class SegHead(nn.Module):
     """Linear(d, d) -> ReLU -> Linear(d, out_dim), as in LISA's ``text_hidden_fcs``.
 
@@ -21,9 +43,12 @@ class SegHead(nn.Module):
     scratch gives states that predict [SEG] with cosine 0.97-1.0 between different queries,
     although the query can be read from them; without standardising, the mask decoder sees
     nearly one prompt whatever the query.
+
+    ``image_attention=True`` (not in the paper; off for released weights) adds an
+    ``ImageAttention`` read of the [SEG]'s image tokens to the output; ``forward`` then needs them.
     """
 
-    def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none") -> None:
+    def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none", image_attention: bool = False) -> None:
         super().__init__()
         if norm not in SEG_HEAD_NORMS:
             raise LisaError(f"unknown seg_head_norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
@@ -31,8 +56,12 @@ class SegHead(nn.Module):
         self.fc1 = nn.Linear(hidden_size, hidden_size)
         self.act = nn.ReLU()
         self.fc2 = nn.Linear(hidden_size, out_dim)
+        # The VLM's projected image tokens have the LM's width.
+        self.image_attention = ImageAttention(hidden_size, hidden_size, out_dim) if image_attention else None
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, d]: each state's image tokens
+        (needed with ``image_attention``, ignored without)."""
         if self.norm is not None:
             norm = self.norm
             # Batch statistics need two states or more; a lone [SEG] uses the running ones.
@@ -41,4 +70,9 @@ class SegHead(nn.Module):
                                   training=batch_stats, momentum=norm.momentum, eps=norm.eps)
             if batch_stats:
                 norm.num_batches_tracked.add_(1)
-        return self.fc2(self.act(self.fc1(hidden)))
+        prompts = self.fc2(self.act(self.fc1(hidden)))
+        if self.image_attention is None:
+            return prompts
+        if image_tokens is None:
+            raise ValueError("this seg head reads the image tokens: pass image_tokens")
+        return prompts + self.image_attention(hidden, image_tokens[..., : hidden.shape[-1]].to(hidden.dtype))

@@ -49,6 +49,8 @@ class ModelSection:
     sam: Text | None = None  # a trained SAM folder (stage 1) instead of the model's own SAM
     # Rebuild the seg head with this input norm ("none" | "batch", see SegHead); None: keep the base's.
     seg_head_norm: Literal["none", "batch"] | None = None
+    # Rebuild the seg head with (True) or without (False) its read of the image tokens; None: keep the base's.
+    seg_head_image_attention: bool | None = None
     tokenizer_corpus: list[Text] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 

@@ -86,17 +86,19 @@ def swap_sam(model: LisaModel, sam) -> None:
     model.sam = sam.to(model.dtype)
     model.config = replace(model.config, sam=sam_dict, out_dim=prompt_dim)
     if model.seg_head.fc2.out_features != prompt_dim:
-        model.seg_head = SegHead(model.config.hidden_size, prompt_dim).to(model.dtype)
+        model.seg_head = SegHead(model.config.hidden_size, prompt_dim, model.config.seg_head_norm,
+                                 model.config.seg_head_image_attention).to(model.dtype)
 
 
-def rebuild_seg_head(model: LisaModel, norm: str) -> None:
-    """A fresh seg head with input norm ``norm`` (it trains in the LISA stage anyway)."""
+def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False) -> None:
+    """A fresh seg head with input norm ``norm`` and, if asked, a read of the image tokens (it
+    trains in the LISA stage anyway)."""
     from dataclasses import replace
 
     from lisa.model.seg_head import SegHead
 
-    head = SegHead(model.config.hidden_size, model.config.out_dim, norm)  # checks the name first
-    model.config = replace(model.config, seg_head_norm=norm)
+    head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention)  # checks the name first
+    model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention)
     model.seg_head = head.to(model.dtype)
 
 
@@ -114,10 +116,12 @@ def prepare_model(config: TrainConfig, directory: Path):
     if config.model.base is not None and config.model.sam is not None:
         torch.manual_seed(config.seed)  # the rebuilt seg head starts the same on resume and export
         swap_sam(model, load_sam(config.model.sam))
-    norm = config.model.seg_head_norm
-    if norm is not None and norm != model.config.seg_head_norm:
+    norm = config.model.seg_head_norm or model.config.seg_head_norm
+    attention = config.model.seg_head_image_attention
+    attention = model.config.seg_head_image_attention if attention is None else attention
+    if (norm, attention) != (model.config.seg_head_norm, model.config.seg_head_image_attention):
         torch.manual_seed(config.seed)  # the new head starts the same on resume and export
-        rebuild_seg_head(model, norm)
+        rebuild_seg_head(model, norm, attention)
     if config.lora is not None:
         add_lora(model, config.lora)
     set_trainable(model, token_rows(model, config), config.recipe)

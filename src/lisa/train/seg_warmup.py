@@ -45,7 +45,8 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
     """The text loss plus ``weight`` x mean squared error between each projected [SEG] state
     and its target's box token (reported in the ``bce_loss`` slot is 0, ``dice_loss`` holds the
     regression error, so logs keep their columns)."""
-    embeds, lm_inputs = model.conversation_inputs(batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
+    embeds, lm_inputs, features = model.conversation_inputs_and_features(
+        batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
     position_ids = model.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
     hidden = model.conversation_hidden(
         embeds, batch.input_ids, batch.attention_mask, share_prefix, position_ids, lm_inputs
@@ -57,7 +58,7 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
         raise ValueError(f"{rows.numel()} [SEG] tokens but {len(boxes)} target masks (truncated prompt?)")
     regression = hidden.sum() * 0.0
     if bool(present.any()):
-        prompts = model.seg_head(hidden[rows, cols].to(model.dtype))[present]
+        prompts = model.project_seg(hidden[rows, cols], batch.image_index[rows], features)[present]
         with torch.no_grad():
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()

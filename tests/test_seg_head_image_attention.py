@@ -1,0 +1,107 @@
+"""The seg head's optional read of the image tokens (SegHead(image_attention=True)): off, the
+head is LISA's; on, each [SEG]'s prompt depends on its own image's tokens, through every path."""
+
+from __future__ import annotations
+
+import random
+import pytest
+import torch
+
+from lisa.data.collate import Collator
+from lisa.data.jsonl import JsonlTrain
+from lisa.model.build import ModelSize, build_model
+from lisa.model.lisa import LisaModel
+from lisa.model.prompting import PromptBuilder
+from lisa.model.seg_head import ImageAttention, SegHead
+from lisa.train.model_setup import rebuild_seg_head
+from lisa.train.seg_warmup import warmup_forward
+from lisa.train.synthetic import write_synthetic
+from lisa.train.trainable import set_trainable
+
+
+def test_attention_is_the_softmax_weighted_value_of_the_matching_tokens() -> None:
+    torch.manual_seed(0)
+    read = ImageAttention(4, 3, 2)
+    state, tokens = torch.randn(2, 4), torch.randn(2, 5, 3)
+    scores = torch.stack([read.query(state[n]) @ read.key(tokens[n]).T for n in range(2)]) / 2.0  # sqrt(4)
+    expected = torch.stack([scores[n].softmax(-1) @ read.value(tokens[n]) for n in range(2)])
+    assert torch.allclose(read(state, tokens), expected, atol=1e-6)
+
+
+def test_without_attention_the_head_ignores_tokens_and_with_it_needs_them() -> None:
+    torch.manual_seed(0)
+    plain = SegHead(8, 4)
+    assert plain.image_attention is None
+    hidden = torch.randn(3, 8)
+    assert torch.equal(plain(hidden), plain(hidden, torch.randn(3, 6, 8)))
+    reading = SegHead(8, 4, image_attention=True)
+    with pytest.raises(ValueError, match="image_tokens"):
+        reading(hidden)
+    tokens = torch.randn(3, 6, 8)
+    moved = tokens.clone()
+    moved[0] = moved[0].roll(1, dims=0) * 2  # another image for the first state only
+    out, out_moved = reading(hidden, tokens), reading(hidden, moved)
+    assert not torch.allclose(out[0], out_moved[0]) and torch.equal(out[1:], out_moved[1:])
+
+
+@pytest.fixture(scope="module")
+def model_and_batch(tmp_path_factory: pytest.TempPathFactory):
+    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
+    torch.manual_seed(0)
+    model, tokenizer, processor = build_model(ModelSize())
+    rebuild_seg_head(model, "none", image_attention=True)
+    loader = JsonlTrain(data, "train", max_queries=2)
+    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
+    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
+    return model, batch
+
+
+def test_training_forward_and_warmup_read_each_seg_states_own_image(model_and_batch) -> None:
+    model, batch = model_and_batch
+    set_trainable(model, None)
+    model.train().zero_grad(set_to_none=True)
+    out = model(batch)
+    assert out.num_masks > 0
+    out.loss.backward()
+    read = model.seg_head.image_attention
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in read.parameters())
+    model.zero_grad(set_to_none=True)
+    warmup_forward(model, batch, weight=1.0).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in read.parameters())
+    model.zero_grad(set_to_none=True)
+    # Swapping the two images' tokens changes the prompts of the [SEG]s (each reads its own image).
+    model.eval()
+    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
+    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
+    rows, cols = model.seg_positions(batch.input_ids)
+    seg_image = batch.image_index[rows]
+    with torch.no_grad():
+        prompts = model.project_seg(hidden[rows, cols], seg_image, features)
+        swapped = model.project_seg(hidden[rows, cols], seg_image, features[::-1])
+        expected = model.seg_head(hidden[rows, cols], torch.stack([features[int(i)] for i in seg_image]))
+    assert torch.allclose(prompts, expected) and not torch.allclose(prompts, swapped)
+
+
+def test_saved_model_keeps_the_read_and_the_pipeline_uses_it(tmp_path) -> None:
+    from lisa.inference.pipeline import LisaPipeline
+    from lisa.model.build import write_tiny_model
+
+    folder = write_tiny_model(tmp_path / "m", seed=0)
+    base = LisaModel.from_pretrained(folder)
+    torch.manual_seed(1)
+    rebuild_seg_head(base, base.config.seg_head_norm, image_attention=True)
+    base.save_pretrained(folder)
+    loaded = LisaModel.from_pretrained(folder)
+    assert loaded.config.seg_head_image_attention and loaded.seg_head.image_attention is not None
+    for (name, a), (_, b) in zip(base.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    pipe = LisaPipeline.from_pretrained(folder, device="cpu", dtype="float32")
+    image = (torch.rand(40, 50, 3) * 255).byte().numpy()
+    forced = pipe(image, "the red circle", answers="[SEG].")
+    assert forced.masks.shape == (1, 40, 50)
+    # The read matters for the mask: zeroing its output layer changes the prompt, hence the mask logits.
+    with torch.no_grad():
+        pipe.model.seg_head.image_attention.value[-1].weight.mul_(0)
+        pipe.model.seg_head.image_attention.value[-1].bias.add_(5.0)
+    changed = pipe(image, "the red circle", answers="[SEG].")
+    assert not torch.equal(torch.as_tensor(forced.scores), torch.as_tensor(changed.scores))
