@@ -105,3 +105,41 @@ def test_saved_model_keeps_the_read_and_the_pipeline_uses_it(tmp_path) -> None:
         pipe.model.seg_head.image_attention.value[-1].bias.add_(5.0)
     changed = pipe(image, "the red circle", answers="[SEG].")
     assert not torch.equal(torch.as_tensor(forced.scores), torch.as_tensor(changed.scores))
+
+
+def test_target_cells_are_the_targets_share_of_each_cell() -> None:
+    from lisa.model.lisa import LisaBatch
+    from lisa.train.seg_warmup import target_cells
+
+    first = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    first[0, 0:4, 0:4] = 1  # the top-left cell of a 2x2 grid, whole
+    first[1, 0:4, 0:8] = 1  # the top row
+    first[1, 4:6, 6:8] = 1  # and a quarter of the bottom-right cell
+    second = torch.zeros(1, 8, 8, dtype=torch.uint8)  # no target
+    second[0, 0, 0] = 255  # ignore label: not target
+    empty = torch.zeros(0)
+    batch = LisaBatch(empty, empty, empty, torch.tensor([0, 1]), empty, empty, [(8, 8)] * 2, [(8, 8)] * 2,
+                      [first, second])
+    cells = target_cells(batch, 2)
+    assert torch.allclose(cells, torch.tensor([[1.0, 0, 0, 0], [1 / 2.25, 1 / 2.25, 0, 0.25 / 2.25], [0, 0, 0, 0]]))
+
+
+def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(model_and_batch) -> None:
+    from lisa.train.seg_warmup import target_boxes, target_cells
+
+    model, batch = model_and_batch
+    set_trainable(model, None)
+    model.eval()  # batch-norm statistics fixed: both calls see the same head
+    plain = warmup_forward(model, batch, weight=1.0)
+    with_attention = warmup_forward(model, batch, weight=1.0, attention_weight=2.0)
+    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
+    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
+    rows, cols = model.seg_positions(batch.input_ids)
+    _, present = target_boxes(batch)
+    tokens = torch.stack([features[int(i)] for i in batch.image_index[rows]])
+    read = model.seg_head.image_attention
+    weights = read.weights(hidden[rows, cols], tokens)[present]
+    grid = int(round(weights.shape[-1] ** 0.5))
+    expected = -(target_cells(batch, grid)[present] * weights.log()).sum(-1).mean()
+    assert torch.allclose(with_attention.loss, plain.loss + 2.0 * expected, atol=1e-5)
+    model.train()

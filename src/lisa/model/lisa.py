@@ -191,12 +191,19 @@ class LisaModel(nn.Module):
     ) -> torch.Tensor:
         """[N, D] [SEG] states -> [N, out_dim] prompts; the image tokens of each state's image go
         along when the seg head reads them."""
+        return self.project_seg_with_attention(seg_hidden, seg_image, image_features)[0]
+
+    def project_seg_with_attention(
+        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``project_seg`` and the seg head's attention over the image tokens [N, T] (None: no read)."""
         tokens = None
         if self.seg_head.image_attention is not None:
             if image_features is None:
                 raise ValueError("this model's seg head reads the image tokens: pass image_features")
-            tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()]) if len(seg_image) else None
-        return self.seg_head(seg_hidden.to(self.dtype), tokens)
+            tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()] or
+                                 [image_features[0][:0]])  # no state: [0, N, F]
+        return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens)
 
     def conversation_hidden(
         self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool,

@@ -27,10 +27,17 @@ class ImageAttention(nn.Module):
         self.key = nn.Linear(token_size, hidden_size)
         self.value = nn.Sequential(nn.Linear(token_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim))
 
+    def weights(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """state [N, d], tokens [N, T, D] (each state's image) -> attention [N, T] (rows sum to 1)."""
+        scores = torch.einsum("nd,ntd->nt", self.query(state), self.key(tokens)) / self.query.out_features**0.5
+        return scores.softmax(-1)
+
     def forward(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """state [N, d], tokens [N, T, D] (each state's image) -> [N, out_dim]."""
-        scores = torch.einsum("nd,ntd->nt", self.query(state), self.key(tokens)) / self.query.out_features**0.5
-        return torch.einsum("nt,nto->no", scores.softmax(-1), self.value(tokens))
+        return self.read(self.weights(state, tokens), tokens)
+
+    def read(self, weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nt,nto->no", weights, self.value(tokens))
 
 
 class SegHead(nn.Module):
@@ -62,6 +69,12 @@ class SegHead(nn.Module):
     def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, d]: each state's image tokens
         (needed with ``image_attention``, ignored without)."""
+        return self.prompts_and_attention(hidden, image_tokens)[0]
+
+    def prompts_and_attention(
+        self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward`` and the image attention [N, T] behind it (None without ``image_attention``)."""
         if self.norm is not None:
             norm = self.norm
             # Batch statistics need two states or more; a lone [SEG] uses the running ones.
@@ -72,7 +85,9 @@ class SegHead(nn.Module):
                 norm.num_batches_tracked.add_(1)
         prompts = self.fc2(self.act(self.fc1(hidden)))
         if self.image_attention is None:
-            return prompts
+            return prompts, None
         if image_tokens is None:
             raise ValueError("this seg head reads the image tokens: pass image_tokens")
-        return prompts + self.image_attention(hidden, image_tokens[..., : hidden.shape[-1]].to(hidden.dtype))
+        tokens = image_tokens[..., : hidden.shape[-1]].to(hidden.dtype)
+        weights = self.image_attention.weights(hidden, tokens)
+        return prompts + self.image_attention.read(weights, tokens), weights

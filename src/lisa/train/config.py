@@ -106,6 +106,8 @@ class SegWarmupSection:
 
     steps: PositiveInt
     weight: PositiveNumber = 1.0
+    # A seg head that reads the image tokens: cross-entropy of its attention against the target's cells.
+    attention_weight: NonNegativeNumber = 0.0
 
 
 @dataclass(config=STRICT_KEYS)

@@ -9,11 +9,17 @@ token into the boxed object, so the LLM only has to learn to point, not a new pr
 afterwards the usual BCE + DICE loss trains end to end. The text loss is kept throughout.
 
 The prompt encoder is frozen in the LISA stages, so the regression targets do not move.
+
+With a seg head that reads the image tokens (``seg_head_image_attention``), ``attention_weight``
+adds a cross-entropy between that read's attention over the tokens and the target's share of
+each token's cell (square token grids: the VLM's view is the whole image, resized), so that the
+read learns to find the named object rather than wait for the mask loss to show it where.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
 from lisa.model.losses import text_ce_loss
@@ -41,10 +47,23 @@ def target_boxes(batch: LisaBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(boxes), torch.tensor(present)
 
 
-def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_prefix: bool = True) -> LisaOutput:
+def target_cells(batch: LisaBatch, grid: int) -> torch.Tensor:
+    """Every [SEG]'s target as its share of each cell of a grid x grid partition of the whole
+    image, row by row, normalised to sum to 1 ([N, grid * grid], [SEG] order; zeros: no target)."""
+    shares = [F.adaptive_avg_pool2d((mask == 1).float()[None, None], grid).flatten()
+              for masks in batch.masks for mask in masks]
+    if not shares:
+        return torch.zeros(0, grid * grid)
+    shares = torch.stack(shares)
+    return shares / shares.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_prefix: bool = True,
+                   attention_weight: float = 0.0) -> LisaOutput:
     """The text loss plus ``weight`` x mean squared error between each projected [SEG] state
     and its target's box token (reported in the ``bce_loss`` slot is 0, ``dice_loss`` holds the
-    regression error, so logs keep their columns)."""
+    regression error, so logs keep their columns), plus ``attention_weight`` x the cross-entropy
+    of the seg head's image attention against ``target_cells`` (in the ``loss`` only)."""
     embeds, lm_inputs, features = model.conversation_inputs_and_features(
         batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
     position_ids = model.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
@@ -56,12 +75,19 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
     boxes, present = target_boxes(batch)
     if rows.numel() != len(boxes):
         raise ValueError(f"{rows.numel()} [SEG] tokens but {len(boxes)} target masks (truncated prompt?)")
-    regression = hidden.sum() * 0.0
+    regression = attention_loss = hidden.sum() * 0.0
     if bool(present.any()):
-        prompts = model.project_seg(hidden[rows, cols], batch.image_index[rows], features)[present]
+        prompts, attention = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features)
+        prompts = prompts[present]
         with torch.no_grad():
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
-    loss = ce + weight * regression
+        if attention_weight and attention is not None:
+            grid = int(round(attention.shape[-1] ** 0.5))
+            if grid * grid != attention.shape[-1]:
+                raise ValueError(f"attention_weight needs a square image-token grid, got {attention.shape[-1]} tokens")
+            cells = target_cells(batch, grid).to(attention.device)[present]
+            attention_loss = -(cells * attention[present].clamp(min=1e-12).log()).sum(-1).mean()
+    loss = ce + weight * regression + attention_weight * attention_loss
     zero = regression.detach() * 0.0
     return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))

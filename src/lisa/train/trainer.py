@@ -139,7 +139,8 @@ class Trainer:
         share = dist.shares(*self._counts(batch)) if world > 1 else None
         with acc.accumulate(self.model):
             if warmup is not None and self.state.step < warmup.steps:
-                out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix)
+                out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix,
+                                     warmup.attention_weight)
             else:
                 out = self.model(batch, share_prefix=self.config.model.share_prefix)
             loss, parts = dist.loss_and_parts(out, share, world)
