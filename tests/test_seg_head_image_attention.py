@@ -143,3 +143,11 @@ def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(mod
     expected = -(target_cells(batch, grid)[present] * weights.log()).sum(-1).mean()
     assert torch.allclose(with_attention.loss, plain.loss + 2.0 * expected, atol=1e-5)
     model.train()
+
+
+def test_images_with_different_token_counts_are_refused_clearly(model_and_batch) -> None:
+    model, _ = model_and_batch
+    hidden = torch.randn(2, model.config.hidden_size)
+    features = [torch.randn(4, model.config.hidden_size), torch.randn(6, model.config.hidden_size)]
+    with pytest.raises(ValueError, match="same token count"):
+        model.project_seg(hidden, torch.tensor([0, 1]), features)

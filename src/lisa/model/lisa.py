@@ -201,6 +201,9 @@ class LisaModel(nn.Module):
         if self.seg_head.image_attention is not None:
             if image_features is None:
                 raise ValueError("this model's seg head reads the image tokens: pass image_features")
+            if len({int(f.shape[0]) for f in image_features}) > 1:
+                raise ValueError("a seg head that reads the image tokens needs the same token count for every "
+                                 "image (a fixed-size vision tower such as Llava's)")
             tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()] or
                                  [image_features[0][:0]])  # no state: [0, N, F]
         return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens)
