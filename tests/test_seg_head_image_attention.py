@@ -151,3 +151,24 @@ def test_images_with_different_token_counts_are_refused_clearly(model_and_batch)
     features = [torch.randn(4, model.config.hidden_size), torch.randn(6, model.config.hidden_size)]
     with pytest.raises(ValueError, match="same token count"):
         model.project_seg(hidden, torch.tensor([0, 1]), features)
+
+
+def test_forward_attention_weight_adds_the_attention_cross_entropy_per_mask(model_and_batch) -> None:
+    from lisa.train.seg_warmup import target_cells
+
+    model, batch = model_and_batch
+    set_trainable(model, None)
+    model.eval()
+    plain = model(batch)
+    weighted = model(batch, attention_weight=0.5)
+    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
+    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
+    rows, cols = model.seg_positions(batch.input_ids)
+    tokens = torch.stack([features[int(i)] for i in batch.image_index[rows]])
+    weights = model.seg_head.image_attention.weights(hidden[rows, cols], tokens)
+    cells = target_cells(batch, int(round(weights.shape[-1] ** 0.5)))
+    expected = -(cells * weights.log()).sum() / plain.num_masks
+    assert torch.allclose(weighted.loss, plain.loss + 0.5 * expected, atol=1e-5)
+    assert torch.allclose(weighted.mask_loss, plain.mask_loss + 0.5 * expected, atol=1e-5)
+    assert torch.equal(plain.loss, model(batch, attention_weight=0.0).loss)
+    model.train()

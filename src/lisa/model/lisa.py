@@ -27,7 +27,8 @@ from lisa.errors import LisaError
 from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
-from lisa.model.losses import mask_bce_sum, mask_dice_sum, text_ce_loss
+from lisa.model.losses import (attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, target_cell_shares,
+                               text_ce_loss)
 from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model.seg_head import SegHead
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
@@ -73,6 +74,15 @@ class LisaOutput:
     # many-process training rescales each by its own global count (lisa.train.distributed).
     text_loss: torch.Tensor | None = None
     mask_loss: torch.Tensor | None = None
+
+
+def attention_grid(attention: torch.Tensor) -> int:
+    """The side of the square image-token grid a seg head's attention [N, T] is over."""
+    grid = int(round(attention.shape[-1] ** 0.5))
+    if grid * grid != attention.shape[-1]:
+        raise ValueError(f"supervising the seg head's attention needs a square image-token grid, "
+                         f"got {attention.shape[-1]} tokens")
+    return grid
 
 
 @contextlib.contextmanager
@@ -170,14 +180,17 @@ class LisaModel(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
         image_features: torch.Tensor | list[torch.Tensor] | None = None,
+        prompts: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i].
-        image_features: the VLM's tokens of each image (read by a seg head with image attention).
+        image_features: the VLM's tokens of each image (read by a seg head with image attention);
+        prompts: the seg head's output for these states, when the caller has it already.
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
         backbone = self.mask_backbone
-        prompts = self.project_seg(seg_hidden, seg_image, image_features)
+        if prompts is None:
+            prompts = self.project_seg(seg_hidden, seg_image, image_features)
         low_res, iou = backbone.decode(ImageEmbedding.of(image_embeddings), prompts, seg_image)
         logits, scores = [], []
         for image in range(len(original_sizes)):
@@ -304,7 +317,10 @@ class LisaModel(nn.Module):
         return Segmentation(tokens, seg_hidden, logits, scores, (time.perf_counter() - start) * 1000.0)
 
     # ---- teacher-forced forward --------------------------------------------------------
-    def forward(self, batch: LisaBatch, share_prefix: bool = True) -> LisaOutput:
+    def forward(self, batch: LisaBatch, share_prefix: bool = True, attention_weight: float = 0.0) -> LisaOutput:
+        """Teacher-forced losses. attention_weight > 0 (a seg head that reads the image tokens):
+        the mask loss also counts that weight x the cross-entropy of the read's attention against
+        each target's share of the image-token cells, per mask like BCE and DICE."""
         embeds, lm_inputs, features = self.conversation_inputs_and_features(
             batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
         position_ids = self.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
@@ -317,15 +333,20 @@ class LisaModel(nn.Module):
         if rows.numel() != num_masks:
             raise ValueError(f"{rows.numel()} [SEG] tokens but {num_masks} target masks (truncated prompt?)")
         zero = hidden.sum() * 0.0
-        bce, dice, per_image = zero, zero, []
+        bce, dice, attention_loss, per_image = zero, zero, zero, []
         if num_masks:
             image_embeddings = batch.sam_embeddings
             if image_embeddings is None:
                 image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
             seg_image = batch.image_index[rows]
+            prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features)
             per_image, _ = self.masks_from_hidden(
-                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes, features
+                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes, features,
+                prompts,
             )
+            if attention_weight and attention is not None:
+                shares = target_cell_shares([m for masks in batch.masks for m in masks], attention_grid(attention))
+                attention_loss = attention_cross_entropy_sum(attention, shares.to(attention.device))
             target_by_image = _targets_by_image(batch)
             for logits, target in zip(per_image, target_by_image):
                 if logits.shape[0]:
@@ -335,6 +356,9 @@ class LisaModel(nn.Module):
         cfg = self.config
         text_loss, mask_loss = cfg.ce_weight * ce, cfg.bce_weight * bce + cfg.dice_weight * dice
         loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice  # summed as always: same bits
+        if attention_weight and num_masks:
+            attention_loss = attention_weight * attention_loss / (num_masks + 1e-8)
+            mask_loss, loss = mask_loss + attention_loss, loss + attention_loss
         return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
 
     # ---- persistence -------------------------------------------------------------------

@@ -37,3 +37,19 @@ def mask_dice_sum(logits: torch.Tensor, targets: torch.Tensor, scale: float = 10
     numerator = 2 * (probs / scale * targets).sum(-1)
     denominator = (probs / scale).sum(-1) + (targets / scale).sum(-1)
     return (1 - (numerator + eps) / (denominator + eps)).sum()
+
+
+def target_cell_shares(masks: list[torch.Tensor], grid: int) -> torch.Tensor:
+    """Each target mask [H, W] (1 = target; other values, ignore labels included, are not) as
+    its share of each cell of a grid x grid partition of the whole image, row by row,
+    normalised to sum to 1 ([N, grid * grid]; a row of zeros: no target)."""
+    if not masks:
+        return torch.zeros(0, grid * grid)
+    shares = torch.stack([F.adaptive_avg_pool2d((m == 1).float()[None, None], grid).flatten() for m in masks])
+    return shares / shares.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def attention_cross_entropy_sum(attention: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """Sum over rows of the cross-entropy of attention [N, T] against target shares [N, T]
+    (rows without a target add 0)."""
+    return -(shares.to(attention.dtype) * attention.clamp(min=1e-12).log()).sum()

@@ -129,6 +129,9 @@ class TrainConfig:
     log_every: PositiveInt = 10
     threads: PositiveInt | None = None  # torch CPU threads (fixed for bit-exact CPU resume)
     seg_warmup: SegWarmupSection | None = None  # null: BCE + DICE from the first step (the paper)
+    # A seg head that reads the image tokens: after any warm-up, the mask loss also counts this weight x
+    # the cross-entropy of its attention against the target's image-token cells (LisaModel.forward).
+    seg_attention_weight: NonNegativeNumber = 0.0
 
     def check(self, source: str) -> None:
         """What one field's type cannot say: choices that depend on each other."""

@@ -19,10 +19,9 @@ read learns to find the named object rather than wait for the mask loss to show 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
-from lisa.model.losses import text_ce_loss
+from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput, attention_grid
+from lisa.model.losses import attention_cross_entropy_sum, target_cell_shares, text_ce_loss
 from lisa.train.sam_pretrain import box_token
 
 
@@ -49,13 +48,8 @@ def target_boxes(batch: LisaBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def target_cells(batch: LisaBatch, grid: int) -> torch.Tensor:
     """Every [SEG]'s target as its share of each cell of a grid x grid partition of the whole
-    image, row by row, normalised to sum to 1 ([N, grid * grid], [SEG] order; zeros: no target)."""
-    shares = [F.adaptive_avg_pool2d((mask == 1).float()[None, None], grid).flatten()
-              for masks in batch.masks for mask in masks]
-    if not shares:
-        return torch.zeros(0, grid * grid)
-    shares = torch.stack(shares)
-    return shares / shares.sum(-1, keepdim=True).clamp(min=1e-12)
+    image (``target_cell_shares``), in [SEG] order ([N, grid * grid])."""
+    return target_cell_shares([mask for masks in batch.masks for mask in masks], grid)
 
 
 def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_prefix: bool = True,
@@ -83,11 +77,8 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
         if attention_weight and attention is not None:
-            grid = int(round(attention.shape[-1] ** 0.5))
-            if grid * grid != attention.shape[-1]:
-                raise ValueError(f"attention_weight needs a square image-token grid, got {attention.shape[-1]} tokens")
-            cells = target_cells(batch, grid).to(attention.device)[present]
-            attention_loss = -(cells * attention[present].clamp(min=1e-12).log()).sum(-1).mean()
+            cells = target_cells(batch, attention_grid(attention)).to(attention.device)[present]
+            attention_loss = attention_cross_entropy_sum(attention[present], cells) / len(cells)
     loss = ce + weight * regression + attention_weight * attention_loss
     zero = regression.detach() * 0.0
     return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))

@@ -142,7 +142,8 @@ class Trainer:
                 out = warmup_forward(self.unwrapped, batch, warmup.weight, self.config.model.share_prefix,
                                      warmup.attention_weight)
             else:
-                out = self.model(batch, share_prefix=self.config.model.share_prefix)
+                out = self.model(batch, share_prefix=self.config.model.share_prefix,
+                                 attention_weight=self.config.seg_attention_weight)
             loss, parts = dist.loss_and_parts(out, share, world)
             acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
