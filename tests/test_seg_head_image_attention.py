@@ -3,19 +3,14 @@ head is LISA's; on, each [SEG]'s prompt depends on its own image's tokens, throu
 
 from __future__ import annotations
 
-import random
 import pytest
 import torch
+from conftest import model_and_training_batch
 
-from lisa.data.collate import Collator
-from lisa.data.jsonl import JsonlTrain
-from lisa.model.build import ModelSize, build_model
 from lisa.model.lisa import LisaModel
-from lisa.model.prompting import PromptBuilder
 from lisa.model.seg_head import ImageAttention, SegHead
 from lisa.train.model_setup import rebuild_seg_head
 from lisa.train.seg_warmup import warmup_forward
-from lisa.train.synthetic import write_synthetic
 from lisa.train.trainable import set_trainable
 
 
@@ -46,13 +41,8 @@ def test_without_attention_the_head_ignores_tokens_and_with_it_needs_them() -> N
 
 @pytest.fixture(scope="module")
 def model_and_batch(tmp_path_factory: pytest.TempPathFactory):
-    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
-    torch.manual_seed(0)
-    model, tokenizer, processor = build_model(ModelSize())
+    model, batch = model_and_training_batch(tmp_path_factory)
     rebuild_seg_head(model, "none", image_attention=True)
-    loader = JsonlTrain(data, "train", max_queries=2)
-    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
-    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
     return model, batch
 
 

@@ -4,23 +4,18 @@ embedding of its target, then the usual mask loss takes over."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import model_and_training_batch
 import yaml
 
-from lisa.data.collate import Collator
-from lisa.data.jsonl import JsonlTrain
 from lisa.errors import LisaError
-from lisa.model.build import ModelSize, build_model
 from lisa.model.lisa import LisaBatch
-from lisa.model.prompting import PromptBuilder
 from lisa.train.config import config_from_dict
 from lisa.train.sam_pretrain import box_token
 from lisa.train.seg_warmup import target_boxes, warmup_forward
-from lisa.train.synthetic import write_synthetic
 from lisa.train.trainable import set_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +42,7 @@ def test_target_boxes_are_in_sam_input_pixels() -> None:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
-    torch.manual_seed(0)
-    model, tokenizer, processor = build_model(ModelSize())
-    loader = JsonlTrain(data, "train", max_queries=2)
-    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
-    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
+    model, batch = model_and_training_batch(tmp_path_factory)
     return model, batch
 
 
