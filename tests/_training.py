@@ -1,4 +1,5 @@
-"""A few optimizer steps on one fixed batch, as the trainer takes them (clip, step, schedule)."""
+"""Training-test helpers: a few optimizer steps on one fixed batch, as the trainer takes them (clip,
+step, schedule), and the tiny model and batch those tests share."""
 
 from __future__ import annotations
 
@@ -23,3 +24,23 @@ def fixed_batch_losses(model: torch.nn.Module, batch, steps: int, lr: float = 1e
         optimizer.zero_grad()
         losses.append(float(out.loss.detach()))
     return losses
+
+
+def model_and_training_batch(tmp_path_factory):
+    """A fresh tiny LisaModel (seed 0) and a collated training batch of two samples of a small
+    synthetic world (for tests of the training losses)."""
+    import random
+
+    from lisa.data.collate import Collator
+    from lisa.data.jsonl import JsonlTrain
+    from lisa.model.build import ModelSize, build_model
+    from lisa.model.prompting import PromptBuilder
+    from lisa.train.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
+    torch.manual_seed(0)
+    model, tokenizer, processor = build_model(ModelSize())
+    loader = JsonlTrain(data, "train", max_queries=2)
+    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
+    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
+    return model, batch

@@ -28,22 +28,3 @@ def rng() -> np.random.Generator:
     torch.manual_seed(0)
     return np.random.default_rng(0)
 
-
-def model_and_training_batch(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh tiny LisaModel (seed 0) and a collated training batch of two samples of a small
-    synthetic world (for tests of the training losses)."""
-    import random
-
-    from lisa.data.collate import Collator
-    from lisa.data.jsonl import JsonlTrain
-    from lisa.model.build import ModelSize, build_model
-    from lisa.model.prompting import PromptBuilder
-    from lisa.train.synthetic import write_synthetic
-
-    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
-    torch.manual_seed(0)
-    model, tokenizer, processor = build_model(ModelSize())
-    loader = JsonlTrain(data, "train", max_queries=2)
-    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
-    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
-    return model, batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import model_and_training_batch
+from _training import model_and_training_batch
 
 from lisa.model.lisa import LisaModel
 from lisa.model.seg_head import ImageAttention, SegHead

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import model_and_training_batch
+from _training import model_and_training_batch
 import yaml
 
 from lisa.errors import LisaError

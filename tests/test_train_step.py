@@ -3,33 +3,20 @@ fixed batch."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
-from _training import fixed_batch_losses
-from lisa.data.collate import Collator
-from lisa.data.jsonl import JsonlTrain
+from _training import fixed_batch_losses, model_and_training_batch
 from lisa.model import vlm as vlm_ops
-from lisa.model.build import ModelSize, build_model
-from lisa.model.prompting import PromptBuilder
 from lisa.train.config import LoraSection, config_from_dict
 from lisa.train.lora import add_lora
-from lisa.train.synthetic import write_synthetic
 from lisa.train.trainable import set_trainable
 from lisa.train.trainer import make_optimizer
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory):
-    data = write_synthetic(tmp_path_factory.mktemp("shapes"), images=4, size=48, val_images=0)
-    torch.manual_seed(0)
-    model, tokenizer, processor = build_model(ModelSize())
-    loader = JsonlTrain(data, "train", max_queries=2)
-    samples = [loader.sample(i, random.Random(i)) for i in range(2)]
-    batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
-    return model, batch
+    return model_and_training_batch(tmp_path_factory)
 
 
 def _fresh(setup, full_embeddings: bool):
