@@ -97,9 +97,8 @@ def test_saved_model_keeps_the_read_and_the_pipeline_uses_it(tmp_path) -> None:
     assert not torch.equal(torch.as_tensor(forced.scores), torch.as_tensor(changed.scores))
 
 
-def test_target_cells_are_the_targets_share_of_each_cell() -> None:
-    from lisa.model.lisa import LisaBatch
-    from lisa.train.seg_warmup import target_cells
+def test_target_cell_shares_are_the_targets_share_of_each_cell() -> None:
+    from lisa.model.losses import target_cell_shares
 
     first = torch.zeros(2, 8, 8, dtype=torch.uint8)
     first[0, 0:4, 0:4] = 1  # the top-left cell of a 2x2 grid, whole
@@ -107,15 +106,13 @@ def test_target_cells_are_the_targets_share_of_each_cell() -> None:
     first[1, 4:6, 6:8] = 1  # and a quarter of the bottom-right cell
     second = torch.zeros(1, 8, 8, dtype=torch.uint8)  # no target
     second[0, 0, 0] = 255  # ignore label: not target
-    empty = torch.zeros(0)
-    batch = LisaBatch(empty, empty, empty, torch.tensor([0, 1]), empty, empty, [(8, 8)] * 2, [(8, 8)] * 2,
-                      [first, second])
-    cells = target_cells(batch, 2)
+    cells = target_cell_shares([first, second], 2)
     assert torch.allclose(cells, torch.tensor([[1.0, 0, 0, 0], [1 / 2.25, 1 / 2.25, 0, 0.25 / 2.25], [0, 0, 0, 0]]))
 
 
 def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(model_and_batch) -> None:
-    from lisa.train.seg_warmup import target_boxes, target_cells
+    from lisa.model.losses import target_cell_shares
+    from lisa.train.seg_warmup import target_boxes
 
     model, batch = model_and_batch
     set_trainable(model, None)
@@ -130,7 +127,7 @@ def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(mod
     read = model.seg_head.image_attention
     weights = read.weights(hidden[rows, cols], tokens)[present]
     grid = int(round(weights.shape[-1] ** 0.5))
-    expected = -(target_cells(batch, grid)[present] * weights.log()).sum(-1).mean()
+    expected = -(target_cell_shares(batch.masks, grid)[present] * weights.log()).sum(-1).mean()
     assert torch.allclose(with_attention.loss, plain.loss + 2.0 * expected, atol=1e-5)
     model.train()
 
@@ -144,7 +141,7 @@ def test_images_with_different_token_counts_are_refused_clearly(model_and_batch)
 
 
 def test_forward_attention_weight_adds_the_attention_cross_entropy_per_mask(model_and_batch) -> None:
-    from lisa.train.seg_warmup import target_cells
+    from lisa.model.losses import target_cell_shares
 
     model, batch = model_and_batch
     set_trainable(model, None)
@@ -156,7 +153,7 @@ def test_forward_attention_weight_adds_the_attention_cross_entropy_per_mask(mode
     rows, cols = model.seg_positions(batch.input_ids)
     tokens = torch.stack([features[int(i)] for i in batch.image_index[rows]])
     weights = model.seg_head.image_attention.weights(hidden[rows, cols], tokens)
-    cells = target_cells(batch, int(round(weights.shape[-1] ** 0.5)))
+    cells = target_cell_shares(batch.masks, int(round(weights.shape[-1] ** 0.5)))
     expected = -(cells * weights.log()).sum() / plain.num_masks
     assert torch.allclose(weighted.loss, plain.loss + 0.5 * expected, atol=1e-5)
     assert torch.allclose(weighted.mask_loss, plain.mask_loss + 0.5 * expected, atol=1e-5)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lisa import LisaPipeline
+from generated_answers import add_answer_arguments, generated_answers
 
 BOX = re.compile(r"at x (\d+) to (\d+), y (\d+) to (\d+)\.")
 
@@ -31,27 +31,18 @@ def parse_box(text: str) -> tuple[int, int, int, int] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
+    add_answer_arguments(parser, limit=300)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
-    split = args.data_dir / args.split
-    records = [json.loads(line) for line in (split / "locate.jsonl").open()][: args.limit]
-    pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
+    records, answers = generated_answers(args, args.data_dir, "locate")
     truth = np.array([parse_box(r["answer"]) for r in records])
     predicted = np.full_like(truth, -1)
     exact = 0
-    for start in range(0, len(records), args.batch_size):
-        batch = records[start:start + args.batch_size]
-        results = pipe([str(split / r["image"]) for r in batch], [r["query"] for r in batch], raw=True)
-        for offset, (record, result) in enumerate(zip(batch, results)):
-            exact += result.text.strip() == record["answer"]
-            box = parse_box(result.text)
-            if box is not None:
-                predicted[start + offset] = box
+    for index, (record, answer) in enumerate(zip(records, answers)):
+        exact += answer.strip() == record["answer"]
+        box = parse_box(answer)
+        if box is not None:
+            predicted[index] = box
     parsed = (predicted >= 0).all(axis=1)
     error = np.abs(predicted[parsed] - truth[parsed])
     constant = np.abs(truth - np.median(truth, axis=0).round())

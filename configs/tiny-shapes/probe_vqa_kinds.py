@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from lisa import LisaPipeline
+from generated_answers import add_answer_arguments, generated_answers
 
 
 def question_kind(question: str) -> str:
@@ -33,25 +33,16 @@ def question_kind(question: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
+    add_answer_arguments(parser, limit=400)
     parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
-    split = args.data_dir / args.split
-    records = [json.loads(line) for line in (split / "vqa.jsonl").open()][: args.limit]
-    pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
+    records, answers = generated_answers(args, args.data_dir, "vqa")
     right: Counter[str] = Counter()
     asked: Counter[str] = Counter()
-    for start in range(0, len(records), args.batch_size):
-        batch = records[start:start + args.batch_size]
-        results = pipe([str(split / r["image"]) for r in batch], [r["query"] for r in batch], raw=True)
-        for record, result in zip(batch, results):
-            kind = question_kind(record["query"])
-            asked[kind] += 1
-            right[kind] += result.text.strip() == record["answer"]
+    for record, answer in zip(records, answers):
+        kind = question_kind(record["query"])
+        asked[kind] += 1
+        right[kind] += answer.strip() == record["answer"]
     print(json.dumps({"model": args.model, **{k: f"{right[k]}/{asked[k]} = {right[k] / asked[k]:.2f}"
                                               for k in sorted(asked)}}))
 

@@ -27,8 +27,7 @@ from lisa.errors import LisaError
 from lisa.model import sam as sam_ops
 from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
-from lisa.model.losses import (attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, target_cell_shares,
-                               text_ce_loss)
+from lisa.model.losses import attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
 from lisa.model.seg_head import SegHead
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
@@ -74,15 +73,6 @@ class LisaOutput:
     # many-process training rescales each by its own global count (lisa.train.distributed).
     text_loss: torch.Tensor | None = None
     mask_loss: torch.Tensor | None = None
-
-
-def attention_grid(attention: torch.Tensor) -> int:
-    """The side of the square image-token grid a seg head's attention [N, T] is over."""
-    grid = int(round(attention.shape[-1] ** 0.5))
-    if grid * grid != attention.shape[-1]:
-        raise ValueError(f"supervising the seg head's attention needs a square image-token grid, "
-                         f"got {attention.shape[-1]} tokens")
-    return grid
 
 
 @contextlib.contextmanager
@@ -341,12 +331,11 @@ class LisaModel(nn.Module):
             seg_image = batch.image_index[rows]
             prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features)
             per_image, _ = self.masks_from_hidden(
-                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes, features,
-                prompts,
+                hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes,
+                prompts=prompts,
             )
             if attention_weight and attention is not None:
-                shares = target_cell_shares([m for masks in batch.masks for m in masks], attention_grid(attention))
-                attention_loss = attention_cross_entropy_sum(attention, shares.to(attention.device))
+                attention_loss = attention_cross_entropy_sum(attention, batch.masks)
             target_by_image = _targets_by_image(batch)
             for logits, target in zip(per_image, target_by_image):
                 if logits.shape[0]:

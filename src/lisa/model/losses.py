@@ -40,16 +40,28 @@ def mask_dice_sum(logits: torch.Tensor, targets: torch.Tensor, scale: float = 10
 
 
 def target_cell_shares(masks: list[torch.Tensor], grid: int) -> torch.Tensor:
-    """Each target mask [H, W] (1 = target; other values, ignore labels included, are not) as
-    its share of each cell of a grid x grid partition of the whole image, row by row,
-    normalised to sum to 1 ([N, grid * grid]; a row of zeros: no target)."""
-    if not masks:
+    """Every target of a batch (``masks``: per conversation [n_i, H, W], 1 = target; other values,
+    ignore labels included, are not) as its share of each cell of a grid x grid partition of
+    the whole image, row by row, normalised to sum to 1 ([N, grid * grid] in [SEG] order; a row
+    of zeros: no target)."""
+    flat = [mask for conversation in masks for mask in conversation]
+    if not flat:
         return torch.zeros(0, grid * grid)
-    shares = torch.stack([F.adaptive_avg_pool2d((m == 1).float()[None, None], grid).flatten() for m in masks])
+    shares = torch.stack([F.adaptive_avg_pool2d((m == 1).float()[None, None], grid).flatten() for m in flat])
     return shares / shares.sum(-1, keepdim=True).clamp(min=1e-12)
 
 
-def attention_cross_entropy_sum(attention: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
-    """Sum over rows of the cross-entropy of attention [N, T] against target shares [N, T]
-    (rows without a target add 0)."""
-    return -(shares.to(attention.dtype) * attention.clamp(min=1e-12).log()).sum()
+def attention_grid(attention: torch.Tensor) -> int:
+    """The side of the square image-token grid a seg head's attention [N, T] is over."""
+    grid = int(round(attention.shape[-1] ** 0.5))
+    if grid * grid != attention.shape[-1]:
+        raise ValueError(f"supervising the seg head's attention needs a square image-token grid, "
+                         f"got {attention.shape[-1]} tokens")
+    return grid
+
+
+def attention_cross_entropy_sum(attention: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over the [SEG]s of the cross-entropy of the seg head's attention [N, T] against its
+    target's ``target_cell_shares`` (``masks`` as there; a [SEG] without a target adds 0)."""
+    shares = target_cell_shares(masks, attention_grid(attention)).to(device=attention.device, dtype=attention.dtype)
+    return -(shares * attention.clamp(min=1e-12).log()).sum()

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput, attention_grid
-from lisa.model.losses import attention_cross_entropy_sum, target_cell_shares, text_ce_loss
+from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
+from lisa.model.losses import attention_cross_entropy_sum, text_ce_loss
 from lisa.train.sam_pretrain import box_token
 
 
@@ -46,18 +46,13 @@ def target_boxes(batch: LisaBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(boxes), torch.tensor(present)
 
 
-def target_cells(batch: LisaBatch, grid: int) -> torch.Tensor:
-    """Every [SEG]'s target as its share of each cell of a grid x grid partition of the whole
-    image (``target_cell_shares``), in [SEG] order ([N, grid * grid])."""
-    return target_cell_shares([mask for masks in batch.masks for mask in masks], grid)
-
-
 def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_prefix: bool = True,
                    attention_weight: float = 0.0) -> LisaOutput:
     """The text loss plus ``weight`` x mean squared error between each projected [SEG] state
     and its target's box token (reported in the ``bce_loss`` slot is 0, ``dice_loss`` holds the
     regression error, so logs keep their columns), plus ``attention_weight`` x the cross-entropy
-    of the seg head's image attention against ``target_cells`` (in the ``loss`` only)."""
+    of the seg head's image attention against the targets' cells (``attention_cross_entropy_sum``;
+    in the ``loss`` only)."""
     embeds, lm_inputs, features = model.conversation_inputs_and_features(
         batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
     position_ids = model.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
@@ -77,8 +72,7 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
         if attention_weight and attention is not None:
-            cells = target_cells(batch, attention_grid(attention)).to(attention.device)[present]
-            attention_loss = attention_cross_entropy_sum(attention[present], cells) / len(cells)
+            attention_loss = attention_cross_entropy_sum(attention, batch.masks) / int(present.sum())
     loss = ce + weight * regression + attention_weight * attention_loss
     zero = regression.detach() * 0.0
     return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))

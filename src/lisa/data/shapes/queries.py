@@ -242,9 +242,9 @@ def grid_box(mask: np.ndarray, grid: int = LOCATE_GRID) -> tuple[int, int, int, 
 
 def locate_queries(scene: Scene, referring: list[Query]) -> list[Query]:
     """"Where is the red circle?" answered with its box on the vision tower's grid, one per
-    single-object referring query (not the colour groups): text that makes the LM say where an object is, so that the
-    [SEG] state (read from the same LM) can carry the place as well as the attributes. Derived
-    from the referring queries without drawing from any RNG."""
+    single-object referring query (not the colour groups): text that makes the LM say where an
+    object is, so that the [SEG] state (read from the same LM) can carry the place as well as
+    the attributes. Derived from the referring queries without drawing from any RNG."""
     queries: list[Query] = []
     for q in referring:
         if len(q.targets) != 1 or q.concept == "group:colour":  # a group is no one place, even of one
