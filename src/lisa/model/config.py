@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 
 # Keys added after models were shipped, written only when they differ from their default, so that
 # a folder saved again reads back byte-identical (``load`` fills the default in).
-OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False}
 
 
 @dataclass(config=STRICT_KEYS)
@@ -55,6 +55,8 @@ class LisaConfig:
     seg_head_norm: Literal["none", "batch"] = "none"
     # True: the seg head also reads the [SEG]'s image tokens (SegHead's ImageAttention; not in the paper).
     seg_head_image_attention: Bool = False
+    # True: that read's attention is also the mask decoder's dense prompt (SegHead; not in the paper).
+    seg_head_dense_prompt: Bool = False
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5

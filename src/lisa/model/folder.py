@@ -43,7 +43,20 @@ def load_preprocessing(directory: Path):
         processor = adapter_for(LisaConfig.load(directory).vlm).load_image_processor(directory)
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise LisaError(f"{directory / PROCESSOR_NAME} cannot be read ({_first_line(error)}): {REEXPORT}") from None
+    if LisaConfig.load(directory).seg_head_dense_prompt:
+        check_dense_prompt_view(processor, directory)
     return tokenizer, processor
+
+
+def check_dense_prompt_view(processor, directory: Path | None = None) -> None:
+    """A seg head's dense prompt maps the VLM's token grid onto the whole image: the VLM's view
+    must resize to a fixed height and width, neither cropping nor keeping the aspect ratio."""
+    size = {key: value for key, value in dict(getattr(processor, "size", None) or {}).items() if value is not None}
+    if getattr(processor, "do_center_crop", False) or not {"height", "width"} <= size.keys():
+        where = f"{directory}: " if directory is not None else ""
+        raise LisaError(f"{where}a seg head with a dense prompt needs an image processor that resizes the whole "
+                        f"image to a fixed height and width without cropping (size {size}, do_center_crop "
+                        f"{getattr(processor, 'do_center_crop', None)}): its token grid would not line up with the mask")
 
 
 def _first_line(error: Exception) -> str:

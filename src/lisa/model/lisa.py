@@ -98,7 +98,7 @@ class LisaModel(nn.Module):
             self.vlm = self.adapter.build(config.vlm_config(), config.projector)
             self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm,
-                                    config.seg_head_image_attention)
+                                    config.seg_head_image_attention, config.seg_head_dense_prompt)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -171,23 +171,43 @@ class LisaModel(nn.Module):
         original_sizes: list[tuple[int, int]],
         image_features: torch.Tensor | list[torch.Tensor] | None = None,
         prompts: torch.Tensor | None = None,
+        attention: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i].
         image_features: the VLM's tokens of each image (read by a seg head with image attention);
-        prompts: the seg head's output for these states, when the caller has it already.
+        prompts, attention: ``project_seg_with_attention``'s output for these states, when the
+        caller has it already.
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
         backbone = self.mask_backbone
         if prompts is None:
-            prompts = self.project_seg(seg_hidden, seg_image, image_features)
-        low_res, iou = backbone.decode(ImageEmbedding.of(image_embeddings), prompts, seg_image)
+            prompts, attention = self.project_seg_with_attention(seg_hidden, seg_image, image_features)
+        embedding = ImageEmbedding.of(image_embeddings)
+        dense = self.dense_prompts(attention, seg_image, embedding, resized_sizes)
+        low_res, iou = backbone.decode(embedding, prompts, seg_image, dense)
         logits, scores = [], []
         for image in range(len(original_sizes)):
             chosen = seg_image == image
             logits.append(backbone.upscale(low_res[chosen], resized_sizes[image], original_sizes[image]))
             scores.append(iou[chosen].float())
         return logits, scores
+
+    def dense_prompts(
+        self, attention: torch.Tensor | None, seg_image: torch.Tensor, embedding: ImageEmbedding,
+        resized_sizes: list[tuple[int, int]],
+    ) -> torch.Tensor | None:
+        """The seg head's dense prompts [N, C, h, w] from its read's attention [N, T] (None: the
+        head has none). The VLM's token grid covers the whole image (a processor that resizes
+        without cropping, checked when the folder loads), so the map goes onto the part of the
+        decoder's grid that the image fills."""
+        if self.seg_head.dense_prompt is None:
+            return None
+        if attention is None:
+            raise ValueError("this seg head gives a dense prompt: pass the read's attention with the prompts")
+        grid = (int(embedding.embeddings.shape[-2]), int(embedding.embeddings.shape[-1]))
+        regions = [self.mask_backbone.image_region(resized_sizes[i], grid) for i in seg_image.tolist()]
+        return self.seg_head.dense_prompts(attention, regions, grid).to(embedding.embeddings.dtype)
 
     def project_seg(
         self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None
@@ -332,7 +352,7 @@ class LisaModel(nn.Module):
             prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features)
             per_image, _ = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes,
-                prompts=prompts,
+                prompts=prompts, attention=attention,
             )
             if attention_weight and attention is not None:
                 attention_loss = attention_cross_entropy_sum(attention, batch.masks)

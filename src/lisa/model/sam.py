@@ -40,17 +40,21 @@ def encode_images(sam: SamModel, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def decode_masks(
-    sam: SamModel, image_embeddings: torch.Tensor, prompts: torch.Tensor, image_index: torch.Tensor
+    sam: SamModel, image_embeddings: torch.Tensor, prompts: torch.Tensor, image_index: torch.Tensor,
+    dense_extra: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One mask per prompt, all images in one decoder call.
 
     image_embeddings [B, C, h, w]; prompts [N, C] (projected [SEG] states); image_index [N]
     -> low-resolution mask logits [N, 4h, 4w] and the decoder's IoU estimates [N].
+    dense_extra [N, C, h, w]: added to the no-mask dense prompt (None: LISA's prompt, unchanged).
     """
     count = prompts.shape[0]
     embeddings = image_embeddings[image_index]  # [N, C, h, w]
     positional = sam.get_image_wide_positional_embeddings().expand(count, -1, -1, -1)
     dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+    if dense_extra is not None:
+        dense = dense + dense_extra
     sparse = prompts.to(embeddings.dtype)[:, None, None, :]  # [N, point_batch=1, tokens=1, C]
     low_res, iou = sam.mask_decoder(
         image_embeddings=embeddings,

@@ -53,9 +53,14 @@ class SegHead(nn.Module):
 
     ``image_attention=True`` (not in the paper; off for released weights) adds an
     ``ImageAttention`` read of the [SEG]'s image tokens to the output; ``forward`` then needs them.
+
+    ``dense_prompt=True`` (needs ``image_attention``; not in the paper) also hands the read's
+    attention to the mask decoder as a dense prompt (``dense_prompts``): where the read looks, the
+    image embedding gains a learned vector. The sparse prompt carries *what*, this map *where*.
     """
 
-    def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none", image_attention: bool = False) -> None:
+    def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none", image_attention: bool = False,
+                 dense_prompt: bool = False) -> None:
         super().__init__()
         if norm not in SEG_HEAD_NORMS:
             raise LisaError(f"unknown seg_head_norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
@@ -65,6 +70,34 @@ class SegHead(nn.Module):
         self.fc2 = nn.Linear(hidden_size, out_dim)
         # The VLM's projected image tokens have the LM's width.
         self.image_attention = ImageAttention(hidden_size, hidden_size, out_dim) if image_attention else None
+        self.dense_prompt: nn.Parameter | None = None
+        if dense_prompt:
+            self.enable_dense_prompt()
+
+    def enable_dense_prompt(self) -> None:
+        """Add the dense prompt's vector, zero: the masks stay what they were until it trains."""
+        if self.image_attention is None:
+            raise LisaError("a dense prompt from the seg head needs its image read: set seg_head_image_attention too")
+        self.dense_prompt = nn.Parameter(torch.zeros(self.fc2.out_features, dtype=self.fc2.weight.dtype,
+                                                     device=self.fc2.weight.device))
+
+    def dense_prompts(self, attention: torch.Tensor, regions: list[tuple[int, int]], grid: tuple[int, int]) -> torch.Tensor:
+        """attention [N, T] over a square t x t token grid that covers the whole image -> dense
+        prompts [N, out_dim, *grid]: the map, scaled so that uniform attention is 1, resized onto
+        ``regions[n]`` (rows, columns of the decoder's grid the image fills; the rest is padding
+        and gets 0), times the learned vector."""
+        assert self.dense_prompt is not None
+        count, tokens = attention.shape
+        side = round(tokens**0.5)
+        if side * side != tokens:
+            raise LisaError(f"a dense prompt needs a square grid of image tokens, got {tokens}")
+        maps = (attention * tokens).reshape(count, 1, side, side)
+        placed = maps.new_zeros(count, 1, *grid)
+        for region in sorted(set(regions)):  # one resize per region size (one for square images)
+            chosen = [n for n, r in enumerate(regions) if r == region]
+            placed[chosen, :, : region[0], : region[1]] = F.interpolate(maps[chosen], region, mode="bilinear",
+                                                                        align_corners=False)
+        return placed * self.dense_prompt[None, :, None, None]
 
     def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, d]: each state's image tokens

@@ -51,6 +51,9 @@ class ModelSection:
     seg_head_norm: Literal["none", "batch"] | None = None
     # Rebuild the seg head with (True) or without (False) its read of the image tokens; None: keep the base's.
     seg_head_image_attention: bool | None = None
+    # Add (True) a dense prompt from that read to the base's seg head, keeping its weights (the new
+    # vector starts at zero: the same masks until it trains); None: keep the base's.
+    seg_head_dense_prompt: bool | None = None
     tokenizer_corpus: list[Text] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 

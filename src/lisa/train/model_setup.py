@@ -87,7 +87,8 @@ def swap_sam(model: LisaModel, sam) -> None:
     model.config = replace(model.config, sam=sam_dict, out_dim=prompt_dim)
     if model.seg_head.fc2.out_features != prompt_dim:
         model.seg_head = SegHead(model.config.hidden_size, prompt_dim, model.config.seg_head_norm,
-                                 model.config.seg_head_image_attention).to(model.dtype)
+                                 model.config.seg_head_image_attention,
+                                 model.config.seg_head_dense_prompt).to(model.dtype)
 
 
 def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False) -> None:
@@ -98,8 +99,20 @@ def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False)
     from lisa.model.seg_head import SegHead
 
     head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention)  # checks the name first
-    model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention)
+    model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention,
+                           seg_head_dense_prompt=False)
     model.seg_head = head.to(model.dtype)
+
+
+def add_dense_prompt(model: LisaModel, processor) -> None:
+    """Give the seg head its dense prompt (SegHead.enable_dense_prompt), keeping its trained weights."""
+    from dataclasses import replace
+
+    from lisa.model.folder import check_dense_prompt_view
+
+    check_dense_prompt_view(processor)
+    model.seg_head.enable_dense_prompt()
+    model.config = replace(model.config, seg_head_dense_prompt=True)
 
 
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
@@ -122,6 +135,11 @@ def prepare_model(config: TrainConfig, directory: Path):
     if (norm, attention) != (model.config.seg_head_norm, model.config.seg_head_image_attention):
         torch.manual_seed(config.seed)  # the new head starts the same on resume and export
         rebuild_seg_head(model, norm, attention)
+    if config.model.seg_head_dense_prompt and not model.config.seg_head_dense_prompt:
+        add_dense_prompt(model, processor)
+    elif config.model.seg_head_dense_prompt is False and model.config.seg_head_dense_prompt:
+        raise LisaError("model.seg_head_dense_prompt: false cannot remove the base's trained dense prompt; "
+                        "rebuild the seg head (seg_head_norm / seg_head_image_attention) or leave it unset")
     if config.lora is not None:
         add_lora(model, config.lora)
     set_trainable(model, token_rows(model, config), config.recipe)

@@ -13,6 +13,8 @@ swapping or moving the module never leaves a stale adapter behind.
 
 from __future__ import annotations
 
+import math
+
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
@@ -64,10 +66,18 @@ class MaskBackbone(ABC):
 
     @abstractmethod
     def decode(
-        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor
+        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor,
+        dense: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One mask per prompt, all in one decoder call: prompts [N, prompt_dim] over images
-        image_index [N] -> low-resolution logits [N, h, w] and the decoder's IoU estimates [N]."""
+        image_index [N] -> low-resolution logits [N, h, w] and the decoder's IoU estimates [N].
+        dense [N, prompt_dim, *grid]: added to the no-mask dense prompt (None: LISA's, unchanged)."""
+
+    def image_region(self, resized_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
+        """Rows and columns of the decoder's grid that the image fills (the rest is padding):
+        ``view`` puts the resized image at the top left of an S x S square (SAM's layout)."""
+        return (math.ceil(resized_size[0] * grid[0] / self.image_size),
+                math.ceil(resized_size[1] * grid[1] / self.image_size))
 
     @abstractmethod
     def upscale(

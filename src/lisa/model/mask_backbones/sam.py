@@ -43,9 +43,10 @@ class SamBackbone(MaskBackbone):
         return ImageEmbedding(sam_ops.encode_images(self.model, pixels))  # [B, C, h, w]
 
     def decode(
-        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor
+        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor,
+        dense: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return sam_ops.decode_masks(self.model, embedding.embeddings, prompts, image_index)
+        return sam_ops.decode_masks(self.model, embedding.embeddings, prompts, image_index, dense)
 
     def upscale(
         self, low_res: torch.Tensor, resized_size: tuple[int, int], original_size: tuple[int, int]

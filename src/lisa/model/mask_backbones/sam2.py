@@ -71,24 +71,31 @@ class Sam2Backbone(MaskBackbone):
         return ImageEmbedding(levels[-1], (high_0, high_1))  # image embedding [B, C, h, w]
 
     def decode(
-        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor
+        self, embedding: ImageEmbedding, prompts: torch.Tensor, image_index: torch.Tensor,
+        dense: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sam = self.model
         count = prompts.shape[0]
         chosen = embedding[image_index]  # [N, C, h, w] and its high-resolution features
         dtype = chosen.embeddings.dtype
         positional = sam.get_image_wide_positional_embeddings().expand(count, -1, -1, -1)
-        dense = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense_prompt = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        if dense is not None:
+            dense_prompt = dense_prompt + dense
         sparse = prompts.to(dtype)[:, None, None, :]  # [N, point_batch=1, tokens=1, C]
         low_res, iou, _, _ = sam.mask_decoder(
             image_embeddings=chosen.embeddings,
             image_positional_embeddings=positional.to(dtype),
             sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense.to(dtype),
+            dense_prompt_embeddings=dense_prompt.to(dtype),
             multimask_output=False,
             high_resolution_features=list(chosen.high_res),
         )
         return low_res[:, 0, 0], iou[:, 0, 0]  # [N, 4h, 4w], [N]
+
+    def image_region(self, resized_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
+        """The whole grid: ``view`` stretches the image onto the square, no padding."""
+        return grid
 
     def upscale(
         self, low_res: torch.Tensor, resized_size: tuple[int, int], original_size: tuple[int, int]
