@@ -5,7 +5,10 @@ queries with a target; for each, the attention's total weight on the cells the t
 
     python configs/tiny-shapes/probe_seg_attention.py --model runs/lisa-tiny-v3/3a-lisa-few/model
 
-Prints one JSON line, with the share of cells the targets touch (what uniform attention scores).
+Prints one JSON line, with the share of cells the targets touch (what uniform attention scores),
+and the same split by what the query names (its colour, its kind, both), with where the largest
+weight lands when it misses: on an object of the target's colour, of its kind, on another object
+or on the background (the object covering most of that cell, `lisa.data.shapes.cells`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,26 @@ import numpy as np
 import torch
 
 from lisa import LisaPipeline
-from lisa.data.shapes.redraw import record_mask
+from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, cell_labels
+from lisa.data.shapes.redraw import record_mask, redraw_scene
+
+
+def names(query: str) -> str:
+    """What a referring query names of its target: "colour", "kind" or "colour and kind"."""
+    words = set(query.replace("-", " ").split())
+    colour, kind = bool(words & set(COLOUR_NAMES[1:])), bool(words & set(KINDS[1:]))
+    return {(True, True): "colour and kind", (True, False): "colour", (False, True): "kind"}.get((colour, kind), "other")
+
+
+def summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    out = {"n": n}
+    for key in ("on_target", "uniform", "argmax_on_target"):
+        out[key] = round(float(np.mean([r[key] for r in rows])), 3) if n else None
+    misses = [r["miss"] for r in rows if not r["argmax_on_target"]]
+    for where in ("same colour", "same kind", "other object", "background"):
+        out[f"miss_on_{where.replace(' ', '_')}"] = round(misses.count(where) / n, 3) if n else None
+    return out
 
 
 def main() -> None:
@@ -44,7 +66,7 @@ def main() -> None:
     read.weights = recording  # type: ignore[method-assign]
     split = args.data_dir / args.split
     records = [json.loads(line) for line in (split / "referring.jsonl").open()][: args.limit]
-    on_target, argmax_on_target, uniform = [], [], []
+    rows: list[dict] = []
     for record in records:
         size = record["targets"][0]["rle"]["size"][0] if record["targets"] else 0
         truth = record_mask(record, size) if size else None
@@ -55,14 +77,23 @@ def main() -> None:
         seen.clear()
         pipe(str(split / record["image"]), record["query"], answers="[SEG].")
         weights = seen[-1][0].numpy()
-        on_target.append(float(weights[cells].sum()))
-        argmax_on_target.append(bool(cells[weights.argmax()]))
-        uniform.append(float(cells.mean()))
-    print(json.dumps({"model": args.model, "n": len(on_target),
-                      "attention_on_target_cells": round(float(np.mean(on_target)), 3),
-                      "uniform_attention_would_give": round(float(np.mean(uniform)), 3),
-                      "largest_weight_on_target": round(float(np.mean(argmax_on_target)), 3)}))
-
+        peak = int(weights.argmax())
+        scene, _ = redraw_scene(args.split, int(Path(record["image"]).stem.split("_")[-1]), size=size)
+        kind, colour = cell_labels(scene, grid)
+        target = max(range(len(scene.objects)), key=lambda i: int((scene.object_mask(i) & truth).sum()))
+        hit = scene.objects[target]
+        miss = ("background" if kind[peak] == 0 else "same colour" if COLOUR_NAMES[colour[peak]] == hit.colour
+                else "same kind" if KINDS[kind[peak]] == hit.kind else "other object")
+        rows.append({"names": names(record["query"]), "on_target": float(weights[cells].sum()),
+                     "argmax_on_target": bool(cells[peak]), "uniform": float(cells.mean()), "miss": miss})
+    overall = summary(rows)
+    print(json.dumps({"model": args.model, "n": overall["n"],
+                      "attention_on_target_cells": overall["on_target"],
+                      "uniform_attention_would_give": overall["uniform"],
+                      "largest_weight_on_target": overall["argmax_on_target"],
+                      "misses": {k: v for k, v in overall.items() if k.startswith("miss_")},
+                      "by_what_the_query_names": {name: summary([r for r in rows if r["names"] == name])
+                                                  for name in sorted({r["names"] for r in rows})}}))
 
 if __name__ == "__main__":
     main()

@@ -104,18 +104,24 @@ class SegHead(nn.Module):
         (needed with ``image_attention``, ignored without)."""
         return self.prompts_and_attention(hidden, image_tokens)[0]
 
+    def normalised(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The states as the head's layers see them: standardised with ``norm="batch"``."""
+        if self.norm is None:
+            return hidden
+        norm = self.norm
+        # Batch statistics need two states or more; a lone [SEG] uses the running ones.
+        batch_stats = self.training and hidden.shape[0] > 1
+        hidden = F.batch_norm(hidden, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                              training=batch_stats, momentum=norm.momentum, eps=norm.eps)
+        if batch_stats:
+            norm.num_batches_tracked.add_(1)
+        return hidden
+
     def prompts_and_attention(
         self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``forward`` and the image attention [N, T] behind it (None without ``image_attention``)."""
-        if self.norm is not None:
-            norm = self.norm
-            # Batch statistics need two states or more; a lone [SEG] uses the running ones.
-            batch_stats = self.training and hidden.shape[0] > 1
-            hidden = F.batch_norm(hidden, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                                  training=batch_stats, momentum=norm.momentum, eps=norm.eps)
-            if batch_stats:
-                norm.num_batches_tracked.add_(1)
+        hidden = self.normalised(hidden)
         prompts = self.fc2(self.act(self.fc1(hidden)))
         if self.image_attention is None:
             return prompts, None
