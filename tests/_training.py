@@ -44,3 +44,18 @@ def model_and_training_batch(tmp_path_factory):
     samples = [loader.sample(i, random.Random(i)) for i in range(2)]
     batch = Collator(PromptBuilder(tokenizer, model.config), processor, model.config.sam_image_size)(samples)
     return model, batch
+
+
+def tiny_folder_with_image_read(directory):
+    """A tiny model folder (seed 0) whose seg head was rebuilt with a read of the image tokens
+    (seed 1), and the model as saved."""
+    from lisa.model.build import write_tiny_model
+    from lisa.model.lisa import LisaModel
+    from lisa.train.model_setup import rebuild_seg_head
+
+    folder = write_tiny_model(directory, seed=0)
+    model = LisaModel.from_pretrained(folder)
+    torch.manual_seed(1)
+    rebuild_seg_head(model, model.config.seg_head_norm, image_attention=True)
+    model.save_pretrained(folder)
+    return folder, model

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from _training import model_and_training_batch
+from _training import model_and_training_batch, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -95,14 +95,9 @@ def test_add_dense_prompt_refuses_a_cropping_view(model_and_batch) -> None:
 
 def test_saved_model_keeps_the_dense_prompt_and_the_pipeline_uses_it(tmp_path) -> None:
     from lisa.inference.pipeline import LisaPipeline
-    from lisa.model.build import write_tiny_model
     from lisa.model.folder import load_preprocessing
 
-    folder = write_tiny_model(tmp_path / "m", seed=0)
-    base = LisaModel.from_pretrained(folder)
-    torch.manual_seed(1)
-    rebuild_seg_head(base, base.config.seg_head_norm, image_attention=True)
-    base.save_pretrained(folder)
+    folder, base = tiny_folder_with_image_read(tmp_path / "m")
     image = (torch.rand(40, 50, 3) * 255).byte().numpy()
     plain = LisaPipeline.from_pretrained(folder, device="cpu", dtype="float32")(image, "the red circle", answers="[SEG].")
 

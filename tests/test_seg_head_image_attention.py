@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _training import model_and_training_batch
+from _training import model_and_training_batch, tiny_folder_with_image_read
 
 from lisa.model.lisa import LisaModel
 from lisa.model.seg_head import ImageAttention, SegHead
@@ -74,13 +74,8 @@ def test_training_forward_and_warmup_read_each_seg_states_own_image(model_and_ba
 
 def test_saved_model_keeps_the_read_and_the_pipeline_uses_it(tmp_path) -> None:
     from lisa.inference.pipeline import LisaPipeline
-    from lisa.model.build import write_tiny_model
 
-    folder = write_tiny_model(tmp_path / "m", seed=0)
-    base = LisaModel.from_pretrained(folder)
-    torch.manual_seed(1)
-    rebuild_seg_head(base, base.config.seg_head_norm, image_attention=True)
-    base.save_pretrained(folder)
+    folder, base = tiny_folder_with_image_read(tmp_path / "m")
     loaded = LisaModel.from_pretrained(folder)
     assert loaded.config.seg_head_image_attention and loaded.seg_head.image_attention is not None
     for (name, a), (_, b) in zip(base.state_dict().items(), loaded.state_dict().items()):

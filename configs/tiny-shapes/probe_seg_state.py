@@ -18,7 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from probe_seg_attention import names
 from probe_vlm_tokens import fit_predict
