@@ -28,3 +28,16 @@ def rng() -> np.random.Generator:
     torch.manual_seed(0)
     return np.random.default_rng(0)
 
+
+
+@pytest.fixture(scope="module")
+def model_with_read_and_batch(tmp_path_factory: pytest.TempPathFactory):
+    """``_training.model_and_training_batch`` with a seg head that reads the image tokens; one
+    per test module (tests may change the model)."""
+    from _training import model_and_training_batch
+
+    from lisa.train.model_setup import rebuild_seg_head
+
+    model, batch = model_and_training_batch(tmp_path_factory)
+    rebuild_seg_head(model, "none", image_attention=True)
+    return model, batch

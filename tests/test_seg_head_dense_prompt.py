@@ -8,13 +8,13 @@ import json
 
 import pytest
 import torch
-from _training import model_and_training_batch, tiny_folder_with_image_read
+from _training import tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
 from lisa.model.mask_backbones import mask_backbone
 from lisa.model.seg_head import SegHead
-from lisa.train.model_setup import add_dense_prompt, rebuild_seg_head
+from lisa.train.model_setup import add_dense_prompt
 from lisa.train.trainable import set_trainable
 
 
@@ -54,15 +54,8 @@ def test_a_dense_prompt_needs_the_read() -> None:
         SegHead(4, 3, dense_prompt=True)
 
 
-@pytest.fixture(scope="module")
-def model_and_batch(tmp_path_factory: pytest.TempPathFactory):
-    model, batch = model_and_training_batch(tmp_path_factory)
-    rebuild_seg_head(model, "none", image_attention=True)
-    return model, batch
-
-
-def test_the_training_forward_sends_the_reads_attention_to_the_decoder(model_and_batch) -> None:
-    model, batch = model_and_batch
+def test_the_training_forward_sends_the_reads_attention_to_the_decoder(model_with_read_and_batch) -> None:
+    model, batch = model_with_read_and_batch
     model.eval()  # fixed batch-norm statistics: the same head in every call
     before = model(batch).loss.detach()
     squashing = type("SquashingView", (), {"size": {"height": 32, "width": 32}, "do_center_crop": False})()
@@ -86,8 +79,8 @@ def test_the_training_forward_sends_the_reads_attention_to_the_decoder(model_and
     model.train()
 
 
-def test_add_dense_prompt_refuses_a_cropping_view(model_and_batch) -> None:
-    model, _ = model_and_batch
+def test_add_dense_prompt_refuses_a_cropping_view(model_with_read_and_batch) -> None:
+    model, _ = model_with_read_and_batch
     cropping = type("CroppingView", (), {"size": {"shortest_edge": 224}, "do_center_crop": True})()
     with pytest.raises(LisaError, match="without cropping"):
         add_dense_prompt(model, cropping)

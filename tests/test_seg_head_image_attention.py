@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _training import model_and_training_batch, tiny_folder_with_image_read
+from _training import tiny_folder_with_image_read
 
 from lisa.model.lisa import LisaModel
 from lisa.model.seg_head import ImageAttention, SegHead
-from lisa.train.model_setup import rebuild_seg_head
 from lisa.train.seg_warmup import warmup_forward
 from lisa.train.trainable import set_trainable
 
@@ -39,15 +38,8 @@ def test_without_attention_the_head_ignores_tokens_and_with_it_needs_them() -> N
     assert not torch.allclose(out[0], out_moved[0]) and torch.equal(out[1:], out_moved[1:])
 
 
-@pytest.fixture(scope="module")
-def model_and_batch(tmp_path_factory: pytest.TempPathFactory):
-    model, batch = model_and_training_batch(tmp_path_factory)
-    rebuild_seg_head(model, "none", image_attention=True)
-    return model, batch
-
-
-def test_training_forward_and_warmup_read_each_seg_states_own_image(model_and_batch) -> None:
-    model, batch = model_and_batch
+def test_training_forward_and_warmup_read_each_seg_states_own_image(model_with_read_and_batch) -> None:
+    model, batch = model_with_read_and_batch
     set_trainable(model, None)
     model.train().zero_grad(set_to_none=True)
     out = model(batch)
@@ -105,11 +97,11 @@ def test_target_cell_shares_are_the_targets_share_of_each_cell() -> None:
     assert torch.allclose(cells, torch.tensor([[1.0, 0, 0, 0], [1 / 2.25, 1 / 2.25, 0, 0.25 / 2.25], [0, 0, 0, 0]]))
 
 
-def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(model_and_batch) -> None:
+def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(model_with_read_and_batch) -> None:
     from lisa.model.losses import target_cell_shares
     from lisa.train.seg_warmup import target_boxes
 
-    model, batch = model_and_batch
+    model, batch = model_with_read_and_batch
     set_trainable(model, None)
     model.eval()  # batch-norm statistics fixed: both calls see the same head
     plain = warmup_forward(model, batch, weight=1.0)
@@ -127,18 +119,18 @@ def test_warmup_attention_loss_is_the_cross_entropy_against_the_target_cells(mod
     model.train()
 
 
-def test_images_with_different_token_counts_are_refused_clearly(model_and_batch) -> None:
-    model, _ = model_and_batch
+def test_images_with_different_token_counts_are_refused_clearly(model_with_read_and_batch) -> None:
+    model, _ = model_with_read_and_batch
     hidden = torch.randn(2, model.config.hidden_size)
     features = [torch.randn(4, model.config.hidden_size), torch.randn(6, model.config.hidden_size)]
     with pytest.raises(ValueError, match="same token count"):
         model.project_seg(hidden, torch.tensor([0, 1]), features)
 
 
-def test_forward_attention_weight_adds_the_attention_cross_entropy_per_mask(model_and_batch) -> None:
+def test_forward_attention_weight_adds_the_attention_cross_entropy_per_mask(model_with_read_and_batch) -> None:
     from lisa.model.losses import target_cell_shares
 
-    model, batch = model_and_batch
+    model, batch = model_with_read_and_batch
     set_trainable(model, None)
     model.eval()
     plain = model(batch)
