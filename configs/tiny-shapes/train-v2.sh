@@ -9,8 +9,8 @@
 #   THREADS=1 bash configs/tiny-shapes/train-v2.sh    # beside other work: 1 torch thread per stage
 #   SEED=1 THREADS=1 bash configs/tiny-shapes/train-v2.sh  # stages 3a-4 and the baseline again with
 #     seed 1, on seed 0's SAM and VLM (stages 1-2), into runs/lisa-tiny-v2-seed1: the spread
-#   RECIPE=v3 bash configs/tiny-shapes/train-v2.sh    # v3, EXPERIMENTAL (stages 3-4 never run to the
-#     end; docs/lisa-tiny-experiments.md section 6): v2's stages 1-2, then stage 2a (the vision
+#   RECIPE=v3 bash configs/tiny-shapes/train-v2.sh    # v3, EXPERIMENTAL (seed 0 ran once; better val
+#     referring, worse reasoning than v2: docs/lisa-tiny-experiments.md section 7): v2's stages 1-2, then stage 2a (the vision
 #     tower learns each cell's kind, colour and place: train_vision_cells.py), 2b (VQA, facts and
 #     "Where is ...?" questions: locate.jsonl) and stages 3a-4 from it, into runs/lisa-tiny-v3
 #     (with SEED=N: runs/lisa-tiny-v3-seedN, on seed 0's stages 1-2b); the baseline is v2's
