@@ -1,7 +1,8 @@
 """Diagnostic: what does the [SEG] state know about its target? Linear probes of the target's
 colour and kind from the hidden state the seg head receives (teacher-forced "[SEG]." answers to
-the shapes world's referring queries), fitted on train queries and scored on val queries, each
-split by whether the query names that attribute.
+the shapes world's referring queries, or with `--family reasoning` its reasoning queries, whose
+target the LM has to infer), fitted on train queries and scored on val queries, each split by
+whether the query names that attribute.
 
 If the state carries the named colour and kind, a read of the image tokens queried by it
 (`seg_head_image_attention`) has what it needs to pick the object; if not, the LM loses the
@@ -34,6 +35,14 @@ def seg_states(pipe: LisaPipeline, split_dir: Path, limit: int,
     does not read them) and the records."""
     records = [json.loads(line) for line in (split_dir / "referring.jsonl").open()]
     records = [r for r in records if r["targets"]][:limit]
+    states, tokens = states_for(pipe, [str(split_dir / r["image"]) for r in records], [r["query"] for r in records], batch)
+    return states, tokens, records
+
+
+def states_for(pipe: LisaPipeline, images: list, queries: list[str],
+               batch: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The seg head's input states [n, d] for teacher-forced "[SEG]." answers to ``queries`` on
+    ``images`` (paths or arrays), and the image tokens it was given [n, T, d] (None: no read)."""
     states: list[torch.Tensor] = []
     tokens: list[torch.Tensor] = []
     head = pipe.model.seg_head
@@ -47,15 +56,30 @@ def seg_states(pipe: LisaPipeline, split_dir: Path, limit: int,
 
     head.prompts_and_attention = recording  # type: ignore[method-assign]
     try:
-        for start in range(0, len(records), batch):
-            chunk = records[start : start + batch]
-            pipe([str(split_dir / r["image"]) for r in chunk], [r["query"] for r in chunk],
-                 answers=["[SEG]."] * len(chunk))
+        for start in range(0, len(queries), batch):
+            pipe(images[start : start + batch], queries[start : start + batch],
+                 answers=["[SEG]."] * len(queries[start : start + batch]))
     finally:
         head.prompts_and_attention = project  # type: ignore[method-assign]
-    if sum(s.shape[0] for s in states) != len(records):
-        raise SystemExit(f"{sum(s.shape[0] for s in states)} [SEG] states for {len(records)} queries")
-    return torch.cat(states), (torch.cat(tokens) if tokens else None), records
+    if sum(s.shape[0] for s in states) != len(queries):
+        raise SystemExit(f"{sum(s.shape[0] for s in states)} [SEG] states for {len(queries)} queries")
+    return torch.cat(states), (torch.cat(tokens) if tokens else None)
+
+
+def reasoning_states(pipe: LisaPipeline, split: str, scenes: int) -> tuple[torch.Tensor, list[dict]]:
+    """States and target labels (as ``target_labels``) for the reasoning queries of the first
+    ``scenes`` scenes of a split, redrawn as ``lisa shapes generate`` drew them (first target)."""
+    images, queries, labels = [], [], []
+    for index in range(scenes):
+        scene, reasoning = redraw_scene(split, index)
+        if not reasoning.targets:
+            continue
+        target = scene.objects[reasoning.targets[0][0]]
+        images.append(scene.image)
+        queries.append(reasoning.texts[0])
+        labels.append({"colour": COLOUR_NAMES.index(target.colour) - 1, "kind": KINDS.index(target.kind) - 1,
+                       "names": names(reasoning.texts[0])})
+    return states_for(pipe, images, queries)[0], labels
 
 
 def target_labels(split: str, records: list[dict]) -> list[dict]:
@@ -78,12 +102,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
     parser.add_argument("--train-queries", type=int, default=600)
     parser.add_argument("--val-queries", type=int, default=200)
+    parser.add_argument("--family", choices=["referring", "reasoning"], default="referring",
+                        help="reasoning: one query per scene, so the query counts are scenes")
     parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
-    x_train, _, train_records = seg_states(pipe, args.data_dir / "train", args.train_queries)
-    x_val, _, val_records = seg_states(pipe, args.data_dir / "val", args.val_queries)
-    train, val = target_labels("train", train_records), target_labels("val", val_records)
+    if args.family == "reasoning":
+        x_train, train = reasoning_states(pipe, "train", args.train_queries)
+        x_val, val = reasoning_states(pipe, "val", args.val_queries)
+    else:
+        x_train, _, train_records = seg_states(pipe, args.data_dir / "train", args.train_queries)
+        x_val, _, val_records = seg_states(pipe, args.data_dir / "val", args.val_queries)
+        train, val = target_labels("train", train_records), target_labels("val", val_records)
     report: dict[str, object] = {"model": args.model, "train_queries": len(train), "val_queries": len(val)}
     for attribute, classes in (("colour", len(COLOUR_NAMES) - 1), ("kind", len(KINDS) - 1)):
         y_train = torch.tensor([r[attribute] for r in train])
@@ -91,10 +121,11 @@ def main() -> None:
         predicted = fit_predict(x_train, y_train, x_val, classes)
         named = torch.tensor([attribute in r["names"] for r in val])
         majority = float((y_val == torch.mode(y_train).values).float().mean())
+        right = predicted == y_val
         report[attribute] = {
-            "probe": round(float((predicted == y_val).float().mean()), 3), "majority": round(majority, 3),
-            "probe_when_the_query_names_it": round(float((predicted == y_val)[named].float().mean()), 3),
-            "probe_when_it_does_not": round(float((predicted == y_val)[~named].float().mean()), 3),
+            "probe": round(float(right.float().mean()), 3), "majority": round(majority, 3),
+            "probe_when_the_query_names_it": round(float(right[named].float().mean()), 3) if named.any() else None,
+            "probe_when_it_does_not": round(float(right[~named].float().mean()), 3) if (~named).any() else None,
             "named_in": int(named.sum())}
     print(json.dumps(report))
 
