@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,36 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def referring_items(split_dir: Path, split: str, limit: int) -> Iterator[tuple]:
+    """(image path, query, target mask, redrawn scene) of the first ``limit`` referring records
+    that have a target."""
+    for record in [json.loads(line) for line in (split_dir / "referring.jsonl").open()][:limit]:
+        size = record["targets"][0]["rle"]["size"][0] if record["targets"] else 0
+        truth = record_mask(record, size) if size else None
+        if truth is None or not truth.any():
+            continue
+        scene, _ = redraw_scene(split, int(Path(record["image"]).stem.split("_")[-1]), size=size)
+        yield str(split_dir / record["image"]), record["query"], truth, scene
+
+
+def reasoning_items(split: str, scenes: int) -> Iterator[tuple]:
+    """(image, query, target mask, scene) of the reasoning query of each of the first ``scenes``
+    scenes that has a target, redrawn as ``lisa shapes generate`` drew them."""
+    for index in range(scenes):
+        scene, reasoning = redraw_scene(split, index)
+        truth = scene.target_mask(reasoning.targets) if reasoning.targets else None
+        if truth is not None and truth.any():
+            yield scene.image, reasoning.texts[0], truth, scene
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=160)
+    parser.add_argument("--family", choices=["referring", "reasoning"], default="referring",
+                        help="reasoning: the reasoning query of each of the first --limit scenes, redrawn")
     parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
@@ -64,27 +89,23 @@ def main() -> None:
         return weights
 
     read.weights = recording  # type: ignore[method-assign]
-    split = args.data_dir / args.split
-    records = [json.loads(line) for line in (split / "referring.jsonl").open()][: args.limit]
+    items = (reasoning_items(args.split, args.limit) if args.family == "reasoning"
+             else referring_items(args.data_dir / args.split, args.split, args.limit))
     rows: list[dict] = []
-    for record in records:
-        size = record["targets"][0]["rle"]["size"][0] if record["targets"] else 0
-        truth = record_mask(record, size) if size else None
-        if truth is None or not truth.any():
-            continue
+    for image, query, truth, scene in items:
+        size = truth.shape[0]
         grid = 8
         cells = truth.reshape(grid, size // grid, grid, size // grid).any(axis=(1, 3)).ravel()
         seen.clear()
-        pipe(str(split / record["image"]), record["query"], answers="[SEG].")
+        pipe(image, query, answers="[SEG].")
         weights = seen[-1][0].numpy()
         peak = int(weights.argmax())
-        scene, _ = redraw_scene(args.split, int(Path(record["image"]).stem.split("_")[-1]), size=size)
         kind, colour = cell_labels(scene, grid)
         target = max(range(len(scene.objects)), key=lambda i: int((scene.object_mask(i) & truth).sum()))
         hit = scene.objects[target]
         miss = ("background" if kind[peak] == 0 else "same colour" if COLOUR_NAMES[colour[peak]] == hit.colour
                 else "same kind" if KINDS[kind[peak]] == hit.kind else "other object")
-        rows.append({"names": names(record["query"]), "on_target": float(weights[cells].sum()),
+        rows.append({"names": names(query), "on_target": float(weights[cells].sum()),
                      "argmax_on_target": bool(cells[peak]), "uniform": float(cells.mean()), "miss": miss})
     overall = summary(rows)
     print(json.dumps({"model": args.model, "n": overall["n"],
