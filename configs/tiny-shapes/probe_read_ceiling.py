@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from probe_seg_state import seg_states
+from shapes_queries import ShapesQuery, add_probe_arguments, shapes_queries
 
 from lisa import LisaPipeline
 from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, cell_labels
-from lisa.data.shapes.redraw import record_mask, redraw_scene
 from lisa.model.losses import target_cell_shares
 
 
@@ -67,57 +66,53 @@ def fit(read: FittedRead, train: tuple[torch.Tensor, ...], steps: int, batch: in
     return read
 
 
-def oracle_tokens(split: str, records: list[dict], grid: int) -> torch.Tensor:
-    """[n, grid * grid, kinds + colours] one-hot labels of each record's scene cells."""
-    by_scene: dict[int, torch.Tensor] = {}
-    out = []
-    for record in records:
-        index = int(Path(record["image"]).stem.split("_")[-1])
-        if index not in by_scene:
-            kind, colour = cell_labels(redraw_scene(split, index)[0], grid)
-            by_scene[index] = torch.cat([F.one_hot(torch.from_numpy(kind), len(KINDS)),
-                                         F.one_hot(torch.from_numpy(colour), len(COLOUR_NAMES))], -1).float()
-        out.append(by_scene[index])
-    return torch.stack(out)
+def oracle_tokens(queries: list[ShapesQuery], grid: int) -> torch.Tensor:
+    """[n, grid * grid, kinds + colours] one-hot labels of each query's scene cells."""
+    by_scene: dict[int, torch.Tensor] = {}  # the queries of one scene share its Scene
+    for q in queries:
+        if id(q.scene) not in by_scene:
+            kind, colour = cell_labels(q.scene, grid)
+            by_scene[id(q.scene)] = torch.cat([F.one_hot(torch.from_numpy(kind), len(KINDS)),
+                                               F.one_hot(torch.from_numpy(colour), len(COLOUR_NAMES))], -1).float()
+    return torch.stack([by_scene[id(q.scene)] for q in queries])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
+    add_probe_arguments(parser, family=False)
     parser.add_argument("--train-queries", type=int, default=3000)
     parser.add_argument("--val-queries", type=int, default=400)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
     head = pipe.model.seg_head
     if head.image_attention is None:
         raise SystemExit(f"{args.model}: its seg head does not read the image tokens")
-    data = {}
+    queries, states, tokens, masks = {}, {}, {}, {}
     for split, limit in (("train", args.train_queries), ("val", args.val_queries)):
-        states, tokens, records = seg_states(pipe, args.data_dir / split, limit)
-        masks = [torch.from_numpy(record_mask(r, r["targets"][0]["rle"]["size"][0])).to(torch.uint8)[None] for r in records]
-        data[split] = (states, tokens, masks, records)
-    report: dict[str, object] = {"model": args.model, "train_queries": len(data["train"][3]),
-                                 "val_queries": len(data["val"][3])}
-    states, tokens, masks, _ = data["val"]
-    cells8 = target_cell_shares(masks, 8)
+        queries[split] = shapes_queries("referring", args.data_dir, split, limit)
+        raw, tokens[split] = seg_states(pipe, queries[split])
+        with torch.no_grad():
+            states[split] = head.normalised(raw)  # as the read sees them
+        masks[split] = [torch.from_numpy(q.truth).to(torch.uint8)[None] for q in queries[split]]
+    report: dict[str, object] = {"model": args.model, "train_queries": len(queries["train"]),
+                                 "val_queries": len(queries["val"])}
+    cells8 = target_cell_shares(masks["val"], 8)
     with torch.no_grad():
-        report["model_read"] = scores(head.image_attention.weights(head.normalised(states), tokens), cells8)
+        report["model_read"] = scores(head.image_attention.weights(states["val"], tokens["val"]), cells8)
     torch.manual_seed(0)
-    train = (head.normalised(data["train"][0]).detach(), data["train"][1], target_cell_shares(data["train"][2], 8))
-    read = fit(FittedRead(train[0].shape[1], train[1].shape[2]), train, args.steps)
+    train = (states["train"], tokens["train"], target_cell_shares(masks["train"], 8))
+    read = fit(FittedRead(states["train"].shape[1], tokens["train"].shape[2]), train, args.steps)
     with torch.no_grad():
-        report["refit"] = scores(read.weights(head.normalised(states), tokens), cells8)
+        report["refit"] = scores(read.weights(states["val"], tokens["val"]), cells8)
     for grid in (8, 16):
         torch.manual_seed(0)
-        train_tokens = oracle_tokens("train", data["train"][3], grid)
-        train = (head.normalised(data["train"][0]).detach(), train_tokens, target_cell_shares(data["train"][2], grid))
-        read = fit(FittedRead(train[0].shape[1], train_tokens.shape[2]), train, args.steps)
+        train_tokens = oracle_tokens(queries["train"], grid)
+        train = (states["train"], train_tokens, target_cell_shares(masks["train"], grid))
+        read = fit(FittedRead(states["train"].shape[1], train_tokens.shape[2]), train, args.steps)
         with torch.no_grad():
-            report[f"oracle {grid}x{grid}"] = scores(read.weights(head.normalised(states), oracle_tokens("val", data["val"][3], grid)),
-                                                      target_cell_shares(masks, grid))
+            report[f"oracle {grid}x{grid}"] = scores(read.weights(states["val"], oracle_tokens(queries["val"], grid)),
+                                                      target_cell_shares(masks["val"], grid))
     print(json.dumps(report))
 
 

@@ -17,32 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
-from probe_seg_attention import names
 from probe_vlm_tokens import fit_predict
+from shapes_queries import ShapesQuery, add_probe_arguments, names, shapes_queries
 
 from lisa import LisaPipeline
 from lisa.data.shapes.cells import COLOUR_NAMES, KINDS
-from lisa.data.shapes.redraw import record_mask, redraw_scene
 
 
-def seg_states(pipe: LisaPipeline, split_dir: Path, limit: int,
-               batch: int = 16) -> tuple[torch.Tensor, torch.Tensor | None, list[dict]]:
-    """The seg head's input states [n, d] for the first ``limit`` referring queries with a target
-    of a split (teacher-forced "[SEG]."), the image tokens it was given [n, T, d] (None: the head
-    does not read them) and the records."""
-    records = [json.loads(line) for line in (split_dir / "referring.jsonl").open()]
-    records = [r for r in records if r["targets"]][:limit]
-    states, tokens = states_for(pipe, [str(split_dir / r["image"]) for r in records], [r["query"] for r in records], batch)
-    return states, tokens, records
-
-
-def states_for(pipe: LisaPipeline, images: list, queries: list[str],
-               batch: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The seg head's input states [n, d] for teacher-forced "[SEG]." answers to ``queries`` on
-    ``images`` (paths or arrays), and the image tokens it was given [n, T, d] (None: no read)."""
+def seg_states(pipe: LisaPipeline, queries: list[ShapesQuery], batch: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The seg head's input states [n, d] for teacher-forced "[SEG]." answers to ``queries``,
+    and the image tokens it was given [n, T, d] (None: the head does not read them)."""
     states: list[torch.Tensor] = []
     tokens: list[torch.Tensor] = []
     head = pipe.model.seg_head
@@ -57,8 +43,8 @@ def states_for(pipe: LisaPipeline, images: list, queries: list[str],
     head.prompts_and_attention = recording  # type: ignore[method-assign]
     try:
         for start in range(0, len(queries), batch):
-            pipe(images[start : start + batch], queries[start : start + batch],
-                 answers=["[SEG]."] * len(queries[start : start + batch]))
+            chunk = queries[start : start + batch]
+            pipe([q.image for q in chunk], [q.query for q in chunk], answers=["[SEG]."] * len(chunk))
     finally:
         head.prompts_and_attention = project  # type: ignore[method-assign]
     if sum(s.shape[0] for s in states) != len(queries):
@@ -66,54 +52,28 @@ def states_for(pipe: LisaPipeline, images: list, queries: list[str],
     return torch.cat(states), (torch.cat(tokens) if tokens else None)
 
 
-def reasoning_states(pipe: LisaPipeline, split: str, scenes: int) -> tuple[torch.Tensor, list[dict]]:
-    """States and target labels (as ``target_labels``) for the reasoning queries of the first
-    ``scenes`` scenes of a split, redrawn as ``lisa shapes generate`` drew them (first target)."""
-    images, queries, labels = [], [], []
-    for index in range(scenes):
-        scene, reasoning = redraw_scene(split, index)
-        if not reasoning.targets:
-            continue
-        target = scene.objects[reasoning.targets[0][0]]
-        images.append(scene.image)
-        queries.append(reasoning.texts[0])
-        labels.append({"colour": COLOUR_NAMES.index(target.colour) - 1, "kind": KINDS.index(target.kind) - 1,
-                       "names": names(reasoning.texts[0])})
-    return states_for(pipe, images, queries)[0], labels
-
-
-def target_labels(split: str, records: list[dict]) -> list[dict]:
-    """Per record: its target's colour and kind ids (into COLOUR_NAMES / KINDS, less the
-    background) and what its query names."""
+def target_labels(queries: list[ShapesQuery]) -> list[dict]:
+    """Per query: its main object's colour and kind ids (into COLOUR_NAMES / KINDS, less the
+    background) and what the query names."""
     labels = []
-    for record in records:
-        size = record["targets"][0]["rle"]["size"][0]
-        truth = record_mask(record, size)
-        scene, _ = redraw_scene(split, int(Path(record["image"]).stem.split("_")[-1]), size=size)
-        target = scene.objects[max(range(len(scene.objects)), key=lambda i: int((scene.object_mask(i) & truth).sum()))]
+    for q in queries:
+        target = q.scene.objects[q.target]
         labels.append({"colour": COLOUR_NAMES.index(target.colour) - 1, "kind": KINDS.index(target.kind) - 1,
-                       "names": names(record["query"])})
+                       "names": names(q.query)})
     return labels
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
+    add_probe_arguments(parser)
     parser.add_argument("--train-queries", type=int, default=600)
     parser.add_argument("--val-queries", type=int, default=200)
-    parser.add_argument("--family", choices=["referring", "reasoning"], default="referring",
-                        help="reasoning: one query per scene, so the query counts are scenes")
-    parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
-    if args.family == "reasoning":
-        x_train, train = reasoning_states(pipe, "train", args.train_queries)
-        x_val, val = reasoning_states(pipe, "val", args.val_queries)
-    else:
-        x_train, _, train_records = seg_states(pipe, args.data_dir / "train", args.train_queries)
-        x_val, _, val_records = seg_states(pipe, args.data_dir / "val", args.val_queries)
-        train, val = target_labels("train", train_records), target_labels("val", val_records)
+    train_queries = shapes_queries(args.family, args.data_dir, "train", args.train_queries)
+    val_queries = shapes_queries(args.family, args.data_dir, "val", args.val_queries)
+    x_train, x_val = seg_states(pipe, train_queries)[0], seg_states(pipe, val_queries)[0]
+    train, val = target_labels(train_queries), target_labels(val_queries)
     report: dict[str, object] = {"model": args.model, "train_queries": len(train), "val_queries": len(val)}
     for attribute, classes in (("colour", len(COLOUR_NAMES) - 1), ("kind", len(KINDS) - 1)):
         y_train = torch.tensor([r[attribute] for r in train])
