@@ -54,6 +54,12 @@ def test_a_dense_prompt_needs_the_read() -> None:
         SegHead(4, 3, dense_prompt=True)
 
 
+def test_a_token_grid_that_is_not_square_is_refused() -> None:
+    head = SegHead(4, 3, image_attention=True, dense_prompt=True)
+    with pytest.raises(LisaError, match="square image-token grid, got 5 tokens"):
+        head.dense_prompts(torch.full((1, 5), 0.2), [(4, 4)], (4, 4))
+
+
 def test_the_training_forward_sends_the_reads_attention_to_the_decoder(model_with_read_and_batch) -> None:
     model, batch = model_with_read_and_batch
     model.eval()  # fixed batch-norm statistics: the same head in every call

@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from lisa.errors import LisaError
+
 from lisa.model.prompting import IGNORE_INDEX
 
 
@@ -52,11 +54,12 @@ def target_cell_shares(masks: list[torch.Tensor], grid: int) -> torch.Tensor:
 
 
 def attention_grid(attention: torch.Tensor) -> int:
-    """The side of the square image-token grid a seg head's attention [N, T] is over."""
+    """The side of the square image-token grid a seg head's attention [N, T] is over (its
+    supervision and its dense prompt both lay it on the image as a grid)."""
     grid = int(round(attention.shape[-1] ** 0.5))
     if grid * grid != attention.shape[-1]:
-        raise ValueError(f"supervising the seg head's attention needs a square image-token grid, "
-                         f"got {attention.shape[-1]} tokens")
+        raise LisaError(f"supervising the seg head's image attention or using it as a dense prompt needs a "
+                        f"square image-token grid, got {attention.shape[-1]} tokens")
     return grid
 
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lisa.errors import LisaError
+from lisa.model.losses import attention_grid
 
 SEG_HEAD_NORMS = ("none", "batch")
 
@@ -88,9 +89,7 @@ class SegHead(nn.Module):
         and gets 0), times the learned vector."""
         assert self.dense_prompt is not None
         count, tokens = attention.shape
-        side = round(tokens**0.5)
-        if side * side != tokens:
-            raise LisaError(f"a dense prompt needs a square grid of image tokens, got {tokens}")
+        side = attention_grid(attention)
         maps = (attention * tokens).reshape(count, 1, side, side)
         placed = maps.new_zeros(count, 1, *grid)
         for region in sorted(set(regions)):  # one resize per region size (one for square images)
