@@ -2,7 +2,7 @@
 # The results table of the README: every row scored on the shapes world's test split (real
 # generation, as users run the model), then printed as a markdown table.
 #   bash configs/tiny-shapes/evaluate.sh [RUN_ROOT [DATA_DIR]]
-# RUN_ROOT: the recipe's run folder (default runs/lisa-tiny; train-v2.sh writes runs/lisa-tiny-v2).
+# RUN_ROOT: the recipe's run folder (default runs/lisa-tiny; train-v2.sh writes runs/lisa-tiny-v3, or -v2).
 # DATA_DIR: a shapes world whose test split is scored (default data/shapes; a fresh one:
 #   lisa shapes generate --out data/shapes-fresh --split test --seed 12345).
 set -euo pipefail

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# lisa-tiny v2 from nothing, on a CPU: the v1 recipe (train.sh) plus a longer, validated stage 1,
-# a finer SAM grid (1c), and in stage 3 the [SEG] warm-up, the few-objects curriculum (3a) and
-# the absent-object queries. The shipped lisa-tiny is this recipe's seed-0 stage 4: about 4.5 h
-# of stage time on 2 cores (docs/lisa-tiny.md). Every stage checkpoints: re-running resumes.
-# Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v2 data/shapes-fresh (a fresh world:
-#   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
+# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), two recipes:
+# - v3 (default; the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v2's stages 1-2,
+#   then 2a (the vision tower learns each cell's kind, colour and place: train_vision_cells.py),
+#   2b (VQA, facts and "Where is ...?" questions: locate.jsonl), and stages 3a-4 with a seg head
+#   that reads the image tokens, its map also SAM's dense prompt; about 5.5 h of stage time on 2
+#   cores. Its no-LLM baseline has no VLM, so it is v2's (same SAM, same data), seed for seed.
+# - v2 (shipped until 2026-12-06): the v1 recipe (train.sh) plus a longer, validated stage 1, a
+#   finer SAM grid (1c), and in stage 3 the [SEG] warm-up, the few-objects curriculum (3a) and the
+#   absent-object queries; about 4.5 h.
 #   bash configs/tiny-shapes/train-v2.sh
 #   THREADS=1 bash configs/tiny-shapes/train-v2.sh    # beside other work: 1 torch thread per stage
 #   SEED=1 THREADS=1 bash configs/tiny-shapes/train-v2.sh  # stages 3a-4 and the baseline again with
-#     seed 1, on seed 0's SAM and VLM (stages 1-2), into runs/lisa-tiny-v2-seed1: the spread
-#   RECIPE=v3 bash configs/tiny-shapes/train-v2.sh    # v3, EXPERIMENTAL (seed 0 ran once; better val
-#     referring, worse reasoning than v2: docs/lisa-tiny-experiments.md section 7): v2's stages 1-2, then stage 2a (the vision
-#     tower learns each cell's kind, colour and place: train_vision_cells.py), 2b (VQA, facts and
-#     "Where is ...?" questions: locate.jsonl) and stages 3a-4 from it, into runs/lisa-tiny-v3
-#     (with SEED=N: runs/lisa-tiny-v3-seedN, on seed 0's stages 1-2b); the baseline is v2's
+#     seed 1, on seed 0's stages 1-2b, into runs/lisa-tiny-v3-seed1: the spread
+#   RECIPE=v2 bash configs/tiny-shapes/train-v2.sh    # v2, into runs/lisa-tiny-v2 (-seedN)
+# Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v3 data/shapes-fresh (a fresh world:
+#   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 run() { echo "+ [$(date -u +%H:%M:%S)] $*" >&2; "$@"; }
@@ -21,7 +22,7 @@ resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q step- &
 threads=(${THREADS:+--threads "$THREADS"})  # overrides the configs' threads
 C=configs/tiny-shapes
 SEED=${SEED:-0}
-RECIPE=${RECIPE:-v2}
+RECIPE=${RECIPE:-v3}
 case "$RECIPE" in
   v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
   v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
@@ -85,6 +86,16 @@ lisa_stage "$R" 3-lisa "3-lisa-$RECIPE.yaml"
 lisa_stage "$R" 4-reason "4-reason-$RECIPE.yaml"
 if [ "$RECIPE" = v2 ]; then
   [ -d "$R/baseline/model" ] || run lisa baseline train --config "$C/baseline-v2.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
+else  # v3's no-LLM baseline is v2's of the same seed: linked when that exists, trained here otherwise
+  v2_baseline=$V2${R#runs/lisa-tiny-v3}/baseline
+  if [ -d "$v2_baseline/model" ]; then
+    [ -e "$R/baseline" ] || ln -s "../$(basename "$(dirname "$v2_baseline")")/baseline" "$R/baseline"
+  elif [ ! -d "$R/baseline/model" ]; then
+    mkdir -p "$R/configs"
+    sed -e "s#^run_dir: .*#run_dir: $R/baseline#" -e "s/^seed: 0\b/seed: $SEED/" \
+      configs/tiny-shapes/baseline-v2.yaml > "$R/configs/baseline-v3.yaml"
+    run lisa baseline train --config "$R/configs/baseline-v3.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
+  fi
 fi
 
 echo "[$(date -u +%H:%M:%S)] lisa-tiny $RECIPE: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
