@@ -1,0 +1,82 @@
+"""configs/tiny-shapes/train-v2.sh on a run tree whose training stages are all done: it must
+resume nothing, and give v3 its no-LLM baseline (v2's of the same seed, linked; or trained
+into the v3 folder with a valid config) so that evaluate.sh finds `RUN/baseline/model`.
+
+The stages themselves take hours, so `lisa` and `python` are replaced on PATH by a recorder;
+the script's own logic (which stage to skip, which folder to link, which config to write) runs
+for real in bash, and the baseline config it writes is read by the real config parser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lisa.baselines.train import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ("1-sam", "1b-sam-dense", "1c-sam-fine")
+RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
+
+
+def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
+    """The recipe's outputs as `train-v2.sh` checks for them, seeds 0 and 1, v2 and v3."""
+    (root / "configs/tiny-shapes").mkdir(parents=True)
+    for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml"):
+        shutil.copy(ROOT / "configs/tiny-shapes" / name, root / "configs/tiny-shapes")
+    for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
+        for split in splits:
+            (root / f"data/{world}/{split}").mkdir(parents=True)
+            (root / f"data/{world}/{split}/locate.jsonl").touch()
+    (root / "data/shapes-reason239/train").mkdir(parents=True)
+    for stage in SHARED:
+        (root / f"runs/lisa-tiny-v2/{stage}/sam").mkdir(parents=True)
+        (root / f"runs/lisa-tiny-v2/{stage}/sam/model.safetensors").touch()
+        (root / f"runs/lisa-tiny-v2/{stage}/sam/config.json").write_text("{}")
+    models = ["lisa-tiny-v2/2-vlm"] + [f"lisa-tiny-v3/{s}" for s in ("2a-vision-cells", "2b-vlm-locate")]
+    for run in ("lisa-tiny-v3", "lisa-tiny-v3-seed1"):
+        models += [f"{run}/{s}" for s in ("3a-lisa-few", "3-lisa", "4-reason")]
+    for folder in models + [f"{run}/baseline" for run in v2_baselines]:
+        (root / f"runs/{folder}/model").mkdir(parents=True)
+        (root / f"runs/{folder}/model/lisa_config.json").write_text("{}")
+
+
+def _run_recipe(root: Path, seed: int) -> list[str]:
+    bin_dir = root / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("lisa", "python"):
+        (bin_dir / tool).write_text(RECORDER)
+        (bin_dir / tool).chmod(0o755)
+    calls = root / f"calls-{seed}.txt"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "SEED": str(seed)}
+    env.pop("RECIPE", None)  # the default recipe
+    subprocess.run(["bash", "configs/tiny-shapes/train-v2.sh"], cwd=root, env=env, check=True,
+                   capture_output=True, text=True)
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("seed,v2_run", [(0, "lisa-tiny-v2"), (1, "lisa-tiny-v2-seed1")])
+def test_v3_links_v2s_baseline_of_the_same_seed(tmp_path: Path, seed: int, v2_run: str) -> None:
+    _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    v3_run = "lisa-tiny-v3" if seed == 0 else "lisa-tiny-v3-seed1"
+    assert _run_recipe(tmp_path, seed) == []  # every stage done: nothing trained again
+    link = tmp_path / "runs" / v3_run / "baseline"
+    assert link.is_symlink()
+    assert link.resolve() == (tmp_path / "runs" / v2_run / "baseline").resolve()
+    assert (link / "model/lisa_config.json").is_file()
+
+
+def test_v3_trains_its_baseline_when_v2_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _finished_tree(tmp_path, v2_baselines=())
+    calls = _run_recipe(tmp_path, seed=1)
+    config_path = tmp_path / "runs/lisa-tiny-v3-seed1/configs/baseline-v3.yaml"
+    assert calls == [f"lisa baseline train --config {config_path.relative_to(tmp_path)}"]
+    assert not (tmp_path / "runs/lisa-tiny-v3-seed1/baseline").is_symlink()
+    monkeypatch.chdir(tmp_path)  # the config's paths are relative to the repository root
+    config = load_config(config_path)
+    config.check()  # its SAM folder exists
+    assert config.run_dir == "runs/lisa-tiny-v3-seed1/baseline" and config.seed == 1
+    assert config.sam == "runs/lisa-tiny-v2/1c-sam-fine/sam"  # seed 0's SAM, shared by every seed
