@@ -29,7 +29,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-
 @pytest.fixture(scope="module")
 def model_with_read_and_batch(tmp_path_factory: pytest.TempPathFactory):
     """``_training.model_and_training_batch`` with a seg head that reads the image tokens; one

@@ -22,6 +22,7 @@ from shapes_queries import add_probe_arguments, main_object, names, shapes_queri
 
 from lisa import LisaPipeline
 from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, cell_labels
+from lisa.model.losses import target_cell_shares
 
 
 def summary(rows: list[dict]) -> dict:
@@ -56,8 +57,8 @@ def main() -> None:
     read.weights = recording  # type: ignore[method-assign]
     rows: list[dict] = []
     for item in shapes_queries(args.family, args.data_dir, args.split, args.limit):
-        size, grid = item.truth.shape[0], 8
-        cells = item.truth.reshape(grid, size // grid, grid, size // grid).any(axis=(1, 3)).ravel()
+        grid = 8
+        cells = (target_cell_shares([torch.from_numpy(item.truth)[None].to(torch.uint8)], grid)[0] > 0).numpy()
         seen.clear()
         pipe(item.image, item.query, answers="[SEG].")
         weights = seen[-1][0].numpy()

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from lisa.errors import LisaError
-
 from lisa.model.prompting import IGNORE_INDEX
 
 
