@@ -37,14 +37,14 @@ def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
         (root / f"runs/lisa-tiny-v2/{stage}/sam/model.safetensors").touch()
         (root / f"runs/lisa-tiny-v2/{stage}/sam/config.json").write_text("{}")
     models = ["lisa-tiny-v2/2-vlm"] + [f"lisa-tiny-v3/{s}" for s in ("2a-vision-cells", "2b-vlm-locate")]
-    for run in ("lisa-tiny-v3", "lisa-tiny-v3-seed1"):
+    for run in ("lisa-tiny-v2", "lisa-tiny-v3", "lisa-tiny-v3-seed1"):
         models += [f"{run}/{s}" for s in ("3a-lisa-few", "3-lisa", "4-reason")]
     for folder in models + [f"{run}/baseline" for run in v2_baselines]:
         (root / f"runs/{folder}/model").mkdir(parents=True)
         (root / f"runs/{folder}/model/lisa_config.json").write_text("{}")
 
 
-def _run_recipe(root: Path, seed: int) -> list[str]:
+def _run_recipe(root: Path, seed: int, recipe: str | None = None) -> list[str]:
     bin_dir = root / "bin"
     bin_dir.mkdir(exist_ok=True)
     for tool in ("lisa", "python"):
@@ -52,7 +52,9 @@ def _run_recipe(root: Path, seed: int) -> list[str]:
         (bin_dir / tool).chmod(0o755)
     calls = root / f"calls-{seed}.txt"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls), "SEED": str(seed)}
-    env.pop("RECIPE", None)  # the default recipe
+    env.pop("RECIPE", None)  # None: the default recipe
+    if recipe:
+        env["RECIPE"] = recipe
     subprocess.run(["bash", "configs/tiny-shapes/train-v2.sh"], cwd=root, env=env, check=True,
                    capture_output=True, text=True)
     return calls.read_text().splitlines() if calls.exists() else []
@@ -80,3 +82,10 @@ def test_v3_trains_its_baseline_when_v2_has_none(tmp_path: Path, monkeypatch: py
     config.check()  # its SAM folder exists
     assert config.run_dir == "runs/lisa-tiny-v3-seed1/baseline" and config.seed == 1
     assert config.sam == "runs/lisa-tiny-v2/1c-sam-fine/sam"  # seed 0's SAM, shared by every seed
+
+
+def test_v2_trains_its_baseline_from_its_own_config(tmp_path: Path) -> None:
+    _finished_tree(tmp_path, v2_baselines=())
+    assert _run_recipe(tmp_path, seed=0, recipe="v2") == [
+        "lisa baseline train --config configs/tiny-shapes/baseline-v2.yaml"]
+    assert not (tmp_path / "runs/lisa-tiny-v2/baseline").exists()  # the recorder trained nothing

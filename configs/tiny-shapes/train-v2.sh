@@ -84,18 +84,20 @@ fi
 lisa_stage "$R" 3a-lisa-few "3a-lisa-few-$RECIPE.yaml"
 lisa_stage "$R" 3-lisa "3-lisa-$RECIPE.yaml"
 lisa_stage "$R" 4-reason "4-reason-$RECIPE.yaml"
-if [ "$RECIPE" = v2 ]; then
-  [ -d "$R/baseline/model" ] || run lisa baseline train --config "$C/baseline-v2.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
-else  # v3's no-LLM baseline is v2's of the same seed: linked when that exists, trained here otherwise
-  v2_baseline=$V2${R#runs/lisa-tiny-v3}/baseline
-  if [ -d "$v2_baseline/model" ]; then
-    [ -e "$R/baseline" ] || ln -s "../$(basename "$(dirname "$v2_baseline")")/baseline" "$R/baseline"
-  elif [ ! -d "$R/baseline/model" ]; then
+# The no-LLM baseline. v3's is v2's of the same seed (it has no VLM): linked when that exists,
+# otherwise trained into v3's folder from v2's config with the folder and seed rewritten.
+v2_baseline=$V2${R#runs/lisa-tiny-$RECIPE}/baseline
+baseline_config=$C/baseline-v2.yaml
+if [ "$RECIPE" = v3 ] && [ -d "$v2_baseline/model" ]; then
+  [ -e "$R/baseline" ] || ln -s "../$(basename "$(dirname "$v2_baseline")")/baseline" "$R/baseline"
+elif [ ! -d "$R/baseline/model" ]; then
+  if [ "$RECIPE" = v3 ]; then
+    baseline_config=$R/configs/baseline-v3.yaml
     mkdir -p "$R/configs"
     sed -e "s#^run_dir: .*#run_dir: $R/baseline#" -e "s/^seed: 0\b/seed: $SEED/" \
-      configs/tiny-shapes/baseline-v2.yaml > "$R/configs/baseline-v3.yaml"
-    run lisa baseline train --config "$R/configs/baseline-v3.yaml" "${threads[@]}" $(resume_flag "$R/baseline")
+      configs/tiny-shapes/baseline-v2.yaml > "$baseline_config"
   fi
+  run lisa baseline train --config "$baseline_config" "${threads[@]}" $(resume_flag "$R/baseline")
 fi
 
 echo "[$(date -u +%H:%M:%S)] lisa-tiny $RECIPE: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
