@@ -95,3 +95,42 @@ def test_explanatory_choices(tmp_path: Path) -> None:
     assert data.sample(1, random.Random(0)).meta["explanatory_choice"] == 0  # no entry for b.jpg
     with pytest.raises(LisaError, match="explanatory file .*other.json"):
         ReasonSegTrain(tmp_path, "train", explanatory_path=tmp_path / "other.json")
+
+
+def test_explain_first_states_the_explanation_before_the_mask(tmp_path: Path) -> None:
+    _make(tmp_path, "train")
+    explanations = [{"image": "a.jpg", "query": "q", "outputs": "A cup holds coffee. So the cup is the answer."}]
+    (tmp_path / "explanatory").mkdir()
+    (tmp_path / "explanatory" / "train.json").write_text(json.dumps(explanations))
+    data = ReasonSegTrain(tmp_path, "train", explanatory=0.1, explain_first=True)
+    seen = set()
+    for seed in range(60):
+        sample = data.sample(0, random.Random(seed))
+        choice, conv = sample.meta["explanatory_choice"], sample.conversations[0]
+        user, answer = conv.turns[0]
+        seen.add(answer)
+        if choice == 2:  # the text-only answer stays as in the official loader
+            assert answer == "A cup holds coffee. So the cup is the answer." and conv.masks.shape[0] == 0
+        else:  # the plain evaluation-style question; the mask comes after the explanation
+            assert answer == "A cup holds coffee. So the cup is the answer: [SEG]."
+            assert conv.masks.shape == (1, 30, 40) and ("the cup" in user or "a mug" in user)
+            assert "explain" not in user and "image" in user
+    assert len(seen) == 2
+    # Images without an explanation keep the template answers.
+    (_, plain), = data.sample(1, random.Random(0)).conversations[0].turns
+    assert plain in ("It is [SEG].", "Sure, [SEG].", "Sure, it is [SEG].", "Sure, the segmentation result is [SEG].", "[SEG].")
+
+
+def test_explain_first_reaches_the_loader_from_a_config(tmp_path: Path) -> None:
+    from lisa.train.config import load_config
+    from lisa.train.data import build_group
+
+    _make(tmp_path, "train")
+    (tmp_path / "explanatory").mkdir()
+    (tmp_path / "explanatory" / "train.json").write_text(json.dumps([{"image": "a.jpg", "query": "q", "outputs": "Why."}]))
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(f"run_dir: {tmp_path / 'run'}\nrecipe: lisa\nmodel: {{base: some/model}}\n"
+                           f"data:\n  - {{type: reason_seg, dir: {tmp_path}, split: train, explain_first: true}}\n")
+    config = load_config(config_path)
+    loader, = build_group(config.data[0], config)
+    assert isinstance(loader, ReasonSegTrain) and loader.explain_first

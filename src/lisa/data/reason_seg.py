@@ -167,6 +167,11 @@ class ReasonSegTrain:
     Ignore regions (255) become background. With an explanatory entry for the image, one
     choice per image (official ``utils/reason_seg_dataset.py``): p=explanatory -> text-only answer (no masks), else
     uniform between the template answer and "answer + explanation".
+
+    ``explain_first`` (not in the official code) replaces both mask answers by the explanation
+    followed by ``[SEG]`` (``templates.reasoned_answer``), asked with the plain question: the
+    ``[SEG]`` state is then computed after the model has stated the fact and named the target,
+    so it can attend to them instead of recalling the fact silently.
     """
 
     source = "reason_seg"
@@ -178,8 +183,10 @@ class ReasonSegTrain:
         explanatory: float = 0.1,
         explanatory_path: Path | None = None,
         max_queries: int = 3,
+        explain_first: bool = False,
     ) -> None:
         self.files = list_files(Path(data_dir), split)
+        self.explain_first = explain_first
         self.max_queries = max_queries
         self.explanatory = explanatory
         self.explanations: dict[str, str] = {}
@@ -208,7 +215,9 @@ class ReasonSegTrain:
         explanation = self.explanations.get(file.image.name, "")
         conversations = []
         for text in texts:
-            if choice == 1:
+            if choice in (0, 1) and self.explain_first and explanation:
+                turn = (templates.question(text, anno["is_sentence"], rng), templates.reasoned_answer(explanation))
+            elif choice == 1:
                 turn = (templates.explanatory_question(text, rng), f"{templates.answer(rng)} {explanation}")
             elif choice == 2:
                 turn = (text, explanation)

@@ -57,6 +57,11 @@ def answer(rng: random.Random) -> str:
     return rng.choice(ANSWERS)
 
 
+def reasoned_answer(explanation: str) -> str:
+    """The explanation, then the mask: "A coin is a circle. So the red circle is the answer: [SEG]."."""
+    return f"{explanation.strip().rstrip('.')}: [SEG]."
+
+
 def explanatory_question(text: str, rng: random.Random) -> str:
     """"{text} {random explanatory question}" (explanatory choice 1)."""
     return f"{text} {rng.choice(EXPLANATORY_QUESTIONS)}"

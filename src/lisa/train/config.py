@@ -75,6 +75,7 @@ class DataSource:
     split: Text = "train"
     names: list[Text] = field(default_factory=list)  # refer_seg / sem_seg: datasets; jsonl: file stems
     explanatory: Unit = 0.1  # reason_seg
+    explain_first: Bool = False  # reason_seg: mask answers state the explanation before [SEG]
     images: PositiveInt = 16  # synthetic: images written to ``dir``
     image_size: PositiveInt = 64  # synthetic
 

@@ -31,7 +31,8 @@ def build_group(source: DataSource, config: TrainConfig) -> list[TrainSource]:
     if source.type == "reason_seg":
         from lisa.data.reason_seg import ReasonSegTrain
 
-        return [ReasonSegTrain(data_dir, source.split, source.explanatory, max_queries=config.max_queries)]
+        return [ReasonSegTrain(data_dir, source.split, source.explanatory, max_queries=config.max_queries,
+                               explain_first=source.explain_first)]
     if source.type == "vqa":
         from lisa.data.vqa import LlavaInstruct
 
