@@ -128,9 +128,13 @@ def test_explain_first_reaches_the_loader_from_a_config(tmp_path: Path) -> None:
     _make(tmp_path, "train")
     (tmp_path / "explanatory").mkdir()
     (tmp_path / "explanatory" / "train.json").write_text(json.dumps([{"image": "a.jpg", "query": "q", "outputs": "Why."}]))
+    (tmp_path / "explanatory" / "train-facts.json").write_text(json.dumps([{"image": "a.jpg", "query": "q", "outputs": "Fact."}]))
     config_path = tmp_path / "c.yaml"
+    source = f"{{type: reason_seg, dir: {tmp_path}, split: train, explain_first: true"
     config_path.write_text(f"run_dir: {tmp_path / 'run'}\nrecipe: lisa\nmodel: {{base: some/model}}\n"
-                           f"data:\n  - {{type: reason_seg, dir: {tmp_path}, split: train, explain_first: true}}\n")
+                           f"data:\n  - {source}}}\n"
+                           f"  - {source}, explanatory_path: {tmp_path / 'explanatory' / 'train-facts.json'}}}\n")
     config = load_config(config_path)
-    loader, = build_group(config.data[0], config)
-    assert isinstance(loader, ReasonSegTrain) and loader.explain_first
+    (default,), (chosen,) = (build_group(source, config) for source in config.data)
+    assert isinstance(default, ReasonSegTrain) and default.explain_first
+    assert default.explanations == {"a.jpg": "Why."} and chosen.explanations == {"a.jpg": "Fact."}

@@ -171,6 +171,68 @@ def test_adding_the_locate_family_leaves_earlier_files_unchanged(tmp_path: Path,
         f"Where are {r['query']}?" for r in referring}
 
 
+def test_adding_the_fact_explanations_leaves_earlier_files_unchanged(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """explanatory/<split>-facts.json is derived from each reasoning query without drawing from
+    any RNG: with it emptied, every other file is byte for byte what it was."""
+    from dataclasses import replace
+
+    from lisa.data.shapes import reasoning
+
+    _generate(tmp_path / "with", "val", 8)
+    original = reasoning.concept_query
+    monkeypatch.setattr(reasoning, "concept_query",
+                        lambda rng, scene, concept: replace(original(rng, scene, concept), fact_answer=None))
+    _generate(tmp_path / "without", "val", 8)
+    files = sorted(p.relative_to(tmp_path / "without") for p in (tmp_path / "without").rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name == "val-facts.json":
+            continue
+        assert (tmp_path / "without" / rel).read_bytes() == (tmp_path / "with" / rel).read_bytes(), rel
+    assert json.loads((tmp_path / "without" / "explanatory" / "val-facts.json").read_text()) == []
+    facts = json.loads((tmp_path / "with" / "explanatory" / "val-facts.json").read_text())
+    plain = {e["image"]: e for e in json.loads((tmp_path / "with" / "explanatory" / "val.json").read_text())}
+    assert facts
+    for entry in facts:  # same images and queries; the same fact; then only what the fact picks
+        assert entry["query"] == plain[entry["image"]]["query"]
+        fact = plain[entry["image"]]["outputs"].split(" So ")[0]
+        assert entry["outputs"].startswith(fact + " So the answer is ")
+
+
+def test_fact_explanations_name_exactly_what_the_fact_picks() -> None:
+    """The answer names the picked kinds ("every" for several of one kind), or the colour for a
+    colour fact, and never a colour that only the image tells."""
+    from lisa.data.shapes.facts import CONCEPTS
+    from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
+    from lisa.data.shapes.objects import COLOURS
+    from lisa.data.shapes.reasoning import concept_query, picked_phrase
+
+    checked = 0
+    for index in range(60):
+        rng = np.random.default_rng([7, SPLIT_IDS["train"], index])
+        scene, _, _ = pick_reasoning(rng, 256, "train")
+        for concept in CONCEPTS:
+            targets = concept.resolve(scene.objects)
+            if not targets:
+                assert concept_query(rng, scene, concept).fact_answer is None
+                continue
+            phrase = picked_phrase(scene, concept, targets)
+            kinds = [scene.objects[i].kind for i, _ in targets]
+            if concept.family == "colour":
+                assert phrase == f"the {concept.selector.colour} shape" + ("s" if len(kinds) > 1 else "")
+                continue
+            if concept.family == "part":  # part names may hold a colour word ("red light")
+                assert phrase.startswith(f"the {concept.selector.part} of ") and phrase.endswith(kinds[0])
+            else:
+                assert not any(colour in phrase.split() for colour in COLOURS), phrase
+                expected = {("every " if kinds.count(k) > 1 else "the ") + k for k in kinds}
+                assert set(phrase.split(" and ")) == expected, phrase
+            query = concept_query(rng, scene, concept)
+            assert query.fact_answer == f"{concept.reason} So the answer is {phrase}."
+            checked += 1
+    assert checked > 200
+
+
 def test_train_never_mentions_held_out_concepts(train_root: Path) -> None:
     for text in _all_texts(train_root, "train"):
         leaks = [c.key for c in HELD_OUT if c.mentions(text)]

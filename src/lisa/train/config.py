@@ -76,6 +76,7 @@ class DataSource:
     names: list[Text] = field(default_factory=list)  # refer_seg / sem_seg: datasets; jsonl: file stems
     explanatory: Unit = 0.1  # reason_seg
     explain_first: Bool = False  # reason_seg: mask answers state the explanation before [SEG]
+    explanatory_path: Text | None = None  # reason_seg: default DIR/explanatory/train.json
     images: PositiveInt = 16  # synthetic: images written to ``dir``
     image_size: PositiveInt = 64  # synthetic
 

@@ -31,8 +31,9 @@ def build_group(source: DataSource, config: TrainConfig) -> list[TrainSource]:
     if source.type == "reason_seg":
         from lisa.data.reason_seg import ReasonSegTrain
 
-        return [ReasonSegTrain(data_dir, source.split, source.explanatory, max_queries=config.max_queries,
-                               explain_first=source.explain_first)]
+        explanations = Path(source.explanatory_path) if source.explanatory_path else None
+        return [ReasonSegTrain(data_dir, source.split, source.explanatory, explanations, config.max_queries,
+                               source.explain_first)]
     if source.type == "vqa":
         from lisa.data.vqa import LlavaInstruct
 

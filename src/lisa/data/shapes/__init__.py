@@ -20,7 +20,10 @@ writes, per split S:
   DIR/S/absent.jsonl            "the purple star" where there is none: no-target queries
   DIR/S/locate.jsonl            "Where is the red circle?" -> "... is at x 2 to 3, y 5 to 6." (its
                                 box on an 8x8 grid), one per single-object referring query
-  DIR/explanatory/S.json        explanatory answers for the reasoning queries
+  DIR/explanatory/S.json        explanatory answers for the reasoning queries ("A coin is a
+                                circle. So the red circle is the answer.")
+  DIR/explanatory/S-facts.json  the same for queries that need a fact, naming only what the fact
+                                picks ("A coin is a circle. So the answer is the circle."); no rules
   DIR/facts.jsonl, DIR/blank.png  text-only world-knowledge Q/A (all concepts)
   DIR/meta/S.json               counts per family, seed, held-out concepts
 

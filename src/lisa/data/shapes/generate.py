@@ -76,6 +76,9 @@ def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
     if reasoning.answer is not None:
         records["explanatory"].append(
             {"image": f"{name}.jpg", "query": reasoning.texts[0], "outputs": reasoning.answer})
+    if reasoning.fact_answer is not None:
+        records["explanatory-facts"].append(
+            {"image": f"{name}.jpg", "query": reasoning.texts[0], "outputs": reasoning.fact_answer})
     families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries,
                 "absent": absent_queries}
     own_stream = {"absent": np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])}
@@ -105,13 +108,16 @@ def generate_split(root: Path, split: str, n: int, seed: int, size: int, max_obj
     (root / "explanatory").mkdir(exist_ok=True)
     clear_previous(out, split)
     start = time.perf_counter()
-    records: dict[str, list[dict[str, Any]]] = {k: [] for k in JSONL_FAMILIES + ("explanatory",)}
+    records: dict[str, list[dict[str, Any]]] = {k: [] for k in JSONL_FAMILIES + ("explanatory", "explanatory-facts")}
     counts: Counter = Counter()
     for index in range(n):
         generate_scene(out, split, index, seed, size, records, counts, max_objects)
     for family in JSONL_FAMILIES:
         write_jsonl(out / f"{family}.jsonl", records[family])
     write_json(root / "explanatory" / f"{split}.json", records["explanatory"])
+    # The same explanations for queries that need a fact, naming only what the fact picks
+    # (no colour read off the image) and none for the rules: `explain_first` training reads these.
+    write_json(root / "explanatory" / f"{split}-facts.json", records["explanatory-facts"])
     counts["explanatory"] = len(records["explanatory"])
     write_corpus(root, size)
     meta = {

@@ -26,6 +26,7 @@ class Query:
     answer: str | None = None  # VQA answer or explanatory answer
     is_sentence: bool = False
     concept: str | None = None  # fact concept / rule key (reasoning), "group:colour" (referring)
+    fact_answer: str | None = None  # reasoning with a fact: the fact, then only what it picks
 
 
 def name_of(obj: SceneObject, part: str | None = None) -> str:

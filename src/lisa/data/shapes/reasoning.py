@@ -45,13 +45,27 @@ def things_phrase(scene: Scene, targets: list[Target]) -> str:
     return f"{joined} {'is' if len(names) == 1 else 'are'} the answer"
 
 
+def picked_phrase(scene: Scene, concept: Concept, targets: list[Target]) -> str:
+    """What the fact picks, named without anything else the model would have to read off the
+    image: "the hexagon", "every hexagon", "the yellow shapes", "the window of the house"."""
+    selector = concept.selector
+    if selector.colour is not None:
+        return f"the {selector.colour} shape" + ("s" if len(targets) > 1 else "")
+    kinds = [scene.objects[i].kind for i, _ in targets]
+    if selector.part is not None:
+        return f"the {selector.part} of " + ("the " if len(targets) == 1 else "each ") + kinds[0]
+    unique = list(dict.fromkeys(kinds))
+    return " and ".join(("the " if kinds.count(k) == 1 else "every ") + k for k in unique)
+
+
 def concept_query(rng: np.random.Generator, scene: Scene, concept: Concept) -> Query:
     targets = concept.resolve(scene.objects)
     is_sentence = bool(rng.random() < 0.5)
     texts = list(concept.sentences if is_sentence else concept.phrases)
     texts = [texts[int(k)] for k in rng.permutation(len(texts))]
     answer = f"{concept.reason} So {things_phrase(scene, targets)}." if targets else None
-    return Query("reasoning", texts, targets, answer, is_sentence, concept.key)
+    fact_answer = f"{concept.reason} So the answer is {picked_phrase(scene, concept, targets)}." if targets else None
+    return Query("reasoning", texts, targets, answer, is_sentence, concept.key, fact_answer)
 
 
 # --- fact-free rules --------------------------------------------------------------------------
