@@ -15,18 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
+from generated_answers import batched_answers
+from probe_reasoning_families import WORDINGS
+
 from lisa import LisaPipeline
 from lisa.data.shapes.facts import CONCEPTS
 
 EXPLAIN = "Please output segmentation mask and explain why."
-
-
-def answers(pipe: LisaPipeline, images: list[str], queries: list[str], batch: int = 16) -> list[str]:
-    out: list[str] = []
-    for start in range(0, len(queries), batch):
-        results = pipe(images[start:start + batch], queries[start:start + batch], raw=True)
-        out += [r.text for r in results]
-    return out
+BATCH = 16
 
 
 def main() -> None:
@@ -41,21 +37,20 @@ def main() -> None:
 
     records = [json.loads(line) for line in (args.data_dir / "facts.jsonl").open()]
     records = [r for r in records if r["concept"] in concepts]
-    said = answers(pipe, [str(args.data_dir / "blank.png")] * len(records), [r["query"] for r in records])
+    said = batched_answers(pipe, [str(args.data_dir / "blank.png")] * len(records), [r["query"] for r in records], BATCH)
     for held_out in (True, False):
         rows = [r["answer"] in text for r, text in zip(records, said) if concepts[r["concept"]].held_out == held_out]
         print(f"as text, {'held-out' if held_out else 'seen'} concepts: {sum(rows)}/{len(rows)} answered right")
 
-    wording = {t: c for c in CONCEPTS for t in c.phrases + c.sentences}
     split = args.data_dir / "test"
     scenes = []
     for path in sorted(split.glob("test_*.json")):
         text = json.loads(path.read_text())["text"][0]
-        if text in wording:
+        if text.lower() in WORDINGS:  # a fact query, not a rule
             scenes.append((str(path.with_suffix(".jpg")), text))
     scenes = scenes[: args.limit]
-    said = answers(pipe, [s[0] for s in scenes], [f"{s[1]} {EXPLAIN}" for s in scenes])
-    stated = sum(wording[text].reason in answer for (_, text), answer in zip(scenes, said))
+    said = batched_answers(pipe, [s[0] for s in scenes], [f"{s[1]} {EXPLAIN}" for s in scenes], BATCH)
+    stated = sum(WORDINGS[text.lower()].reason in answer for (_, text), answer in zip(scenes, said))
     print(f"in a scene, held-out concepts asked to explain: {stated}/{len(scenes)} answers state the fact")
     for (_, text), answer in list(zip(scenes, said))[:8]:
         print(f"  {text!r} -> {answer!r}")

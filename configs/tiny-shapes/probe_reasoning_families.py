@@ -35,11 +35,12 @@ def families(report: dict) -> dict[str, tuple[float, int, int, int]]:
         concept = concept_of(sample["query"])
         if sample["target_area"] == 0:
             family = "no target"
+        elif concept is None:
+            family = "rule"
         else:
-            family = concept.family if concept else "rule"
-        ious[family].append(sample["iou"])
-        if concept is not None and sample["target_area"] > 0:
+            family = concept.family
             stated[family].append(concept.reason in sample["answer"])
+        ious[family].append(sample["iou"])
     return {f: (sum(v) / len(v), len(v), sum(stated[f]), len(stated[f])) for f, v in sorted(ious.items())}
 
 
