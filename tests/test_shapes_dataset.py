@@ -37,7 +37,7 @@ def _all_texts(root: Path, split: str) -> list[str]:
     texts: list[str] = []
     for path in sorted((root / split).glob(f"{split}_*.json")):
         texts += json.loads(path.read_text())["text"]
-    for family in ("semantic", "referring", "vqa", "absent", "locate"):
+    for family in ("semantic", "referring", "vqa", "absent", "present", "locate"):
         for r in _read_jsonl(root / split / f"{family}.jsonl"):
             texts += [r["query"], r.get("answer", "")]
     for r in json.loads((root / "explanatory" / f"{split}.json").read_text()):
@@ -62,7 +62,7 @@ def test_layout_and_formats(train_root: Path) -> None:
         assert set(anno) == {"text", "is_sentence", "shapes"} and anno["text"]
         assert all(s["label"] == "target" for s in anno["shapes"])
         assert Image.open(image).size == (256, 256)
-    for family in ("semantic", "referring", "vqa", "absent", "locate"):
+    for family in ("semantic", "referring", "vqa", "absent", "present", "locate"):
         records = _read_jsonl(split / f"{family}.jsonl")
         assert records, family
         for r in records:
@@ -136,6 +136,33 @@ def test_absent_queries_name_nothing_in_their_scene(train_root: Path) -> None:
     assert parsed and all(record.kind == NO_TARGET for record in parsed)
 
 
+def test_present_queries_name_one_object_in_the_absent_form(train_root: Path) -> None:
+    """Present phrases have the absent family's form ("the red heart") and name exactly one
+    object of their scene, whose mask is the target; where the scene allows it, about half have
+    a same-kind object of another colour beside them (the near misses absent queries are made of)."""
+    from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
+    from lisa.data.shapes.queries import Description, resolve
+
+    records = _read_jsonl(train_root / "train" / "present.jsonl")
+    absent = {(r["image"], r["query"]) for r in _read_jsonl(train_root / "train" / "absent.jsonl")}
+    assert len(records) >= 30 and len({r["image"] for r in records}) == len(records)
+    contrasted, could_be = 0, 0
+    for r in records:
+        index = int(r["image"].removeprefix("train_").removesuffix(".jpg"))
+        scene = pick_reasoning(np.random.default_rng([0, SPLIT_IDS["train"], index]), 256, "train")[0]
+        colour, kind = r["query"].removeprefix("the ").split(" ", 1)
+        hits = resolve(Description(kind, colour=colour), scene.objects)
+        assert len(hits) == 1 and not scene.objects[hits[0]].is_thing, r
+        assert (r["image"], r["query"]) not in absent
+        (target,) = r["targets"]
+        mask = mask_utils.decode({"size": target["rle"]["size"], "counts": target["rle"]["counts"].encode()})
+        assert np.array_equal(mask.astype(bool), scene.target_mask([(hits[0], None)]).astype(bool)), r
+        contrasted += any(o.kind == kind and o.colour != colour for o in scene.objects)
+        could_be += any(len(resolve(Description(o.kind, colour=o.colour), scene.objects)) == 1 and any(
+            p.kind == o.kind and p.colour != o.colour for p in scene.objects) for o in scene.objects if not o.is_thing)
+    assert 0.3 * could_be <= contrasted <= could_be < len(records)
+
+
 def test_adding_the_absent_family_leaves_earlier_files_unchanged(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The absent family draws from its own stream: data generated before it existed (and the
@@ -172,22 +199,36 @@ def test_adding_the_locate_family_leaves_earlier_files_unchanged(tmp_path: Path,
 
 
 # sha256 over the JSON / JSONL files (path, then bytes, sorted) of `val --n 8 --seed 0`, written
-# by the generator before explanatory/<split>-facts.json existed (commit a130dd8).
+# by the generator before explanatory/<split>-facts.json and present.jsonl existed (commit a130dd8).
 VAL_8_TEXT_DIGEST = "2d2042685f91b810bbe19a3bce195041627db4373ee824e9b01423666484629b"
+ADDED_LATER = ("val-facts.json", "present.jsonl")
 
 
-def test_adding_the_fact_explanations_leaves_earlier_files_unchanged(tmp_path: Path) -> None:
-    """explanatory/<split>-facts.json draws nothing from the scene's RNG: every other file is
-    byte for byte what the generator wrote before it existed (data and models stay reproducible)."""
+def _earlier_files_digest(root: Path) -> str:
+    """The digest of what the generator wrote before ADDED_LATER existed: those files skipped,
+    and meta's count of present queries taken out again."""
     import hashlib
 
-    _generate(tmp_path, "val", 8)
     digest = hashlib.sha256()
-    for path in sorted(tmp_path.rglob("*")):
-        if path.is_file() and path.suffix in (".json", ".jsonl") and path.name != "val-facts.json":
-            digest.update(str(path.relative_to(tmp_path)).encode())
-            digest.update(path.read_bytes())
-    assert digest.hexdigest() == VAL_8_TEXT_DIGEST
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix not in (".json", ".jsonl") or path.name in ADDED_LATER:
+            continue
+        data = path.read_bytes()
+        if path.parent.name == "meta":
+            meta = json.loads(data)
+            meta["counts"].pop("present")
+            data = (json.dumps(meta, sort_keys=True, indent=1) + "\n").encode()
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def test_files_added_later_leave_earlier_files_unchanged(tmp_path: Path) -> None:
+    """explanatory/<split>-facts.json draws nothing from the scene's RNG and present.jsonl draws
+    from its own stream: every other file is byte for byte what the generator wrote before they
+    existed (data and models stay reproducible)."""
+    _generate(tmp_path, "val", 8)
+    assert _earlier_files_digest(tmp_path) == VAL_8_TEXT_DIGEST
     facts = json.loads((tmp_path / "explanatory" / "val-facts.json").read_text())
     plain = {e["image"]: e for e in json.loads((tmp_path / "explanatory" / "val.json").read_text())}
     assert facts

@@ -82,8 +82,43 @@ def test_corpus_reads_jsonl_reasonseg_and_explanatory(tmp_path) -> None:
     texts = corpus_texts([tmp_path])
     assert texts == ["the red star", "Sure.", "what keeps you dry?", "q", "because"]
     assert corpus_texts([tmp_path / "a.jsonl"]) == ["the red star", "Sure."]
+    assert corpus_texts([tmp_path / "*.json"]) == ["what keeps you dry?", "q", "because"]
     with pytest.raises(LisaError, match="does not exist"):
         corpus_texts([tmp_path / "nope"])
+    with pytest.raises(LisaError, match="matches no file"):
+        corpus_texts([tmp_path / "nope_*.json"])
+
+
+@pytest.mark.parametrize("config", ["2-vlm-v2.yaml", "2-vlm.yaml"])
+def test_stage2_tokenizer_corpus_ignores_families_added_after_the_shipped_tokenizer(
+        tmp_path, monkeypatch, config: str) -> None:
+    """The shipped lisa-tiny's tokenizer was trained on data/shapes before locate.jsonl and
+    present.jsonl existed: the stage-2 corpus must read exactly those texts from today's world,
+    or a fresh run of the recipe builds another tokenizer (other ids, other model)."""
+    import argparse
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from lisa.data.shapes.commands import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["shapes", "generate", "--out", str(tmp_path / "data" / "shapes"), "--split", "train",
+                              "--n", "6", "--seed", "0", "--size", "128"])
+    assert args.run(args) == 0
+    paths = yaml.safe_load((Path(__file__).parents[1] / "configs" / "tiny-shapes" / config).read_text())
+    paths = paths["model"]["tokenizer_corpus"]
+    monkeypatch.chdir(tmp_path)
+    texts = corpus_texts([Path(p) for p in paths])
+    earlier = tmp_path / "earlier"  # the folder as it was: without the later families
+    shutil.copytree(tmp_path / "data", earlier / "data")
+    for name in ("locate.jsonl", "present.jsonl"):
+        (earlier / "data" / "shapes" / "train" / name).unlink()
+    monkeypatch.chdir(earlier)
+    folder_paths = [Path("data/shapes/train"), Path("data/shapes/facts.jsonl"), Path("data/shapes/explanatory/train.json")]
+    assert texts == corpus_texts(folder_paths)
 
 
 def test_sam_encoder_recipe_trains_the_encoder_through_the_lisa_loss(tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -10,12 +11,19 @@ from lisa.errors import LisaError
 
 def corpus_texts(paths: list[Path]) -> list[str]:
     """Queries and answers of every ``*.jsonl`` record, and ReasonSeg ``text`` lists and
-    explanatory ``outputs`` of every ``*.json`` file, in or below each path (sorted: deterministic)."""
+    explanatory ``outputs`` of every ``*.json`` file, in or below each path (sorted: deterministic).
+    A path with ``*``, ``?`` or ``[`` is a pattern: the files it matches, sorted. Name files or
+    patterns rather than a folder where later files in that folder must not change the tokenizer."""
     texts: list[str] = []
     for root in paths:
-        if not root.exists():
+        if any(c in str(root) for c in "*?["):
+            files = [Path(f) for f in sorted(glob.glob(str(root))) if Path(f).is_file()]
+            if not files:
+                raise LisaError(f"tokenizer corpus pattern {root} matches no file")
+        elif not root.exists():
             raise LisaError(f"tokenizer corpus path {root} does not exist")
-        files = [root] if root.is_file() else sorted(root.rglob("*.json*"))
+        else:
+            files = [root] if root.is_file() else sorted(root.rglob("*.json*"))
         for path in (f for f in files if f.suffix == ".jsonl"):
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():

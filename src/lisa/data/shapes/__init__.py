@@ -18,6 +18,8 @@ writes, per split S:
   DIR/S/referring.jsonl         "the small blue square left of the star", "all red shapes"
   DIR/S/vqa.jsonl               counts, colours, yes/no, with text answers
   DIR/S/absent.jsonl            "the purple star" where there is none: no-target queries
+  DIR/S/present.jsonl           "the red heart" where there is exactly one: the absent form for
+                                present objects, so that the form alone never means "decline"
   DIR/S/locate.jsonl            "Where is the red circle?" -> "... is at x 2 to 3, y 5 to 6." (its
                                 box on an 8x8 grid), one per single-object referring query
   DIR/explanatory/S.json        explanatory answers for the reasoning queries ("A coin is a
@@ -28,8 +30,9 @@ writes, per split S:
   DIR/meta/S.json               counts per family, seed, held-out concepts
 
 Modules: geometry (outlines), objects (colours, things and parts), scene (sampling, drawing,
-masks), queries (semantic / referring / absent / VQA / locate), facts (concepts, held-out split, corpus),
-reasoning (fact and rule queries), writer (file formats), generate (one split), commands (CLI).
+masks), queries (semantic / referring / absent / present / VQA / locate), facts (concepts,
+held-out split, corpus), reasoning (fact and rule queries), writer (file formats), generate
+(one split), commands (CLI).
 Held-out concepts are listed in `facts.py`: they appear in the text corpus and in test
 reasoning queries only.
 """

@@ -2,7 +2,7 @@
 
 Scene ``i`` of split ``s`` draws from its own RNG, ``default_rng([seed, SPLIT_IDS[s], i])``,
 so splits never share a stream and any scene can be regenerated alone. Families added later
-(``absent``) draw from a stream of their own, and ``locate`` is derived from the referring queries
+(``absent``, ``present``) draw from streams of their own, and ``locate`` is derived from the referring queries
 without any draw, so that the earlier families' files stay the same.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from lisa.data.shapes.facts import HELD_OUT, corpus_records
-from lisa.data.shapes.queries import (Query, absent_queries, locate_queries, referring_queries,
-                                      semantic_queries, vqa_queries)
+from lisa.data.shapes.queries import (Query, absent_queries, locate_queries, present_queries,
+                                      referring_queries, semantic_queries, vqa_queries)
 from lisa.data.shapes.reasoning import candidates, plan
 from lisa.data.shapes.scene import MAX_OBJECTS, Scene, sample_scene
 from lisa.data.shapes.writer import (encode_rle, reason_seg_shapes, write_jpeg, write_json,
@@ -26,9 +26,12 @@ from PIL import Image
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_N = {"train": 2000, "val": 200, "test": 200}
-PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2, "absent": 1}  # queries per scene and family
-JSONL_FAMILIES = ("semantic", "referring", "vqa", "absent", "locate")
-ABSENT_STREAM = 1  # the absent family's RNG: default_rng([seed, split id, scene, ABSENT_STREAM])
+PER_SCENE = {"semantic": 2, "referring": 3, "vqa": 2, "absent": 1, "present": 1}  # queries per scene and family
+JSONL_FAMILIES = ("semantic", "referring", "vqa", "absent", "present", "locate")
+# Families with their own RNG, default_rng([seed, split id, scene, STREAM]), so that adding one
+# leaves every file written before it byte for byte the same.
+ABSENT_STREAM = 1
+PRESENT_STREAM = 2
 
 
 def scene_name(split: str, index: int) -> str:
@@ -80,8 +83,9 @@ def generate_scene(out: Path, split: str, index: int, seed: int, size: int,
         records["explanatory-facts"].append(
             {"image": f"{name}.jpg", "query": reasoning.texts[0], "outputs": reasoning.fact_answer})
     families = {"semantic": semantic_queries, "referring": referring_queries, "vqa": vqa_queries,
-                "absent": absent_queries}
-    own_stream = {"absent": np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM])}
+                "absent": absent_queries, "present": present_queries}
+    own_stream = {"absent": np.random.default_rng([seed, SPLIT_IDS[split], index, ABSENT_STREAM]),
+                  "present": np.random.default_rng([seed, SPLIT_IDS[split], index, PRESENT_STREAM])}
     queries = {family: make(own_stream.get(family, rng), scene, PER_SCENE[family])
                for family, make in families.items()}
     queries["locate"] = locate_queries(scene, queries["referring"])

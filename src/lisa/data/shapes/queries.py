@@ -20,7 +20,7 @@ from lisa.data.shapes.scene import Scene, Target
 
 @dataclass
 class Query:
-    family: str  # "semantic" | "referring" | "absent" | "vqa" | "locate" | "reasoning"
+    family: str  # "semantic" | "referring" | "absent" | "present" | "vqa" | "locate" | "reasoning"
     texts: list[str]  # wordings with the same targets; the first is the main one
     targets: list[Target] = field(default_factory=list)
     answer: str | None = None  # VQA answer or explanatory answer
@@ -182,6 +182,28 @@ def absent_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[Q
         d = Description(kind, colour=colour)
         if not resolve(d, objects) and all(q.texts[0] != d.text() for q in queries):
             queries.append(Query("absent", [d.text()]))
+    return queries
+
+
+def present_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[Query]:
+    """Phrases of the absent family's form ("the red heart") for simple shapes that ARE in the
+    scene, each naming exactly one of them. Referring phrases rarely take this bare form, so
+    without these it nearly always meant "decline" in training, and models declined present
+    objects named that way. Half are drawn from the objects whose kind is also here in another
+    colour: the near misses that absent queries are made of, seen from the present side."""
+    objects = scene.objects
+    unique = [i for i, o in enumerate(objects)
+              if not o.is_thing and resolve(Description(o.kind, colour=o.colour), objects) == [i]]
+    contrasted = [i for i in unique
+                  if any(p.kind == objects[i].kind and p.colour != objects[i].colour for p in objects)]
+    queries: list[Query] = []
+    while unique and len(queries) < limit:
+        pool = contrasted if contrasted and rng.random() < 0.5 else unique
+        index = pool[int(rng.integers(len(pool)))]
+        obj = objects[index]
+        queries.append(Query("present", [Description(obj.kind, colour=obj.colour).text()], [(index, None)]))
+        unique = [i for i in unique if i != index]
+        contrasted = [i for i in contrasted if i != index]
     return queries
 
 
