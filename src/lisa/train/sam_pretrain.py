@@ -40,6 +40,9 @@ class SamStageConfig:
     stage: str  # "sam": tells `lisa train` that this YAML is a SAM stage
     run_dir: str
     data_dir: str  # a folder of JSONL files (e.g. the shapes world's DIR/train)
+    # Which *.jsonl files of data_dir and val_dir hold the instances (None: all of them). Naming
+    # them keeps the instances, and so the trained SAM, the same when new files join the folder.
+    names: list[str] | None = None
     size: SamSize = field(default_factory=SamSize)
     seed: int = 0
     lr: float = 1e-3
@@ -117,11 +120,12 @@ class _Instance:
     target: int  # index into record.targets
 
 
-def collect_instances(data_dir: Path) -> list[_Instance]:
-    """One entry per distinct (image, target) of every segmentation record."""
+def collect_instances(data_dir: Path, names: list[str] | None = None) -> list[_Instance]:
+    """One entry per distinct (image, target) of every segmentation record (of the ``names``
+    files only, when given)."""
     seen: set[tuple[str, str]] = set()
     instances = []
-    for record in read_records(data_dir):
+    for record in read_records(data_dir, None, names):
         for index, target in enumerate(record.targets):
             key = (str(record.image), json.dumps(target, sort_keys=True))
             if key not in seen:
@@ -270,7 +274,7 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     check_new_or_resumed(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    instances = collect_instances(Path(config.data_dir))
+    instances = collect_instances(Path(config.data_dir), config.names)
     torch.manual_seed(config.seed)  # the fixed positional matrix is not checkpointed: same seed, same matrix
     if config.regrid_patch and not config.init_sam:
         raise LisaError("regrid_patch re-grids a trained SAM: set init_sam too (or change size.patch)")
@@ -307,10 +311,10 @@ def train_sam(config: SamStageConfig, resume: bool = False) -> Path:
     validate = None
     if config.val_dir:
         val_dir = Path(config.val_dir)
-        collect_instances(val_dir)  # a missing or empty val folder fails now, not after the first save
+        collect_instances(val_dir, config.names)  # a missing or empty val folder fails now, not after the first save
 
         def validate(step: int) -> dict[str, float]:
-            return {f"val_{k}": v for k, v in evaluate_prompted(sam, val_dir, config.val_count).items()}
+            return {f"val_{k}": v for k, v in evaluate_prompted(sam, val_dir, config.val_count, names=config.names).items()}
 
     # Checkpoint names stay SAM's own when nothing else trains (resumable across versions).
     run_loop("sam", run_dir, stage if (phrases or dense) else sam, step_loss, settings, resume, validate)
@@ -332,9 +336,10 @@ def load_stage_config(path: str | Path) -> SamStageConfig:
 
 
 @torch.no_grad()
-def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int = 1) -> dict[str, float]:
+def evaluate_prompted(sam: SamModel, data_dir: Path, count: int = 200, seed: int = 1,
+                      names: list[str] | None = None) -> dict[str, float]:
     """Mean IoU of box- and point-prompted masks on ``count`` instances of ``data_dir``."""
-    instances = collect_instances(data_dir)
+    instances = collect_instances(data_dir, names)
     size = sam.config.vision_config.image_size
     sam.eval()
     scores: dict[str, list[float]] = {"box": [], "point": []}
