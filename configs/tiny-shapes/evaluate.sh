@@ -11,6 +11,14 @@ R=${1:-runs/lisa-tiny}
 data=${2:-data/shapes}
 out=$R/eval-$(basename "$data")
 mkdir -p "$out"
+if [ ! -f "$data/test/present.jsonl" ]; then  # a world written before the present family
+  again=$(python -c 'import json, sys; m = json.load(open(sys.argv[1] + "/meta/test.json"))
+print("lisa shapes generate --out %s --split test --n %d --seed %d --size %d --overwrite"
+      % (sys.argv[1], m["scenes"], m["seed"], m["size"]))' "$data")
+  echo "error: $data/test/present.jsonl is missing (written before that family existed). Run: $again" >&2
+  echo "(the same seed writes every earlier file byte for byte again, plus the new ones)" >&2
+  exit 1
+fi
 run() { echo "+ $*" >&2; "$@"; }
 
 for name in 3-lisa 4-reason; do
@@ -19,8 +27,10 @@ for name in 3-lisa 4-reason; do
   run lisa eval --model "$model" --dataset jsonl --names referring --data-dir "$data" --split test --batch-size 16 --no-progress --out "$out/$name-referring.json"
   run lisa eval --model "$model" --dataset jsonl --names vqa --data-dir "$data" --split test --batch-size 16 --no-progress --out "$out/$name-vqa.json"
   run lisa eval --model "$model" --dataset jsonl --names absent --data-dir "$data" --split test --batch-size 16 --no-progress --out "$out/$name-absent.json"
+  run lisa eval --model "$model" --dataset jsonl --names present --data-dir "$data" --split test --batch-size 16 --no-progress --out "$out/$name-present.json"
 done
 run lisa baseline eval --model "$R/baseline/model" --dataset reasonseg --data-dir "$data" --split test --no-progress --out "$out/baseline-reasonseg.json"
 run lisa baseline eval --model "$R/baseline/model" --dataset jsonl --names referring --data-dir "$data" --split test --no-progress --out "$out/baseline-referring.json"
 run lisa baseline eval --model "$R/baseline/model" --dataset jsonl --names absent --data-dir "$data" --split test --no-progress --out "$out/baseline-absent.json"
+run lisa baseline eval --model "$R/baseline/model" --dataset jsonl --names present --data-dir "$data" --split test --no-progress --out "$out/baseline-present.json"
 run python configs/tiny-shapes/results_table.py "$out"

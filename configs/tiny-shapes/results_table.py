@@ -20,7 +20,8 @@ ROWS = [
     ("4-reason", "lisa-tiny + 239 reasoning samples (shipped)"),
 ]
 HEADER = ("| model | short gIoU | short cIoU | long gIoU | long cIoU | overall gIoU | overall cIoU "
-          "| no-target acc. | absent-object acc. | referring cIoU | referring declined | VQA acc. |")
+          "| no-target acc. | absent-object acc. | present, same phrasing, declined | referring cIoU "
+          "| referring declined | VQA acc. |")
 
 
 def load(folder: Path, name: str) -> dict | None:
@@ -30,12 +31,14 @@ def load(folder: Path, name: str) -> dict | None:
 
 def row_values(folder: Path, key: str) -> list[float | None] | None:
     """One row's numbers from one folder, or None when the folder has no reasoning report for it."""
-    reason, refer, vqa, absent = (load(folder, f"{key}-{part}") for part in ("reasonseg", "referring", "vqa", "absent"))
+    reason, refer, vqa, absent, present = (
+        load(folder, f"{key}-{part}") for part in ("reasonseg", "referring", "vqa", "absent", "present"))
     if reason is None:
         return None
     short, long = reason["subsets"]["short"], reason["subsets"]["long"]
     return [short["giou"], short["ciou"], long["giou"], long["ciou"], reason["giou"], reason["ciou"],
             reason.get("no_target", {}).get("accuracy"), absent["no_target"]["accuracy"] if absent else None,
+            present["no_target"]["missed_targets"] if present else None,
             refer["ciou"] if refer else None,
             refer.get("no_target", {}).get("missed_targets") if refer else None,
             vqa["answers"]["accuracy"] if vqa and "answers" in vqa else None]
@@ -62,8 +65,10 @@ def main(folders: list[Path]) -> None:
     reason = load(folders[0], "4-reason-reasonseg") or {}
     print(f"\nn = {reason.get('n', '?')} reasoning queries "
           f"({reason.get('no_target', {}).get('n', '?')} with no target), test split; absent-object: "
-          f"explicit queries for a shape that is not in the scene, declined or answered with an empty mask; "
-          f"referring declined: explicit queries for a present shape answered with no mask (lower is better).")
+          f"explicit queries for a shape that is not in the scene (\"the purple star\"), declined or answered "
+          f"with an empty mask; present, same phrasing: queries of that form for a shape that is there, answered "
+          f"with no mask (lower is better: declining both alike is the phrasing, not the picture); referring "
+          f"declined: the referring queries of present shapes answered with no mask (lower is better).")
 
 
 if __name__ == "__main__":
