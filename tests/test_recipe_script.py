@@ -30,7 +30,8 @@ def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
     for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
         for split in splits:
             (root / f"data/{world}/{split}").mkdir(parents=True)
-            (root / f"data/{world}/{split}/locate.jsonl").touch()
+            for family in ("locate", "present"):
+                (root / f"data/{world}/{split}/{family}.jsonl").touch()
     (root / "data/shapes-reason239/train").mkdir(parents=True)
     for stage in SHARED:
         (root / f"runs/lisa-tiny-v2/{stage}/sam").mkdir(parents=True)

@@ -25,6 +25,8 @@ from lisa.serve.worker import ModelWorker, WorkerPool
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UMBRELLA = (EXAMPLES / "umbrella.jpg").read_bytes()
 RAIN = "What in this picture would keep you dry in the rain? Please output segmentation mask."
+STOP_SIGN = (EXAMPLES / "stop_sign.jpg").read_bytes()  # lisa-tiny's mask there is the right one, not empty
+STOP = "I am looking for something shaped like a stop sign. Can you find it? Please output segmentation mask."
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +76,14 @@ def _decode(record: dict) -> np.ndarray:
 
 # ---- endpoints ------------------------------------------------------------------------
 def test_segment_multipart_returns_the_pipelines_answer_and_masks_as_rle(server, lisa_tiny) -> None:
-    want = lisa_tiny(EXAMPLES / "umbrella.jpg", RAIN)
-    response = httpx.post(f"{server}/v1/segment", files={"image": ("u.jpg", UMBRELLA, "image/jpeg")},
-                          data={"query": RAIN}, timeout=60)
+    want = lisa_tiny(EXAMPLES / "stop_sign.jpg", STOP)
+    response = httpx.post(f"{server}/v1/segment", files={"image": ("s.jpg", STOP_SIGN, "image/jpeg")},
+                          data={"query": STOP}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["text"] == want.text and "[SEG]" in body["text"]
     assert body["image_size"] == [256, 256] and "overlay_png_base64" not in body
-    assert len(body["masks"]) == len(want.masks) >= 1
+    assert len(body["masks"]) == len(want.masks) >= 1 and want.masks.any()
     for record, mask, score in zip(body["masks"], want.masks, want.scores):
         decoded = _decode(record)
         assert (decoded == mask).mean() > 0.999
@@ -91,15 +93,26 @@ def test_segment_multipart_returns_the_pipelines_answer_and_masks_as_rle(server,
         assert record["score"] == pytest.approx(float(score), abs=1e-3)
 
 
+def test_segment_reports_an_empty_mask_as_such(server, lisa_tiny) -> None:
+    """lisa-tiny's mask for the umbrella query is empty: the API says so (area 0, bbox zeros)
+    instead of failing or inventing a box."""
+    want = lisa_tiny(EXAMPLES / "umbrella.jpg", RAIN)
+    assert len(want.masks) == 1 and not want.masks.any()
+    body = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(UMBRELLA), "query": RAIN}, timeout=60).json()
+    (record,) = body["masks"]
+    assert record["area"] == 0 and record["bbox"] == [0, 0, 0, 0] and not _decode(record).any()
+
+
 def test_segment_json_base64_with_overlay(server) -> None:
-    response = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(UMBRELLA), "query": RAIN, "overlay": True},
+    response = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(STOP_SIGN), "query": STOP, "overlay": True},
                           timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).convert("RGB"))
-    original = np.asarray(Image.open(io.BytesIO(UMBRELLA)).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(STOP_SIGN)).convert("RGB"))
     assert overlay.shape == original.shape
     inside = _decode(body["masks"][0])
+    assert inside.sum() > 500
     changed = np.abs(overlay.astype(int) - original).sum(-1) > 0
     assert changed[inside].mean() > 0.9  # the mask is tinted ...
     assert changed[~inside].mean() < 0.1  # ... the rest is left alone (but for the outline)

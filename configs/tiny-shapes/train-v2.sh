@@ -37,9 +37,10 @@ done
 [ -d data/shapes-reason239/train ] || run lisa shapes generate --out data/shapes-reason239 --split train --n 239
 # The curriculum's easy world: 1-3 objects per scene, its own seed (other scenes than data/shapes).
 [ -d data/shapes-few/train ] || run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1
-if [ "$RECIPE" = v3 ]; then  # worlds written before the locate family: the same bytes again, plus locate.jsonl
+if [ "$RECIPE" = v3 ]; then  # worlds written before the locate / present families: the same bytes again, plus those
   for split in train val test; do
-    [ -f "data/shapes/$split/locate.jsonl" ] || run lisa shapes generate --out data/shapes --split "$split" --overwrite
+    [ -f "data/shapes/$split/locate.jsonl" ] && [ -f "data/shapes/$split/present.jsonl" ] ||
+      run lisa shapes generate --out data/shapes --split "$split" --overwrite
   done
   [ -f data/shapes-few/train/locate.jsonl ] ||
     run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1 --overwrite
