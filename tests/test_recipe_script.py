@@ -90,3 +90,11 @@ def test_v2_trains_its_baseline_from_its_own_config(tmp_path: Path) -> None:
     assert _run_recipe(tmp_path, seed=0, recipe="v2") == [
         "lisa baseline train --config configs/tiny-shapes/baseline-v2.yaml"]
     assert not (tmp_path / "runs/lisa-tiny-v2/baseline").exists()  # the recorder trained nothing
+
+
+def test_v3_adds_the_later_query_families_to_an_older_world(tmp_path: Path) -> None:
+    """A world written before present.jsonl existed is written again with the same seed (the
+    same bytes, plus the new file) before any stage runs; the others are left alone."""
+    _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    (tmp_path / "data/shapes/val/present.jsonl").unlink()
+    assert _run_recipe(tmp_path, seed=0) == ["lisa shapes generate --out data/shapes --split val --overwrite"]
