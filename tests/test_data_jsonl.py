@@ -65,6 +65,33 @@ def test_training_samples_by_kind(tmp_path: Path) -> None:
     assert square.turns[0][1].count("[SEG]") == 1 and square.masks.shape == (1, 10, 20)
 
 
+def test_no_target_as_empty_mask_answers_with_an_empty_mask(tmp_path: Path) -> None:
+    """The option turns only the no-target record into a mask answer whose mask is all background;
+    the other records are sampled exactly as without it."""
+    folder = _folder(tmp_path / "d")
+    plain, empty = JsonlTrain(folder, max_queries=10), JsonlTrain(folder, max_queries=10, no_target_as_empty_mask=True)
+    got = {c.turns[0][0]: c for i in range(len(empty)) for c in empty.sample(i, random.Random(i)).conversations}
+    want = {c.turns[0][0]: c for i in range(len(plain)) for c in plain.sample(i, random.Random(i)).conversations}
+    none = next(c for q, c in got.items() if "elephant" in q)
+    assert none.turns[0][1].count("[SEG]") == 1 and "no such object" not in none.turns[0][1]
+    assert none.masks.shape == (1, 10, 20) and not none.masks.any()
+    assert got.keys() == want.keys()
+    for query in (q for q in got if "elephant" not in q):
+        assert got[query].turns == want[query].turns and np.array_equal(got[query].masks, want[query].masks)
+
+
+def test_no_target_as_empty_mask_reaches_the_loader_from_a_config(tmp_path: Path) -> None:
+    from lisa.train.config import config_from_dict
+    from lisa.train.data import build_group
+
+    folder = _folder(tmp_path / "d")
+    config = config_from_dict({"run_dir": str(tmp_path / "run"), "model": {"base": "lisa-tiny"},
+                               "data": [{"type": "jsonl", "dir": str(folder), "split": "",
+                                         "no_target_as_empty_mask": True}]})
+    (loader,) = build_group(config.data[0], config)
+    assert isinstance(loader, JsonlTrain) and loader.no_target_as_empty_mask
+
+
 def test_split_subfolder_and_errors(tmp_path: Path) -> None:
     _folder(tmp_path / "d" / "val")
     assert len(JsonlEval(tmp_path / "d", "val")) == 4

@@ -225,14 +225,16 @@ def _masks_or_error(record: Record, height: int, width: int) -> np.ndarray:
         raise LisaError(f"{record.where}: {error}") from None
 
 
-def train_turn(record: Record, rng: random.Random) -> tuple[str, str]:
-    """(user, assistant) text for training, templates applied as docs/data-format.md says."""
+def train_turn(record: Record, rng: random.Random, no_target_as_empty_mask: bool = False) -> tuple[str, str]:
+    """(user, assistant) text for training, templates applied as docs/data-format.md says; with
+    ``no_target_as_empty_mask`` a no-target record gets a mask answer (its mask is empty)."""
     if record.kind == TEXT_ONLY:
         return record.query, str(record.answer)
     user = templates.question(record.query, record.is_sentence, rng)
     if record.answer is not None:
         return user, record.answer
-    return user, templates.NO_TARGET_ANSWER if record.kind == NO_TARGET else templates.answer(rng)
+    declines = record.kind == NO_TARGET and not no_target_as_empty_mask
+    return user, templates.NO_TARGET_ANSWER if declines else templates.answer(rng)
 
 
 def eval_query(record: Record) -> str:
@@ -242,14 +244,17 @@ def eval_query(record: Record) -> str:
 
 class JsonlTrain:
     """Training samples; records of one image (from one file) are grouped, up to ``max_queries``
-    per sample. Text-only records are samples of their own."""
+    per sample. Text-only records are samples of their own. ``no_target_as_empty_mask``: a
+    no-target record is answered with ``[SEG]`` and an all-background mask instead of the decline
+    text (not in the official code; a decline is then read off an empty mask)."""
 
     def __init__(
         self, data_dir: Path, split: str | None = None, max_queries: int = 3, source: str = "jsonl",
-        names: list[str] | None = None, allow_outside_paths: bool = False,
+        names: list[str] | None = None, allow_outside_paths: bool = False, no_target_as_empty_mask: bool = False,
     ) -> None:
         self.source = source
         self.max_queries = max_queries
+        self.no_target_as_empty_mask = no_target_as_empty_mask
         groups: dict[tuple[Path, Path], list[Record]] = {}
         self.groups: list[list[Record]] = []
         for record in read_records(data_dir, split, names, allow_outside_paths):
@@ -268,10 +273,12 @@ class JsonlTrain:
         chosen = rng.sample(group, min(self.max_queries, len(group)))
         conversations = []
         for record in chosen:
-            turn = train_turn(record, rng)
+            turn = train_turn(record, rng, self.no_target_as_empty_mask)
             masks = _masks_or_error(record, height, width)
             if SEG_TOKEN not in turn[1]:
                 masks = masks[:0]
+            elif record.kind == NO_TARGET:  # the mask answer of a no-target record: find nothing
+                masks = np.zeros((1, height, width), dtype=np.uint8)
             conversations.append(Conversation([turn], masks))
         return Sample(group[0].image, conversations, self.source, {"lines": [r.where for r in chosen]})
 

@@ -77,6 +77,9 @@ class DataSource:
     explanatory: Unit = 0.1  # reason_seg
     explain_first: Bool = False  # reason_seg: mask answers state the explanation before [SEG]
     explanatory_path: Text | None = None  # reason_seg: default DIR/explanatory/train.json
+    # jsonl: a no-target record is answered with [SEG] and an empty mask instead of the decline
+    # text, so that the mask path, which sees the image at full size, learns to find nothing.
+    no_target_as_empty_mask: Bool = False
     images: PositiveInt = 16  # synthetic: images written to ``dir``
     image_size: PositiveInt = 64  # synthetic
 

@@ -27,7 +27,8 @@ def build_group(source: DataSource, config: TrainConfig) -> list[TrainSource]:
     if source.type in ("jsonl", "synthetic"):
         from lisa.data.jsonl import JsonlTrain
 
-        return [JsonlTrain(data_dir, source.split, config.max_queries, source=source.type, names=source.names)]
+        return [JsonlTrain(data_dir, source.split, config.max_queries, source=source.type, names=source.names,
+                           no_target_as_empty_mask=source.no_target_as_empty_mask)]
     if source.type == "reason_seg":
         from lisa.data.reason_seg import ReasonSegTrain
 
