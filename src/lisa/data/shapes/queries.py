@@ -189,8 +189,9 @@ def present_queries(rng: np.random.Generator, scene: Scene, limit: int) -> list[
     """Phrases of the absent family's form ("the red heart") for simple shapes that ARE in the
     scene, each naming exactly one of them. Referring phrases rarely take this bare form, so
     without these it nearly always meant "decline" in training, and models declined present
-    objects named that way. Half are drawn from the objects whose kind is also here in another
-    colour: the near misses that absent queries are made of, seen from the present side."""
+    objects named that way. Where the scene has objects whose kind is also here in another
+    colour, half are drawn from those: the near misses absent queries are made of, seen from
+    the present side."""
     objects = scene.objects
     unique = [i for i, o in enumerate(objects)
               if not o.is_thing and resolve(Description(o.kind, colour=o.colour), objects) == [i]]
