@@ -140,8 +140,8 @@ def test_present_queries_name_one_object_in_the_absent_form(train_root: Path) ->
     """Present phrases have the absent family's form ("the red heart") and name exactly one
     object of their scene, whose mask is the target; where the scene allows it, about half have
     a same-kind object of another colour beside them (the near misses absent queries are made of)."""
-    from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
     from lisa.data.shapes.queries import Description, resolve
+    from lisa.data.shapes.redraw import redraw_scene
 
     records = _read_jsonl(train_root / "train" / "present.jsonl")
     absent = {(r["image"], r["query"]) for r in _read_jsonl(train_root / "train" / "absent.jsonl")}
@@ -149,7 +149,7 @@ def test_present_queries_name_one_object_in_the_absent_form(train_root: Path) ->
     contrasted, could_be = 0, 0
     for r in records:
         index = int(r["image"].removeprefix("train_").removesuffix(".jpg"))
-        scene = pick_reasoning(np.random.default_rng([0, SPLIT_IDS["train"], index]), 256, "train")[0]
+        scene = redraw_scene("train", index)[0]
         colour, kind = r["query"].removeprefix("the ").split(" ", 1)
         hits = resolve(Description(kind, colour=colour), scene.objects)
         assert len(hits) == 1 and not scene.objects[hits[0]].is_thing, r

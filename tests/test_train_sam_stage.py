@@ -53,18 +53,13 @@ def test_sam_stage_instances_ignore_families_added_later(tmp_path, config: str) 
     """The shipped SAM stages were trained before present.jsonl existed, which holds targets of
     its own: the recipe's configs must collect exactly the instances of the folder without it,
     in the same order, or a fresh run of the recipe trains another SAM."""
-    import argparse
     import shutil
     from pathlib import Path
 
-    from lisa.data.shapes.commands import register
+    from lisa.data.shapes.generate import generate_split
     from lisa.train.sam_pretrain import load_stage_config
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["shapes", "generate", "--out", str(tmp_path / "now"), "--split", "val", "--n", "6",
-                              "--seed", "0", "--size", "128"])
-    assert args.run(args) == 0
+    generate_split(tmp_path / "now", "val", n=6, seed=0, size=128)
     earlier = tmp_path / "earlier"
     shutil.copytree(tmp_path / "now" / "val", earlier)
     (earlier / "present.jsonl").unlink()

@@ -95,19 +95,14 @@ def test_stage2_tokenizer_corpus_ignores_families_added_after_the_shipped_tokeni
     """The shipped lisa-tiny's tokenizer was trained on data/shapes before locate.jsonl and
     present.jsonl existed: the stage-2 corpus must read exactly those texts from today's world,
     or a fresh run of the recipe builds another tokenizer (other ids, other model)."""
-    import argparse
     import shutil
     from pathlib import Path
 
     import yaml
 
-    from lisa.data.shapes.commands import register
+    from lisa.data.shapes.generate import generate_split
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["shapes", "generate", "--out", str(tmp_path / "data" / "shapes"), "--split", "train",
-                              "--n", "6", "--seed", "0", "--size", "128"])
-    assert args.run(args) == 0
+    generate_split(tmp_path / "data" / "shapes", "train", n=6, seed=0, size=128)
     paths = yaml.safe_load((Path(__file__).parents[1] / "configs" / "tiny-shapes" / config).read_text())
     paths = paths["model"]["tokenizer_corpus"]
     monkeypatch.chdir(tmp_path)

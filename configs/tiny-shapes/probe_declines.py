@@ -19,20 +19,26 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from lisa.data.shapes.generate import SPLIT_IDS, pick_reasoning
 from lisa.data.shapes.objects import SceneObject
+from lisa.data.shapes.redraw import redraw_scene
 from lisa.data.shapes.scene import MAX_OBJECTS
 
 
-def scene_objects(data_dir: Path, split: str, image: str) -> list[SceneObject]:
-    """The simple shapes of the scene an eval item's image was drawn from."""
-    meta = json.loads((data_dir / "meta" / f"{split}.json").read_text())
-    index = int(Path(image).stem.rsplit("_", 1)[1])
-    rng = np.random.default_rng([meta["seed"], SPLIT_IDS[split], index])
-    scene = pick_reasoning(rng, meta["size"], split, meta.get("max_objects", MAX_OBJECTS))[0]
-    return [o for o in scene.objects if not o.is_thing]
+class Scenes:
+    """The simple shapes of each scene of one split of a world, redrawn once per scene."""
+
+    def __init__(self, data_dir: Path, split: str) -> None:
+        self.meta = json.loads((data_dir / "meta" / f"{split}.json").read_text())
+        self.split = split
+        self.cache: dict[int, list[SceneObject]] = {}
+
+    def objects(self, image: str) -> list[SceneObject]:
+        index = int(Path(image).stem.rsplit("_", 1)[1])
+        if index not in self.cache:
+            scene = redraw_scene(self.split, index, self.meta["seed"], self.meta["size"],
+                                 self.meta.get("max_objects", MAX_OBJECTS))[0]
+            self.cache[index] = [o for o in scene.objects if not o.is_thing]
+        return self.cache[index]
 
 
 def colour_and_kind(query: str) -> tuple[str, str]:
@@ -50,12 +56,12 @@ def group(family: str, colour: str, kind: str, objects: list[SceneObject]) -> st
     return "colour here" if any(o.colour == colour for o in objects) else "neither"
 
 
-def declines(report: dict, family: str, data_dir: Path, split: str) -> dict[str, tuple[int, int]]:
+def declines(report: dict, family: str, scenes: Scenes) -> dict[str, tuple[int, int]]:
     """group -> (declined, asked); declined = no mask (no [SEG], or an empty one)."""
     asked, declined = Counter(), Counter()
     for sample in report["per_sample"]:
         colour, kind = colour_and_kind(sample["query"])
-        g = group(family, colour, kind, scene_objects(data_dir, split, sample["image"]))
+        g = group(family, colour, kind, scenes.objects(sample["image"]))
         asked[g] += 1
         declined[g] += sample["predicted_area"] == 0
     return {g: (declined[g], asked[g]) for g in sorted(asked)}
@@ -68,11 +74,12 @@ def main() -> None:
     parser.add_argument("--absent", type=Path, required=True, help="lisa eval report of absent.jsonl")
     parser.add_argument("--present", type=Path, required=True, help="lisa eval report of present.jsonl")
     args = parser.parse_args()
+    scenes = Scenes(args.data_dir, args.split)
     out = {}
     for family, path in (("absent", args.absent), ("present", args.present)):
         report = json.loads(path.read_text())
         out[family] = {g: f"{d}/{n} = {d / n:.2f}" for g, (d, n) in
-                       declines(report, family, args.data_dir, args.split).items()}
+                       declines(report, family, scenes).items()}
     print(json.dumps({"absent_report": str(args.absent), "present_report": str(args.present), "declined": out}))
 
 

@@ -13,13 +13,16 @@ import numpy as np
 from lisa.data.polygons import coco_rle_mask
 from lisa.data.shapes.generate import SPLIT_IDS, generate_scene, pick_reasoning
 from lisa.data.shapes.queries import Query
-from lisa.data.shapes.scene import Scene
+from lisa.data.shapes.scene import MAX_OBJECTS, Scene
 from lisa.errors import LisaError
 
 
-def redraw_scene(split: str, index: int, seed: int = 0, size: int = 256) -> tuple[Scene, Query]:
-    """Scene ``index`` of ``split`` and its reasoning query, as ``lisa shapes generate`` drew them."""
-    scene, reasoning, _ = pick_reasoning(np.random.default_rng([seed, SPLIT_IDS[split], index]), size, split)
+def redraw_scene(split: str, index: int, seed: int = 0, size: int = 256,
+                 max_objects: int = MAX_OBJECTS) -> tuple[Scene, Query]:
+    """Scene ``index`` of ``split`` and its reasoning query, as ``lisa shapes generate`` drew them
+    (``max_objects``: the world's ``--max-objects``, in its meta file when not the default)."""
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index])
+    scene, reasoning, _ = pick_reasoning(rng, size, split, max_objects)
     return scene, reasoning
 
 
