@@ -94,11 +94,15 @@ def test_segment_multipart_returns_the_pipelines_answer_and_masks_as_rle(server,
 
 
 def test_segment_reports_an_empty_mask_as_such(server, lisa_tiny) -> None:
-    """lisa-tiny's mask for the umbrella query is empty: the API says so (area 0, bbox zeros)
-    instead of failing or inventing a box."""
-    want = lisa_tiny(EXAMPLES / "umbrella.jpg", RAIN)
-    assert len(want.masks) == 1 and not want.masks.any()
-    body = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(UMBRELLA), "query": RAIN}, timeout=60).json()
+    """lisa-tiny's mask for a red heart on a blank white image is empty: the API says so
+    (area 0, bbox zeros) instead of failing or inventing a box."""
+    white = np.full((256, 256, 3), 255, np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(white).save(buffer, format="PNG")
+    want = lisa_tiny(white, "the red heart")
+    assert len(want.masks) == 1 and not want.masks.any(), "precondition: pick an input whose mask is empty"
+    body = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(buffer.getvalue()), "query": "the red heart"},
+                      timeout=60).json()
     (record,) = body["masks"]
     assert record["area"] == 0 and record["bbox"] == [0, 0, 0, 0] and not _decode(record).any()
 
