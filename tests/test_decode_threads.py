@@ -1,5 +1,7 @@
 """The eager decoder runs a small LM's per-token steps on one CPU thread (the prefill keeps all of
-them): the results equal those of steps on all threads, and torch's setting is restored."""
+them): the tokens equal those of steps on all threads, the states up to float32 rounding (the BLAS
+may split a sum across threads differently: bit-identical on some CPUs, not on others), and
+torch's setting is restored."""
 
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ def test_one_thread_steps_equal_all_thread_steps(lm, rows, two_threads, monkeypa
     monkeypatch.setattr(vlm_ops, "SMALL_STEP_WEIGHTS", 0)  # every LM counts as large: steps on 2 threads
     both = vlm_ops.greedy_generate(vlm, embeds, mask, 10, [], seg, banned_ids=[])
     assert one.tokens == both.tokens and len(one.tokens[0]) == 10
-    assert torch.equal(states[0], states[1])  # bit for bit
+    # A few float32 ulps apart at most (measured 1.5e-6 where they differ), far below any real fault.
+    torch.testing.assert_close(states[0], states[1], rtol=1e-5, atol=1e-5)
     calls = len(threads) // 2
     assert threads[:calls] == [(40, 2)] + [(1, 1)] * (calls - 1)  # prefill on all threads, steps on one
     assert threads[calls:] == [(40, 2)] + [(1, 2)] * (calls - 1)
