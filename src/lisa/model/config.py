@@ -28,7 +28,8 @@ FORMAT_VERSION = 1
 
 # Keys added after models were shipped, written only when they differ from their default, so that
 # a folder saved again reads back byte-identical (``load`` fills the default in).
-OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False,
+                                      "seg_head_read": "image_tokens"}
 
 
 @dataclass(config=STRICT_KEYS)
@@ -57,6 +58,8 @@ class LisaConfig:
     seg_head_image_attention: Bool = False
     # True: that read's attention is also the mask decoder's dense prompt (SegHead; not in the paper).
     seg_head_dense_prompt: Bool = False
+    # What that read attends over: the VLM's image tokens, or the mask backbone's image embedding (SegHead).
+    seg_head_read: Literal["image_tokens", "mask_embedding"] = "image_tokens"
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5

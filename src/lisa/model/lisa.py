@@ -98,7 +98,8 @@ class LisaModel(nn.Module):
             self.vlm = self.adapter.build(config.vlm_config(), config.projector)
             self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm,
-                                    config.seg_head_image_attention, config.seg_head_dense_prompt)
+                                    config.seg_head_image_attention, config.seg_head_dense_prompt,
+                                    config.seg_head_read)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -181,9 +182,10 @@ class LisaModel(nn.Module):
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
         backbone = self.mask_backbone
-        if prompts is None:
-            prompts, attention = self.project_seg_with_attention(seg_hidden, seg_image, image_features)
         embedding = ImageEmbedding.of(image_embeddings)
+        if prompts is None:
+            prompts, attention = self.project_seg_with_attention(seg_hidden, seg_image, image_features, embedding,
+                                                                 resized_sizes)
         dense = self.dense_prompts(attention, seg_image, embedding, resized_sizes)
         low_res, iou = backbone.decode(embedding, prompts, seg_image, dense)
         logits, scores = [], []
@@ -206,21 +208,47 @@ class LisaModel(nn.Module):
         if attention is None:
             raise ValueError("this seg head gives a dense prompt: pass the read's attention with the prompts")
         grid = (int(embedding.embeddings.shape[-2]), int(embedding.embeddings.shape[-1]))
+        if self.seg_head.read == "mask_embedding":
+            valid = self.embedding_cells(seg_image, grid, resized_sizes)
+            return self.seg_head.dense_prompts_on_grid(attention, valid, grid).to(embedding.embeddings.dtype)
         regions = [self.mask_backbone.image_region(resized_sizes[i], grid) for i in seg_image.tolist()]
         return self.seg_head.dense_prompts(attention, regions, grid).to(embedding.embeddings.dtype)
 
-    def project_seg(
-        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None
+    def embedding_cells(
+        self, seg_image: torch.Tensor, grid: tuple[int, int], resized_sizes: list[tuple[int, int]]
     ) -> torch.Tensor:
-        """[N, D] [SEG] states -> [N, out_dim] prompts; the image tokens of each state's image go
-        along when the seg head reads them."""
-        return self.project_seg_with_attention(seg_hidden, seg_image, image_features)[0]
+        """[N, h * w] bool: the cells of the mask backbone's embedding grid that each state's image
+        fills (the rest is the view's padding)."""
+        rows = torch.arange(grid[0], device=seg_image.device)[:, None]
+        cols = torch.arange(grid[1], device=seg_image.device)[None, :]
+        regions = [self.mask_backbone.image_region(resized_sizes[int(i)], grid) for i in seg_image.tolist()]
+        if not regions:
+            return torch.zeros(0, grid[0] * grid[1], dtype=torch.bool, device=seg_image.device)
+        return torch.stack([((rows < r) & (cols < c)).flatten() for r, c in regions])
+
+    def project_seg(
+        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None,
+        image_embeddings: ImageEmbedding | None = None, resized_sizes: list[tuple[int, int]] | None = None,
+    ) -> torch.Tensor:
+        """[N, D] [SEG] states -> [N, out_dim] prompts; the image tokens of each state's image (or
+        its mask embedding, with the image's resized size) go along when the seg head reads them."""
+        return self.project_seg_with_attention(seg_hidden, seg_image, image_features, image_embeddings,
+                                               resized_sizes)[0]
 
     def project_seg_with_attention(
-        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None
+        self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None,
+        image_embeddings: ImageEmbedding | None = None, resized_sizes: list[tuple[int, int]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``project_seg`` and the seg head's attention over the image tokens [N, T] (None: no read)."""
         tokens = None
+        if self.seg_head.image_attention is not None and self.seg_head.read == "mask_embedding":
+            if image_embeddings is None or resized_sizes is None:
+                raise ValueError("this model's seg head reads the mask embedding: pass image_embeddings and resized_sizes")
+            embeddings = image_embeddings.embeddings
+            grid = (int(embeddings.shape[-2]), int(embeddings.shape[-1]))
+            tokens = embeddings[seg_image].flatten(2).transpose(1, 2)  # [N, h * w, C]
+            valid = self.embedding_cells(seg_image, grid, resized_sizes)
+            return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens, valid)
         if self.seg_head.image_attention is not None:
             if image_features is None:
                 raise ValueError("this model's seg head reads the image tokens: pass image_features")
@@ -349,13 +377,15 @@ class LisaModel(nn.Module):
             if image_embeddings is None:
                 image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
             seg_image = batch.image_index[rows]
-            prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features)
+            image_embeddings = ImageEmbedding.of(image_embeddings)
+            prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features,
+                                                                 image_embeddings, batch.resized_sizes)
             per_image, _ = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes,
                 prompts=prompts, attention=attention,
             )
             if attention_weight and attention is not None:
-                attention_loss = attention_cross_entropy_sum(attention, batch.masks)
+                attention_loss = attention_cross_entropy_sum(attention, batch.masks, self.attention_frames(batch))
             target_by_image = _targets_by_image(batch)
             for logits, target in zip(per_image, target_by_image):
                 if logits.shape[0]:
@@ -369,6 +399,15 @@ class LisaModel(nn.Module):
             attention_loss = attention_weight * attention_loss / (num_masks + 1e-8)
             mask_loss, loss = mask_loss + attention_loss, loss + attention_loss
         return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
+
+    def attention_frames(self, batch: LisaBatch) -> list[tuple[tuple[int, int], int]] | None:
+        """Where the read's grid lies, per conversation, for its supervision (``target_cell_shares``):
+        None for the VLM's tokens (the whole image); SAM's padded view for the mask embedding."""
+        if self.seg_head.read != "mask_embedding":
+            return None
+        backbone = self.mask_backbone
+        return [(backbone.view_pixels(batch.resized_sizes[int(i)]), backbone.image_size)
+                for i in batch.image_index.tolist()]
 
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

@@ -40,16 +40,32 @@ def mask_dice_sum(logits: torch.Tensor, targets: torch.Tensor, scale: float = 10
     return (1 - (numerator + eps) / (denominator + eps)).sum()
 
 
-def target_cell_shares(masks: list[torch.Tensor], grid: int) -> torch.Tensor:
+def target_cell_shares(masks: list[torch.Tensor], grid: int,
+                       frames: list[tuple[tuple[int, int], int]] | None = None) -> torch.Tensor:
     """Every target of a batch (``masks``: per conversation [n_i, H, W], 1 = target; other values,
     ignore labels included, are not) as its share of each cell of a grid x grid partition of
     the whole image, row by row, normalised to sum to 1 ([N, grid * grid] in [SEG] order; a row
-    of zeros: no target)."""
+    of zeros: no target).
+
+    ``frames`` (per conversation: the rows and columns the image fills in the mask backbone's
+    square view, from the top left, and the view's side S): the grid partitions that S x S view
+    instead (the layout of the mask backbone's embedding; SAM pads the resized image)."""
     flat = [mask for conversation in masks for mask in conversation]
     if not flat:
         return torch.zeros(0, grid * grid)
-    shares = torch.stack([F.adaptive_avg_pool2d((m == 1).float()[None, None], grid).flatten() for m in flat])
+    if frames is None:
+        shares = torch.stack([F.adaptive_avg_pool2d((m == 1).float()[None, None], grid).flatten() for m in flat])
+    else:
+        frame_of_mask = [frame for conversation, frame in zip(masks, frames) for _ in conversation]
+        shares = torch.stack([_padded_shares(m, size, side, grid) for m, (size, side) in zip(flat, frame_of_mask)])
     return shares / shares.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def _padded_shares(mask: torch.Tensor, resized_size: tuple[int, int], side: int, grid: int) -> torch.Tensor:
+    """A mask's share of each cell of the padded S x S view, [grid * grid] (unnormalised)."""
+    resized = F.interpolate((mask == 1).float()[None, None], size=tuple(resized_size), mode="area")
+    padded = F.pad(resized, (0, side - resized_size[1], 0, side - resized_size[0]))
+    return F.adaptive_avg_pool2d(padded, grid).flatten()
 
 
 def attention_grid(attention: torch.Tensor) -> int:
@@ -62,8 +78,11 @@ def attention_grid(attention: torch.Tensor) -> int:
     return grid
 
 
-def attention_cross_entropy_sum(attention: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
+def attention_cross_entropy_sum(attention: torch.Tensor, masks: list[torch.Tensor],
+                                frames: list[tuple[tuple[int, int], int]] | None = None) -> torch.Tensor:
     """Sum over the [SEG]s of the cross-entropy of the seg head's attention [N, T] against its
-    target's ``target_cell_shares`` (``masks`` as there; a [SEG] without a target adds 0)."""
-    shares = target_cell_shares(masks, attention_grid(attention)).to(device=attention.device, dtype=attention.dtype)
+    target's ``target_cell_shares`` (``masks`` and ``frames`` as there; a [SEG] without a target
+    adds 0)."""
+    grid = attention_grid(attention)
+    shares = target_cell_shares(masks, grid, frames).to(device=attention.device, dtype=attention.dtype)
     return -(shares * attention.clamp(min=1e-12).log()).sum()

@@ -10,6 +10,10 @@ from lisa.errors import LisaError
 from lisa.model.losses import attention_grid
 
 SEG_HEAD_NORMS = ("none", "batch")
+# What the seg head's image read attends over: the VLM's image tokens (the LM's width, the VLM's
+# grid), or the mask backbone's image embedding (its own width and grid, e.g. SAM's 32x32 for
+# lisa-tiny, 64x64 for SAM ViT-H).
+SEG_HEAD_READS = ("image_tokens", "mask_embedding")
 
 
 class ImageAttention(nn.Module):
@@ -28,9 +32,12 @@ class ImageAttention(nn.Module):
         self.key = nn.Linear(token_size, hidden_size)
         self.value = nn.Sequential(nn.Linear(token_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim))
 
-    def weights(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """state [N, d], tokens [N, T, D] (each state's image) -> attention [N, T] (rows sum to 1)."""
+    def weights(self, state: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """state [N, d], tokens [N, T, D] (each state's image) -> attention [N, T] (rows sum to 1).
+        valid [N, T] bool: the tokens that may be read (None: all), e.g. not SAM's padding."""
         scores = torch.einsum("nd,ntd->nt", self.query(state), self.key(tokens)) / self.query.out_features**0.5
+        if valid is not None:
+            scores = scores.masked_fill(~valid, float("-inf"))
         return scores.softmax(-1)
 
     def forward(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -54,6 +61,9 @@ class SegHead(nn.Module):
 
     ``image_attention=True`` (not in the paper; off for released weights) adds an
     ``ImageAttention`` read of the [SEG]'s image tokens to the output; ``forward`` then needs them.
+    ``read="mask_embedding"`` makes that read attend over the mask backbone's image embedding
+    ([C, h, w] as h * w tokens of width ``out_dim``) instead: a finer grid, and features the mask
+    decoder already uses (lisa-tiny: the VLM's 8x8 tokens against SAM's 32x32 embedding).
 
     ``dense_prompt=True`` (needs ``image_attention``; not in the paper) also hands the read's
     attention to the mask decoder as a dense prompt (``dense_prompts``): where the read looks, the
@@ -61,16 +71,20 @@ class SegHead(nn.Module):
     """
 
     def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none", image_attention: bool = False,
-                 dense_prompt: bool = False) -> None:
+                 dense_prompt: bool = False, read: str = "image_tokens") -> None:
         super().__init__()
         if norm not in SEG_HEAD_NORMS:
             raise LisaError(f"unknown seg_head_norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
+        if read not in SEG_HEAD_READS:
+            raise LisaError(f"unknown seg_head_read {read!r}; supported: {', '.join(SEG_HEAD_READS)}")
+        self.read = read
         self.norm = nn.BatchNorm1d(hidden_size) if norm == "batch" else None
         self.fc1 = nn.Linear(hidden_size, hidden_size)
         self.act = nn.ReLU()
         self.fc2 = nn.Linear(hidden_size, out_dim)
-        # The VLM's projected image tokens have the LM's width.
-        self.image_attention = ImageAttention(hidden_size, hidden_size, out_dim) if image_attention else None
+        # The VLM's projected image tokens have the LM's width; a mask embedding has the prompts'.
+        token_size = hidden_size if read == "image_tokens" else out_dim
+        self.image_attention = ImageAttention(hidden_size, token_size, out_dim) if image_attention else None
         self.dense_prompt: nn.Parameter | None = None
         if dense_prompt:
             self.enable_dense_prompt()
@@ -98,10 +112,19 @@ class SegHead(nn.Module):
                                                                         align_corners=False)
         return placed * self.dense_prompt[None, :, None, None]
 
-    def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, d]: each state's image tokens
-        (needed with ``image_attention``, ignored without)."""
-        return self.prompts_and_attention(hidden, image_tokens)[0]
+    def dense_prompts_on_grid(self, attention: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """The same for a read over the mask embedding: attention [N, h * w] is already on the
+        decoder's grid; valid [N, h * w] marks the cells the image fills (uniform over them is 1,
+        padding gets 0)."""
+        assert self.dense_prompt is not None
+        maps = attention * valid.sum(-1, keepdim=True).to(attention.dtype)
+        return maps.reshape(-1, 1, *grid) * self.dense_prompt[None, :, None, None]
+
+    def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, D]: each state's image tokens
+        (needed with ``image_attention``, ignored without); valid [N, T]: the readable ones."""
+        return self.prompts_and_attention(hidden, image_tokens, valid)[0]
 
     def normalised(self, hidden: torch.Tensor) -> torch.Tensor:
         """The states as the head's layers see them: standardised with ``norm="batch"``."""
@@ -117,7 +140,7 @@ class SegHead(nn.Module):
         return hidden
 
     def prompts_and_attention(
-        self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None
+        self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``forward`` and the image attention [N, T] behind it (None without ``image_attention``)."""
         hidden = self.normalised(hidden)
@@ -126,6 +149,9 @@ class SegHead(nn.Module):
             return prompts, None
         if image_tokens is None:
             raise ValueError("this seg head reads the image tokens: pass image_tokens")
-        tokens = image_tokens[..., : hidden.shape[-1]].to(hidden.dtype)
-        weights = self.image_attention.weights(hidden, tokens)
+        width = self.image_attention.key.in_features
+        if image_tokens.shape[-1] < width:
+            raise LisaError(f"the seg head reads tokens of width {width}, got {image_tokens.shape[-1]}")
+        tokens = image_tokens[..., :width].to(hidden.dtype)
+        weights = self.image_attention.weights(hidden, tokens, valid)
         return prompts + self.image_attention.read(weights, tokens), weights

@@ -54,6 +54,9 @@ class ModelSection:
     # Add (True) a dense prompt from that read to the base's seg head, keeping its weights (the new
     # vector starts at zero: the same masks until it trains); None: keep the base's.
     seg_head_dense_prompt: bool | None = None
+    # Point the base's image read at the VLM's image tokens or the mask backbone's image embedding
+    # (SegHead): a fresh read, the rest of the head kept; None: keep the base's.
+    seg_head_read: Literal["image_tokens", "mask_embedding"] | None = None
     tokenizer_corpus: list[Text] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 

@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -88,20 +89,42 @@ def swap_sam(model: LisaModel, sam) -> None:
     if model.seg_head.fc2.out_features != prompt_dim:
         model.seg_head = SegHead(model.config.hidden_size, prompt_dim, model.config.seg_head_norm,
                                  model.config.seg_head_image_attention,
-                                 model.config.seg_head_dense_prompt).to(model.dtype)
+                                 model.config.seg_head_dense_prompt, model.config.seg_head_read).to(model.dtype)
 
 
-def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False) -> None:
-    """A fresh seg head with input norm ``norm`` and, if asked, a read of the image tokens (it
-    trains in the LISA stage anyway)."""
+def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False, read: str = "image_tokens") -> None:
+    """A fresh seg head with input norm ``norm`` and, if asked, a read of the image tokens or the
+    mask embedding (it trains in the LISA stage anyway)."""
     from dataclasses import replace
 
     from lisa.model.seg_head import SegHead
 
-    head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention)  # checks the name first
+    head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention,
+                   read=read)  # checks the names first
     model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention,
-                           seg_head_dense_prompt=False)
+                           seg_head_dense_prompt=False, seg_head_read=read)
     model.seg_head = head.to(model.dtype)
+
+
+def replace_image_read(model: LisaModel, read: str) -> None:
+    """Point the seg head's image read at ``read`` (SegHead's SEG_HEAD_READS): a fresh read whose
+    output layer starts at zero, so that the sparse prompts start as the head's projection alone;
+    the projection, the norm and a dense prompt's vector keep their trained weights."""
+    from dataclasses import replace
+
+    from lisa.model.seg_head import SegHead
+
+    head = model.seg_head
+    if head.image_attention is None:
+        raise LisaError("model.seg_head_read needs a seg head that reads the image: set seg_head_image_attention")
+    fresh = SegHead(model.config.hidden_size, model.config.out_dim, image_attention=True, read=read)
+    attention = fresh.image_attention
+    assert attention is not None
+    nn.init.zeros_(attention.value[-1].weight)
+    nn.init.zeros_(attention.value[-1].bias)
+    head.image_attention = attention.to(device=head.fc1.weight.device, dtype=head.fc1.weight.dtype)
+    head.read = read
+    model.config = replace(model.config, seg_head_read=read)
 
 
 def add_dense_prompt(model: LisaModel, processor) -> None:
@@ -134,7 +157,10 @@ def prepare_model(config: TrainConfig, directory: Path):
     attention = model.config.seg_head_image_attention if attention is None else attention
     if (norm, attention) != (model.config.seg_head_norm, model.config.seg_head_image_attention):
         torch.manual_seed(config.seed)  # the new head starts the same on resume and export
-        rebuild_seg_head(model, norm, attention)
+        rebuild_seg_head(model, norm, attention, config.model.seg_head_read or model.config.seg_head_read)
+    elif config.model.seg_head_read is not None and config.model.seg_head_read != model.config.seg_head_read:
+        torch.manual_seed(config.seed)  # the new read starts the same on resume and export
+        replace_image_read(model, config.model.seg_head_read)
     if config.model.seg_head_dense_prompt and not model.config.seg_head_dense_prompt:
         add_dense_prompt(model, processor)
     elif config.model.seg_head_dense_prompt is False and model.config.seg_head_dense_prompt:

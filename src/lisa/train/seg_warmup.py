@@ -22,6 +22,7 @@ import torch
 
 from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
 from lisa.model.losses import attention_cross_entropy_sum, text_ce_loss
+from lisa.model.mask_backbones.embedding import ImageEmbedding
 from lisa.train.sam_pretrain import box_token
 
 
@@ -66,13 +67,20 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
         raise ValueError(f"{rows.numel()} [SEG] tokens but {len(boxes)} target masks (truncated prompt?)")
     regression = attention_loss = hidden.sum() * 0.0
     if bool(present.any()):
-        prompts, attention = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features)
+        embeddings = None
+        if model.seg_head.read == "mask_embedding":  # the read needs the images' mask embeddings
+            embeddings = batch.sam_embeddings if batch.sam_embeddings is not None else \
+                model.mask_backbone.embed(batch.sam_pixels)
+            embeddings = ImageEmbedding.of(embeddings)
+        prompts, attention = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features,
+                                                              embeddings, batch.resized_sizes)
         prompts = prompts[present]
         with torch.no_grad():
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
         if attention_weight and attention is not None:
-            attention_loss = attention_cross_entropy_sum(attention, batch.masks) / int(present.sum())
+            attention_loss = attention_cross_entropy_sum(attention, batch.masks, model.attention_frames(batch)) / int(
+                present.sum())
     loss = ce + weight * regression + attention_weight * attention_loss
     zero = regression.detach() * 0.0
     return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))

@@ -73,6 +73,11 @@ class MaskBackbone(ABC):
         image_index [N] -> low-resolution logits [N, h, w] and the decoder's IoU estimates [N].
         dense [N, prompt_dim, *grid]: added to the no-mask dense prompt (None: LISA's, unchanged)."""
 
+    def view_pixels(self, resized_size: tuple[int, int]) -> tuple[int, int]:
+        """Rows and columns of the S x S view that the image fills, from the top left (SAM's
+        layout: the resized image, then padding)."""
+        return (int(resized_size[0]), int(resized_size[1]))
+
     def image_region(self, resized_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
         """Rows and columns of the decoder's grid that the image fills (the rest is padding):
         ``view`` puts the resized image at the top left of an S x S square (SAM's layout)."""

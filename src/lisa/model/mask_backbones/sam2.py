@@ -93,6 +93,10 @@ class Sam2Backbone(MaskBackbone):
         )
         return low_res[:, 0, 0], iou[:, 0, 0]  # [N, 4h, 4w], [N]
 
+    def view_pixels(self, resized_size: tuple[int, int]) -> tuple[int, int]:
+        """The whole view: ``view`` stretches the image onto the square, no padding."""
+        return (self.image_size, self.image_size)
+
     def image_region(self, resized_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
         """The whole grid: ``view`` stretches the image onto the square, no padding."""
         return grid

@@ -1,0 +1,97 @@
+"""lisa-tiny: move a model's seg-head read from the VLM's 8x8 image tokens to SAM's image
+embedding (`model.seg_head_read: mask_embedding`, 32x32 for lisa-tiny), and fit the new read's
+query and key before any mask training: the cross-entropy of its attention against each
+referring target's share of the embedding's cells, on the [SEG] states the model's own LM gives
+teacher-forced ("[SEG]."), with everything else frozen. The read's output layer starts at zero
+(`lisa.train.model_setup.replace_image_read`), so the fitted folder segments like its base until
+a LISA stage trains the rest; its dense prompt is where the read looks.
+
+    python configs/tiny-shapes/fit_embedding_read.py --model src/lisa/checkpoints/lisa-tiny \\
+        --out runs/lisa-tiny-v4/4r-embedding-read/model
+
+Prints one JSON line per 250 steps and the val scores (as probe_sam_read.py reports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from probe_read_ceiling import scores
+from probe_sam_read import IndexedTokens, sam_embeddings, weights_in_chunks
+from probe_seg_state import seg_states
+from shapes_queries import shapes_queries
+
+from lisa import LisaPipeline
+from lisa.model.losses import target_cell_shares
+from lisa.train.model_setup import replace_image_read
+
+WEIGHTS_AND_CONFIG = {"model.safetensors", "lisa_config.json"}
+
+
+def collect(pipe: LisaPipeline, data_dir: Path, split: str, limit: int):
+    """Normalised [SEG] states [n, d], the SAM embeddings as IndexedTokens, and target cell shares."""
+    queries = shapes_queries("referring", data_dir, split, limit)
+    raw, _ = seg_states(pipe, queries)
+    with torch.no_grad():
+        states = pipe.model.seg_head.normalised(raw)
+    embeddings, image_of_query = sam_embeddings(pipe, queries)
+    grid = int(embeddings.shape[-1])
+    cells = target_cell_shares([torch.from_numpy(q.truth).to(torch.uint8)[None] for q in queries], grid)
+    return states, IndexedTokens(embeddings, image_of_query), cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a lisa-tiny folder whose seg head reads the image")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
+    parser.add_argument("--train-queries", type=int, default=3000)
+    parser.add_argument("--val-queries", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", default="auto")
+    args = parser.parse_args()
+    pipe = LisaPipeline.from_pretrained(str(args.model), device="cpu", dtype="fp32", threads=args.threads)
+    model = pipe.model
+    if model.config.seg_head_read != "image_tokens":
+        raise SystemExit(f"{args.model}: its seg head already reads {model.config.seg_head_read}")
+    # The states and embeddings do not depend on the read: collect them with the base's head.
+    train = collect(pipe, args.data_dir, "train", args.train_queries)
+    val = collect(pipe, args.data_dir, "val", args.val_queries)
+    torch.manual_seed(args.seed)
+    replace_image_read(model, "mask_embedding")
+    read = model.seg_head.image_attention
+    assert read is not None
+    fitted = [*read.query.parameters(), *read.key.parameters()]
+    optimizer = torch.optim.Adam(fitted, lr=args.lr)
+    order = torch.Generator().manual_seed(args.seed)
+    states, tokens, cells = train
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        pick = torch.randint(0, states.shape[0], (args.batch_size,), generator=order)
+        loss = -(cells[pick] * read.weights(states[pick], tokens[pick]).clamp_min(1e-9).log()).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 250 == 0 or step == args.steps:
+            print(json.dumps({"step": step, "loss": round(loss.item(), 4),
+                              "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+    with torch.no_grad():
+        val_scores = scores(weights_in_chunks(read, val[0], val[1]), val[2])
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.model.iterdir():  # tokenizer and image processor, unchanged
+        if path.is_file() and path.name not in WEIGHTS_AND_CONFIG:
+            shutil.copy2(path, args.out / path.name)
+    model.save_pretrained(args.out)
+    print(json.dumps({"val": val_scores, "out": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()
