@@ -6,6 +6,7 @@ prompt on the decoder's grid as it is."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -163,3 +164,43 @@ def test_saved_folder_keeps_the_read_and_the_pipeline_uses_it(tmp_path) -> None:
         pipe.model.seg_head.dense_prompt.fill_(3.0)
     changed = pipe(image, "the red circle", answers="[SEG].")
     assert not torch.equal(torch.as_tensor(changed.scores), torch.as_tensor(zero.scores))
+
+
+def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decoders_grid(
+        model_with_read_and_batch) -> None:
+    import torch.nn.functional as F
+
+    model, batch = model_with_read_and_batch
+    add_dense_prompt(model, SQUASHING_VIEW)
+    torch.manual_seed(2)
+    replace_image_read(model, "mask_embedding", grid=2)
+    assert model.config.seg_head_read_grid == 2
+    with torch.no_grad():
+        model.seg_head.dense_prompt.fill_(1.0)
+    model.eval()
+    states, seg_image, features, embeddings = seg_inputs(model, batch)
+    full = tuple(embeddings.embeddings.shape[-2:])
+    side = model.mask_backbone.image_size
+    tall = [(side, side // 2)] * len(batch.resized_sizes)  # the image fills the left half of the view
+    with torch.no_grad():
+        _, attention = model.project_seg_with_attention(states, seg_image, features, embeddings, tall)
+        assert attention.shape == (states.shape[0], 4)  # 2x2 cells
+        assert torch.equal(attention[:, [1, 3]], torch.zeros(states.shape[0], 2))  # the right column: padding
+        # The read's tokens are the embedding averaged over each quarter.
+        pooled = F.adaptive_avg_pool2d(embeddings.embeddings, 2)
+        expected = model.seg_head.image_attention.weights(
+            model.seg_head.normalised(states), pooled[seg_image].flatten(2).transpose(1, 2),
+            torch.tensor([True, False, True, False]).expand(states.shape[0], 4))
+        assert torch.allclose(attention, expected)
+        dense = model.dense_prompts(attention, seg_image, embeddings, tall)
+        maps = (attention * 2).reshape(-1, 1, 2, 2)  # uniform over the two image cells: 1
+        resized = F.interpolate(maps, full, mode="bilinear", align_corners=False)
+        resized[..., full[1] // 2:] = 0
+        assert torch.allclose(dense[:, :1], resized, atol=1e-6)
+    model.train()
+    with pytest.raises(LisaError, match="does not divide"):
+        model.config = replace(model.config, seg_head_read_grid=3)
+        model.read_grid(full)
+    model.config = replace(model.config, seg_head_read_grid=2)
+    with pytest.raises(LisaError, match="does not apply"):
+        replace_image_read(model, "image_tokens", grid=2)

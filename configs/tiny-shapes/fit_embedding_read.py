@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from probe_read_ceiling import scores
 from probe_sam_read import IndexedTokens, sam_embeddings, weights_in_chunks
 from probe_seg_state import seg_states
@@ -33,13 +34,16 @@ from lisa.train.model_setup import replace_image_read
 WEIGHTS_AND_CONFIG = {"model.safetensors", "lisa_config.json"}
 
 
-def collect(pipe: LisaPipeline, data_dir: Path, split: str, limit: int):
-    """Normalised [SEG] states [n, d], the SAM embeddings as IndexedTokens, and target cell shares."""
+def collect(pipe: LisaPipeline, data_dir: Path, split: str, limit: int, grid: int | None):
+    """Normalised [SEG] states [n, d], the SAM embeddings (pooled to grid x grid cells) as
+    IndexedTokens, and the targets' shares of those cells."""
     queries = shapes_queries("referring", data_dir, split, limit)
     raw, _ = seg_states(pipe, queries)
     with torch.no_grad():
         states = pipe.model.seg_head.normalised(raw)
     embeddings, image_of_query = sam_embeddings(pipe, queries)
+    if grid is not None:
+        embeddings = F.adaptive_avg_pool2d(embeddings, grid)
     grid = int(embeddings.shape[-1])
     cells = target_cell_shares([torch.from_numpy(q.truth).to(torch.uint8)[None] for q in queries], grid)
     return states, IndexedTokens(embeddings, image_of_query), cells
@@ -55,6 +59,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--grid", type=int, default=None,
+                        help="pool the embedding to grid x grid cells for the read (model.seg_head_read_grid)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
@@ -63,10 +69,10 @@ def main() -> None:
     if model.config.seg_head_read != "image_tokens":
         raise SystemExit(f"{args.model}: its seg head already reads {model.config.seg_head_read}")
     # The states and embeddings do not depend on the read: collect them with the base's head.
-    train = collect(pipe, args.data_dir, "train", args.train_queries)
-    val = collect(pipe, args.data_dir, "val", args.val_queries)
+    train = collect(pipe, args.data_dir, "train", args.train_queries, args.grid)
+    val = collect(pipe, args.data_dir, "val", args.val_queries, args.grid)
     torch.manual_seed(args.seed)
-    replace_image_read(model, "mask_embedding")
+    replace_image_read(model, "mask_embedding", args.grid)
     read = model.seg_head.image_attention
     assert read is not None
     fitted = [*read.query.parameters(), *read.key.parameters()]

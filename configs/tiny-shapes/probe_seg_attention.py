@@ -1,7 +1,8 @@
 """Diagnostic for a seg head that reads the image tokens (`seg_head_image_attention`): does its
 attention land on the queried object? Teacher-forced "[SEG]." answers to the split's referring
 queries with a target; for each, the attention's total weight on the cells the target touches
-(on the VLM's 8x8 token grid of the whole image) and whether its largest weight is on one.
+(on the read's grid of the whole image: the VLM's 8x8 tokens, or SAM's
+32x32 embedding with ``seg_head_read: mask_embedding``) and whether its largest weight is on one.
 
     python configs/tiny-shapes/probe_seg_attention.py --model runs/lisa-tiny-v3/3a-lisa-few/model
 
@@ -49,19 +50,19 @@ def main() -> None:
     seen: list[torch.Tensor] = []
     original = read.weights
 
-    def recording(state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        weights = original(state, tokens)
+    def recording(state: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        weights = original(state, tokens, valid)
         seen.append(weights.detach())
         return weights
 
     read.weights = recording  # type: ignore[method-assign]
     rows: list[dict] = []
     for item in shapes_queries(args.family, args.data_dir, args.split, args.limit):
-        grid = 8
-        cells = (target_cell_shares([torch.from_numpy(item.truth)[None].to(torch.uint8)], grid)[0] > 0).numpy()
         seen.clear()
         pipe(item.image, item.query, answers="[SEG].")
         weights = seen[-1][0].numpy()
+        grid = round(len(weights) ** 0.5)  # the VLM's 8x8 tokens, or SAM's 32x32 embedding (square images)
+        cells = (target_cell_shares([torch.from_numpy(item.truth)[None].to(torch.uint8)], grid)[0] > 0).numpy()
         peak = int(weights.argmax())
         kind, colour = cell_labels(item.scene, grid)
         hit = item.scene.objects[main_object(item.scene, item.truth)]  # several targets: the largest

@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 # Keys added after models were shipped, written only when they differ from their default, so that
 # a folder saved again reads back byte-identical (``load`` fills the default in).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False,
-                                      "seg_head_read": "image_tokens"}
+                                      "seg_head_read": "image_tokens", "seg_head_read_grid": None}
 
 
 @dataclass(config=STRICT_KEYS)
@@ -60,6 +60,8 @@ class LisaConfig:
     seg_head_dense_prompt: Bool = False
     # What that read attends over: the VLM's image tokens, or the mask backbone's image embedding (SegHead).
     seg_head_read: Literal["image_tokens", "mask_embedding"] = "image_tokens"
+    # A read over the mask embedding sees it average-pooled to this many cells a side (None: as it is).
+    seg_head_read_grid: PositiveInt | None = None
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.initialization import no_init_weights
 
@@ -209,10 +210,25 @@ class LisaModel(nn.Module):
             raise ValueError("this seg head gives a dense prompt: pass the read's attention with the prompts")
         grid = (int(embedding.embeddings.shape[-2]), int(embedding.embeddings.shape[-1]))
         if self.seg_head.read == "mask_embedding":
-            valid = self.embedding_cells(seg_image, grid, resized_sizes)
-            return self.seg_head.dense_prompts_on_grid(attention, valid, grid).to(embedding.embeddings.dtype)
+            read_grid = self.read_grid(grid)
+            valid = self.embedding_cells(seg_image, read_grid, resized_sizes)
+            dense = self.seg_head.dense_prompts_on_grid(attention, valid, read_grid)
+            if read_grid != grid:  # a pooled read: its map, resized onto the decoder's grid, off the padding
+                inside = self.embedding_cells(seg_image, grid, resized_sizes).reshape(-1, 1, *grid)
+                dense = F.interpolate(dense, grid, mode="bilinear", align_corners=False) * inside
+            return dense.to(embedding.embeddings.dtype)
         regions = [self.mask_backbone.image_region(resized_sizes[i], grid) for i in seg_image.tolist()]
         return self.seg_head.dense_prompts(attention, regions, grid).to(embedding.embeddings.dtype)
+
+    def read_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
+        """The grid a read over the mask embedding sees: ``seg_head_read_grid`` a side (the
+        embedding average-pooled), or the embedding's own ``grid``."""
+        side = self.config.seg_head_read_grid
+        if side is None:
+            return grid
+        if grid[0] % side or grid[1] % side:
+            raise LisaError(f"seg_head_read_grid {side} does not divide the mask embedding's {grid[0]}x{grid[1]} grid")
+        return (side, side)
 
     def embedding_cells(
         self, seg_image: torch.Tensor, grid: tuple[int, int], resized_sizes: list[tuple[int, int]]
@@ -245,7 +261,9 @@ class LisaModel(nn.Module):
             if image_embeddings is None or resized_sizes is None:
                 raise ValueError("this model's seg head reads the mask embedding: pass image_embeddings and resized_sizes")
             embeddings = image_embeddings.embeddings
-            grid = (int(embeddings.shape[-2]), int(embeddings.shape[-1]))
+            grid = self.read_grid((int(embeddings.shape[-2]), int(embeddings.shape[-1])))
+            if grid != tuple(embeddings.shape[-2:]):
+                embeddings = F.adaptive_avg_pool2d(embeddings, grid)
             tokens = embeddings[seg_image].flatten(2).transpose(1, 2)  # [N, h * w, C]
             valid = self.embedding_cells(seg_image, grid, resized_sizes)
             return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens, valid)

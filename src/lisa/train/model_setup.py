@@ -106,10 +106,11 @@ def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False,
     model.seg_head = head.to(model.dtype)
 
 
-def replace_image_read(model: LisaModel, read: str) -> None:
+def replace_image_read(model: LisaModel, read: str, grid: int | None = None) -> None:
     """Point the seg head's image read at ``read`` (SegHead's SEG_HEAD_READS): a fresh read whose
     output layer starts at zero, so that the sparse prompts start as the head's projection alone;
-    the projection, the norm and a dense prompt's vector keep their trained weights."""
+    the projection, the norm and a dense prompt's vector keep their trained weights. ``grid``: a
+    read over the mask embedding sees it pooled to grid x grid cells (None: its own grid)."""
     from dataclasses import replace
 
     from lisa.model.seg_head import SegHead
@@ -117,6 +118,8 @@ def replace_image_read(model: LisaModel, read: str) -> None:
     head = model.seg_head
     if head.image_attention is None:
         raise LisaError("model.seg_head_read needs a seg head that reads the image: set seg_head_image_attention")
+    if grid is not None and read != "mask_embedding":
+        raise LisaError(f"model.seg_head_read_grid pools the mask embedding; it does not apply to seg_head_read {read!r}")
     fresh = SegHead(model.config.hidden_size, model.config.out_dim, image_attention=True, read=read)
     attention = fresh.image_attention
     assert attention is not None
@@ -124,7 +127,7 @@ def replace_image_read(model: LisaModel, read: str) -> None:
     nn.init.zeros_(attention.value[-1].bias)
     head.image_attention = attention.to(device=head.fc1.weight.device, dtype=head.fc1.weight.dtype)
     head.read = read
-    model.config = replace(model.config, seg_head_read=read)
+    model.config = replace(model.config, seg_head_read=read, seg_head_read_grid=grid)
 
 
 def add_dense_prompt(model: LisaModel, processor) -> None:
@@ -158,9 +161,10 @@ def prepare_model(config: TrainConfig, directory: Path):
     if (norm, attention) != (model.config.seg_head_norm, model.config.seg_head_image_attention):
         torch.manual_seed(config.seed)  # the new head starts the same on resume and export
         rebuild_seg_head(model, norm, attention, config.model.seg_head_read or model.config.seg_head_read)
-    elif config.model.seg_head_read is not None and config.model.seg_head_read != model.config.seg_head_read:
+    elif config.model.seg_head_read is not None and (config.model.seg_head_read, config.model.seg_head_read_grid) != (
+            model.config.seg_head_read, model.config.seg_head_read_grid):
         torch.manual_seed(config.seed)  # the new read starts the same on resume and export
-        replace_image_read(model, config.model.seg_head_read)
+        replace_image_read(model, config.model.seg_head_read, config.model.seg_head_read_grid)
     if config.model.seg_head_dense_prompt and not model.config.seg_head_dense_prompt:
         add_dense_prompt(model, processor)
     elif config.model.seg_head_dense_prompt is False and model.config.seg_head_dense_prompt:
