@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from probe_read_ceiling import scores
 from probe_sam_read import IndexedTokens, sam_embeddings, weights_in_chunks
 from probe_seg_state import seg_states
 from shapes_queries import shapes_queries
+from train_vision_cells import save_with_base_files
 
 from lisa import LisaPipeline
 from lisa.model.losses import target_cell_shares
 from lisa.train.model_setup import replace_image_read
-
-WEIGHTS_AND_CONFIG = {"model.safetensors", "lisa_config.json"}
 
 
 def collect(pipe: LisaPipeline, data_dir: Path, split: str, limit: int, grid: int | None):
@@ -91,11 +89,7 @@ def main() -> None:
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     with torch.no_grad():
         val_scores = scores(weights_in_chunks(read, val[0], val[1]), val[2])
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in args.model.iterdir():  # tokenizer and image processor, unchanged
-        if path.is_file() and path.name not in WEIGHTS_AND_CONFIG:
-            shutil.copy2(path, args.out / path.name)
-    model.save_pretrained(args.out)
+    save_with_base_files(model, args.model, args.out)
     print(json.dumps({"val": val_scores, "out": str(args.out)}))
 
 

@@ -52,8 +52,9 @@ def scores(weights: torch.Tensor, cells: torch.Tensor) -> dict[str, float]:
             "uniform": round(float(touched.float().mean(-1).mean()), 3)}
 
 
-def fit(read: FittedRead, train: tuple[torch.Tensor, ...], steps: int, batch: int = 256) -> FittedRead:
-    """Adam on the cross-entropy of the attention against the target's cell shares."""
+def fit(read: FittedRead, train: tuple, steps: int, batch: int = 256) -> FittedRead:
+    """Adam on the cross-entropy of the attention against the target's cell shares. ``train``:
+    states, tokens and cells, each indexable by a tensor of query indices."""
     states, tokens, cells = train
     optimizer = torch.optim.Adam(read.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from probe_read_ceiling import FittedRead, scores
+from probe_read_ceiling import FittedRead, fit, scores
 from probe_seg_state import seg_states
 from shapes_queries import ShapesQuery, add_probe_arguments, shapes_queries
 
@@ -54,20 +54,6 @@ class IndexedTokens:
 
     def __getitem__(self, pick: torch.Tensor) -> torch.Tensor:
         return self.per_image[self.image_of_query[pick]]
-
-
-def fit(read: FittedRead, states: torch.Tensor, tokens: IndexedTokens, cells: torch.Tensor, steps: int,
-        batch: int = 128) -> FittedRead:
-    """Adam on the cross-entropy of the attention against the target's cell shares."""
-    optimizer = torch.optim.Adam(read.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        pick = torch.randint(0, states.shape[0], (batch,), generator=generator)
-        loss = -(cells[pick] * read.weights(states[pick], tokens[pick]).clamp_min(1e-9).log()).sum(-1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return read
 
 
 @torch.no_grad()
@@ -105,14 +91,14 @@ def main() -> None:
             tokens[split] = IndexedTokens(F.avg_pool2d(embeddings, side // grid), image_of_query)
             cells[split] = target_cell_shares(masks, grid)
         read = FittedRead(data["train"][0].shape[1], tokens["train"].shape[2])
-        fit(read, data["train"][0], tokens["train"], cells["train"], args.steps)
+        fit(read, (data["train"][0], tokens["train"], cells["train"]), args.steps, batch=128)
         report[f"sam {grid}x{grid}"] = scores(weights_in_chunks(read, data["val"][0], tokens["val"]), cells["val"])
     if data["val"][1] is not None:
         torch.manual_seed(0)
         tokens = {split: IndexedTokens(d[1].transpose(1, 2)[..., None], torch.arange(len(d[0]))) for split, d in data.items()}
         cells = {split: target_cell_shares(d[4], 8) for split, d in data.items()}
         read = FittedRead(data["train"][0].shape[1], tokens["train"].shape[2])
-        fit(read, data["train"][0], tokens["train"], cells["train"], args.steps)
+        fit(read, (data["train"][0], tokens["train"], cells["train"]), args.steps, batch=128)
         report["vlm tokens 8x8"] = scores(weights_in_chunks(read, data["val"][0], tokens["val"]), cells["val"])
     print(json.dumps(report))
 

@@ -80,6 +80,15 @@ def losses(model: LisaModel, heads: CellHeads, pixels: torch.Tensor,
     return sum(parts.values()), accuracy
 
 
+def save_with_base_files(model: LisaModel, base: Path, out: Path) -> None:
+    """``model`` saved to ``out`` with its base folder's other files (tokenizer, image processor)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in base.iterdir():
+        if path.is_file() and path.name not in WEIGHTS_AND_CONFIG:
+            shutil.copy2(path, out / path.name)
+    model.save_pretrained(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a lisa-seg model folder (stage 2's)")
@@ -133,11 +142,7 @@ def main() -> None:
                   for i in range(0, args.val_scenes, 64)]
     weights = [min(64, args.val_scenes - i) for i in range(0, args.val_scenes, 64)]
     val_accuracy = {k: round(sum(w * s[k] for w, s in zip(weights, scores)) / sum(weights), 3) for k in scores[0]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in args.model.iterdir():  # tokenizer and image processor, unchanged
-        if path.is_file() and path.name not in WEIGHTS_AND_CONFIG:
-            shutil.copy2(path, args.out / path.name)
-    model.save_pretrained(args.out)
+    save_with_base_files(model, args.model, args.out)
     print(json.dumps({"val_cell_accuracy": val_accuracy, "out": str(args.out)}))
 
 
