@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from probe_read_ceiling import scores
+from probe_read_ceiling import add_read_fit_arguments, scores
 from probe_sam_read import IndexedTokens, sam_embeddings, weights_in_chunks
 from probe_seg_state import seg_states
 from shapes_queries import shapes_queries
@@ -52,9 +52,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="a lisa-tiny folder whose seg head reads the image")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, default=Path("data/shapes"))
-    parser.add_argument("--train-queries", type=int, default=3000)
-    parser.add_argument("--val-queries", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=1500)
+    add_read_fit_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--grid", type=int, default=None,

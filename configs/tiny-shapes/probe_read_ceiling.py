@@ -78,12 +78,17 @@ def oracle_tokens(queries: list[ShapesQuery], grid: int) -> torch.Tensor:
     return torch.stack([by_scene[id(q.scene)] for q in queries])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_probe_arguments(parser, family=False)
+def add_read_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """--train-queries, --val-queries and --steps of a read fitted on referring queries."""
     parser.add_argument("--train-queries", type=int, default=3000)
     parser.add_argument("--val-queries", type=int, default=400)
     parser.add_argument("--steps", type=int, default=1500)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_probe_arguments(parser, family=False)
+    add_read_fit_arguments(parser)
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
     head = pipe.model.seg_head

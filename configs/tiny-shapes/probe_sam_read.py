@@ -20,7 +20,7 @@ import json
 
 import torch
 import torch.nn.functional as F
-from probe_read_ceiling import FittedRead, fit, scores
+from probe_read_ceiling import FittedRead, add_read_fit_arguments, fit, scores
 from probe_seg_state import seg_states
 from shapes_queries import ShapesQuery, add_probe_arguments, shapes_queries
 
@@ -65,9 +65,7 @@ def weights_in_chunks(read: FittedRead, states: torch.Tensor, tokens: IndexedTok
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_probe_arguments(parser, family=False)
-    parser.add_argument("--train-queries", type=int, default=3000)
-    parser.add_argument("--val-queries", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=1500)
+    add_read_fit_arguments(parser)
     parser.add_argument("--grids", default="32,16,8", help="pool the embedding to these grids (each divides its side)")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
