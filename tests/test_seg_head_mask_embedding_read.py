@@ -204,3 +204,28 @@ def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decode
     model.config = replace(model.config, seg_head_read_grid=2)
     with pytest.raises(LisaError, match="does not apply"):
         replace_image_read(model, "image_tokens", grid=2)
+
+
+def test_a_training_config_builds_the_read_it_names_with_its_grid(tmp_path) -> None:
+    from _training import tiny_folder_with_image_read
+
+    from lisa.train.config import config_from_dict
+    from lisa.train.model_setup import prepare_model
+
+    folder = tiny_folder_with_image_read(tmp_path / "m")[0]
+    base = {"run_dir": str(tmp_path / "run"), "data": [{"type": "jsonl", "dir": "x"}], "lora": None}
+
+    def prepared(**model_keys):
+        config = config_from_dict({**base, "model": {"base": str(folder), **model_keys}})
+        return prepare_model(config, folder)[0].config
+
+    # A rebuilt head (another norm) and a switched read both carry the grid they are given.
+    rebuilt = prepared(seg_head_norm="batch", seg_head_read="mask_embedding", seg_head_read_grid=2)
+    assert (rebuilt.seg_head_norm, rebuilt.seg_head_read, rebuilt.seg_head_read_grid) == ("batch", "mask_embedding", 2)
+    switched = prepared(seg_head_read="mask_embedding", seg_head_read_grid=2)
+    assert (switched.seg_head_read, switched.seg_head_read_grid) == ("mask_embedding", 2)
+    # A grid alone would change nothing: refused rather than ignored.
+    with pytest.raises(LisaError, match="seg_head_read_grid needs model.seg_head_read"):
+        prepared(seg_head_read_grid=2)
+    with pytest.raises(LisaError, match="does not apply"):
+        prepared(seg_head_norm="batch", seg_head_read="image_tokens", seg_head_read_grid=2)

@@ -9,7 +9,7 @@ a LISA stage trains the rest; its dense prompt is where the read looks.
     python configs/tiny-shapes/fit_embedding_read.py --model src/lisa/checkpoints/lisa-tiny \\
         --out runs/lisa-tiny-v4/4r-embedding-read/model
 
-Prints one JSON line per 250 steps and the val scores (as probe_sam_read.py reports them).
+Prints one JSON line: the val scores (as probe_sam_read.py reports them) and the fit's time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from probe_read_ceiling import add_read_fit_arguments, scores
+from probe_read_ceiling import add_read_fit_arguments, fit, scores
 from probe_sam_read import IndexedTokens, sam_embeddings, weights_in_chunks
 from probe_seg_state import seg_states
 from shapes_queries import shapes_queries
@@ -71,24 +71,12 @@ def main() -> None:
     replace_image_read(model, "mask_embedding", args.grid)
     read = model.seg_head.image_attention
     assert read is not None
-    fitted = [*read.query.parameters(), *read.key.parameters()]
-    optimizer = torch.optim.Adam(fitted, lr=args.lr)
-    order = torch.Generator().manual_seed(args.seed)
-    states, tokens, cells = train
     start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        pick = torch.randint(0, states.shape[0], (args.batch_size,), generator=order)
-        loss = -(cells[pick] * read.weights(states[pick], tokens[pick]).clamp_min(1e-9).log()).sum(-1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 250 == 0 or step == args.steps:
-            print(json.dumps({"step": step, "loss": round(loss.item(), 4),
-                              "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+    fit(read, train, args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed)  # query and key: the value is unused
     with torch.no_grad():
         val_scores = scores(weights_in_chunks(read, val[0], val[1]), val[2])
     save_with_base_files(model, args.model, args.out)
-    print(json.dumps({"val": val_scores, "out": str(args.out)}))
+    print(json.dumps({"val": val_scores, "fit_seconds": round(time.perf_counter() - start, 1), "out": str(args.out)}))
 
 
 if __name__ == "__main__":

@@ -52,12 +52,14 @@ def scores(weights: torch.Tensor, cells: torch.Tensor) -> dict[str, float]:
             "uniform": round(float(touched.float().mean(-1).mean()), 3)}
 
 
-def fit(read: FittedRead, train: tuple, steps: int, batch: int = 256) -> FittedRead:
-    """Adam on the cross-entropy of the attention against the target's cell shares. ``train``:
-    states, tokens and cells, each indexable by a tensor of query indices."""
+def fit(read: torch.nn.Module, train: tuple, steps: int, batch: int = 256, lr: float = 1e-3,
+        seed: int = 0) -> torch.nn.Module:
+    """Adam on the cross-entropy of the attention (``read.weights``) against the target's cell
+    shares. ``train``: states, tokens and cells, each indexable by a tensor of query indices.
+    Parameters ``weights`` does not use get no gradient and stay as they are."""
     states, tokens, cells = train
-    optimizer = torch.optim.Adam(read.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(read.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         pick = torch.randint(0, states.shape[0], (batch,), generator=generator)
         loss = -(cells[pick] * read.weights(states[pick], tokens[pick]).clamp_min(1e-9).log()).sum(-1).mean()

@@ -391,11 +391,8 @@ class LisaModel(nn.Module):
         zero = hidden.sum() * 0.0
         bce, dice, attention_loss, per_image = zero, zero, zero, []
         if num_masks:
-            image_embeddings = batch.sam_embeddings
-            if image_embeddings is None:
-                image_embeddings = self.mask_backbone.embed(batch.sam_pixels)
+            image_embeddings = self.batch_embeddings(batch)
             seg_image = batch.image_index[rows]
-            image_embeddings = ImageEmbedding.of(image_embeddings)
             prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features,
                                                                  image_embeddings, batch.resized_sizes)
             per_image, _ = self.masks_from_hidden(
@@ -417,6 +414,12 @@ class LisaModel(nn.Module):
             attention_loss = attention_weight * attention_loss / (num_masks + 1e-8)
             mask_loss, loss = mask_loss + attention_loss, loss + attention_loss
         return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
+
+    def batch_embeddings(self, batch: LisaBatch) -> ImageEmbedding:
+        """The batch's mask embeddings: the training cache's, or encoded from its SAM pixels."""
+        if batch.sam_embeddings is not None:
+            return ImageEmbedding.of(batch.sam_embeddings)
+        return self.mask_backbone.embed(batch.sam_pixels)
 
     def attention_frames(self, batch: LisaBatch) -> list[tuple[tuple[int, int], int]] | None:
         """Where the read's grid lies, per conversation, for its supervision (``target_cell_shares``):

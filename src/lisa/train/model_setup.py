@@ -92,18 +92,26 @@ def swap_sam(model: LisaModel, sam) -> None:
                                  model.config.seg_head_dense_prompt, model.config.seg_head_read).to(model.dtype)
 
 
-def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False, read: str = "image_tokens") -> None:
+def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False, read: str = "image_tokens",
+                     grid: int | None = None) -> None:
     """A fresh seg head with input norm ``norm`` and, if asked, a read of the image tokens or the
-    mask embedding (it trains in the LISA stage anyway)."""
+    mask embedding (pooled to ``grid`` a side; it trains in the LISA stage anyway)."""
     from dataclasses import replace
 
     from lisa.model.seg_head import SegHead
 
+    check_read_grid(read, grid)
     head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention,
                    read=read)  # checks the names first
     model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention,
-                           seg_head_dense_prompt=False, seg_head_read=read)
+                           seg_head_dense_prompt=False, seg_head_read=read, seg_head_read_grid=grid)
     model.seg_head = head.to(model.dtype)
+
+
+def check_read_grid(read: str, grid: int | None) -> None:
+    """A read grid pools the mask embedding: it does not apply to the VLM's tokens."""
+    if grid is not None and read != "mask_embedding":
+        raise LisaError(f"model.seg_head_read_grid pools the mask embedding; it does not apply to seg_head_read {read!r}")
 
 
 def replace_image_read(model: LisaModel, read: str, grid: int | None = None) -> None:
@@ -118,8 +126,7 @@ def replace_image_read(model: LisaModel, read: str, grid: int | None = None) -> 
     head = model.seg_head
     if head.image_attention is None:
         raise LisaError("model.seg_head_read needs a seg head that reads the image: set seg_head_image_attention")
-    if grid is not None and read != "mask_embedding":
-        raise LisaError(f"model.seg_head_read_grid pools the mask embedding; it does not apply to seg_head_read {read!r}")
+    check_read_grid(read, grid)
     fresh = SegHead(model.config.hidden_size, model.config.out_dim, image_attention=True, read=read)
     attention = fresh.image_attention
     assert attention is not None
@@ -155,12 +162,16 @@ def prepare_model(config: TrainConfig, directory: Path):
     if config.model.base is not None and config.model.sam is not None:
         torch.manual_seed(config.seed)  # the rebuilt seg head starts the same on resume and export
         swap_sam(model, load_sam(config.model.sam))
+    if config.model.seg_head_read_grid is not None and config.model.seg_head_read is None:
+        raise LisaError("model.seg_head_read_grid needs model.seg_head_read: mask_embedding beside it")
     norm = config.model.seg_head_norm or model.config.seg_head_norm
     attention = config.model.seg_head_image_attention
     attention = model.config.seg_head_image_attention if attention is None else attention
     if (norm, attention) != (model.config.seg_head_norm, model.config.seg_head_image_attention):
         torch.manual_seed(config.seed)  # the new head starts the same on resume and export
-        rebuild_seg_head(model, norm, attention, config.model.seg_head_read or model.config.seg_head_read)
+        read = config.model.seg_head_read or model.config.seg_head_read
+        grid = config.model.seg_head_read_grid if config.model.seg_head_read else model.config.seg_head_read_grid
+        rebuild_seg_head(model, norm, attention, read, grid)
     elif config.model.seg_head_read is not None and (config.model.seg_head_read, config.model.seg_head_read_grid) != (
             model.config.seg_head_read, model.config.seg_head_read_grid):
         torch.manual_seed(config.seed)  # the new read starts the same on resume and export

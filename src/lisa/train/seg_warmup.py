@@ -22,7 +22,6 @@ import torch
 
 from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
 from lisa.model.losses import attention_cross_entropy_sum, text_ce_loss
-from lisa.model.mask_backbones.embedding import ImageEmbedding
 from lisa.train.sam_pretrain import box_token
 
 
@@ -67,11 +66,8 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
         raise ValueError(f"{rows.numel()} [SEG] tokens but {len(boxes)} target masks (truncated prompt?)")
     regression = attention_loss = hidden.sum() * 0.0
     if bool(present.any()):
-        embeddings = None
-        if model.seg_head.read == "mask_embedding":  # the read needs the images' mask embeddings
-            embeddings = batch.sam_embeddings if batch.sam_embeddings is not None else \
-                model.mask_backbone.embed(batch.sam_pixels)
-            embeddings = ImageEmbedding.of(embeddings)
+        # Only a read over the mask embedding needs the images' embeddings here.
+        embeddings = model.batch_embeddings(batch) if model.seg_head.read == "mask_embedding" else None
         prompts, attention = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features,
                                                               embeddings, batch.resized_sizes)
         prompts = prompts[present]
