@@ -15,7 +15,7 @@ from _training import tiny_folder_with_image_read
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
 from lisa.model.losses import target_cell_shares
-from lisa.model.seg_head import ImageAttention, SegHead
+from lisa.model.seg_head import ImageAttention, SegHead, SegProjection
 from lisa.train.model_setup import add_dense_prompt, replace_image_read
 from lisa.train.trainable import set_trainable
 
@@ -105,17 +105,17 @@ def test_each_state_reads_its_own_images_embedding_and_never_the_padding(embeddi
     states, seg_image, features, embeddings = seg_inputs(model, batch)
     grid = tuple(embeddings.embeddings.shape[-2:])
     with torch.no_grad():
-        _, attention = model.project_seg_with_attention(states, seg_image, features, embeddings,
-                                                        batch.resized_sizes)
+        attention = model.project_seg_with_attention(states, seg_image, features, embeddings,
+                                                 batch.resized_sizes).attention
         assert attention.shape == (states.shape[0], grid[0] * grid[1])
         swapped_embeddings = type(embeddings)(embeddings.embeddings.flip(0))
-        _, swapped = model.project_seg_with_attention(states, seg_image, features, swapped_embeddings,
-                                                      batch.resized_sizes)
+        swapped = model.project_seg_with_attention(states, seg_image, features, swapped_embeddings,
+                                               batch.resized_sizes).attention
         assert not torch.allclose(attention, swapped)
         # A tall image fills the left half of SAM's view: the right half gets no weight.
         side = model.mask_backbone.image_size
         tall = [(side, side // 2)] * len(batch.resized_sizes)
-        _, attention = model.project_seg_with_attention(states, seg_image, features, embeddings, tall)
+        attention = model.project_seg_with_attention(states, seg_image, features, embeddings, tall).attention
         on_grid = attention.reshape(-1, *grid)
         assert torch.equal(on_grid[:, :, grid[1] // 2:], torch.zeros_like(on_grid[:, :, grid[1] // 2:]))
         assert torch.allclose(attention.sum(-1), torch.ones(attention.shape[0]))
@@ -128,7 +128,7 @@ def test_training_supervises_the_read_with_the_views_cells(embedding_read_model)
     model.eval()
     plain, weighted = model(batch), model(batch, attention_weight=0.5)
     states, seg_image, features, embeddings = seg_inputs(model, batch)
-    _, attention = model.project_seg_with_attention(states, seg_image, features, embeddings, batch.resized_sizes)
+    attention = model.project_seg_with_attention(states, seg_image, features, embeddings, batch.resized_sizes).attention
     frames = [(tuple(batch.resized_sizes[int(i)]), model.mask_backbone.image_size) for i in batch.image_index]
     cells = target_cell_shares(batch.masks, round(attention.shape[-1] ** 0.5), frames)
     expected = -(cells * attention.clamp(min=1e-12).log()).sum() / plain.num_masks
@@ -183,7 +183,7 @@ def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decode
     side = model.mask_backbone.image_size
     tall = [(side, side // 2)] * len(batch.resized_sizes)  # the image fills the left half of the view
     with torch.no_grad():
-        _, attention = model.project_seg_with_attention(states, seg_image, features, embeddings, tall)
+        attention = model.project_seg_with_attention(states, seg_image, features, embeddings, tall).attention
         assert attention.shape == (states.shape[0], 4)  # 2x2 cells
         assert torch.equal(attention[:, [1, 3]], torch.zeros(states.shape[0], 2))  # the right column: padding
         # The read's tokens are the embedding averaged over each quarter.
@@ -192,7 +192,7 @@ def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decode
             model.seg_head.normalised(states), pooled[seg_image].flatten(2).transpose(1, 2),
             torch.tensor([True, False, True, False]).expand(states.shape[0], 4))
         assert torch.allclose(attention, expected)
-        dense = model.dense_prompts(attention, seg_image, embeddings, tall)
+        dense = model.dense_prompts(SegProjection(states, attention), seg_image, embeddings, tall)
         maps = (attention * 2).reshape(-1, 1, 2, 2)  # uniform over the two image cells: 1
         resized = F.interpolate(maps, full, mode="bilinear", align_corners=False)
         resized[..., full[1] // 2:] = 0

@@ -9,6 +9,14 @@ a LISA stage trains the rest; its dense prompt is where the read looks.
     python configs/tiny-shapes/fit_embedding_read.py --model src/lisa/checkpoints/lisa-tiny \\
         --out runs/lisa-tiny-v4/4r-embedding-read/model
 
+With `--beside`, the model keeps its read of the image tokens and gains a second read over the
+embedding (`model.seg_head_embedding_read`, `lisa.train.model_setup.add_embedding_read`), fitted
+the same way; its output layer and its dense prompt's vector start at zero, so the folder segments
+exactly like its base until a LISA stage trains them.
+
+    python configs/tiny-shapes/fit_embedding_read.py --model src/lisa/checkpoints/lisa-tiny --beside \
+        --out runs/lisa-tiny-v5/4r-both-reads/model
+
 Prints one JSON line: the val scores (as probe_sam_read.py reports them) and the fit's time.
 """
 
@@ -29,7 +37,7 @@ from train_vision_cells import save_with_base_files
 
 from lisa import LisaPipeline
 from lisa.model.losses import target_cell_shares
-from lisa.train.model_setup import replace_image_read
+from lisa.train.model_setup import add_embedding_read, replace_image_read
 
 
 def collect(pipe: LisaPipeline, data_dir: Path, split: str, limit: int, grid: int | None):
@@ -57,19 +65,25 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--grid", type=int, default=None,
                         help="pool the embedding to grid x grid cells for the read (model.seg_head_read_grid)")
+    parser.add_argument("--beside", action="store_true",
+                        help="keep the read of the image tokens and add a second read over the embedding")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", default="auto")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(str(args.model), device="cpu", dtype="fp32", threads=args.threads)
     model = pipe.model
-    if model.config.seg_head_read != "image_tokens":
-        raise SystemExit(f"{args.model}: its seg head already reads {model.config.seg_head_read}")
+    if model.config.seg_head_read != "image_tokens" or model.config.seg_head_embedding_read:
+        raise SystemExit(f"{args.model}: its seg head already reads the mask embedding")
     # The states and embeddings do not depend on the read: collect them with the base's head.
     train = collect(pipe, args.data_dir, "train", args.train_queries, args.grid)
     val = collect(pipe, args.data_dir, "val", args.val_queries, args.grid)
     torch.manual_seed(args.seed)
-    replace_image_read(model, "mask_embedding", args.grid)
-    read = model.seg_head.image_attention
+    if args.beside:
+        add_embedding_read(model, args.grid)
+        read = model.seg_head.embedding_attention
+    else:
+        replace_image_read(model, "mask_embedding", args.grid)
+        read = model.seg_head.image_attention
     assert read is not None
     start = time.perf_counter()
     fit(read, train, args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed)  # query and key: the value is unused

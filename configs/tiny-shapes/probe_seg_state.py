@@ -34,11 +34,11 @@ def seg_states(pipe: LisaPipeline, queries: list[ShapesQuery], batch: int = 16) 
     head = pipe.model.seg_head
     project = head.prompts_and_attention  # every path's way into the seg head
 
-    def recording(hidden: torch.Tensor, image_tokens: torch.Tensor | None = None):
+    def recording(hidden: torch.Tensor, image_tokens: torch.Tensor | None = None, *reads: torch.Tensor | None):
         states.append(hidden.detach().float())
         if image_tokens is not None:
             tokens.append(image_tokens.detach().float())
-        return project(hidden, image_tokens)
+        return project(hidden, image_tokens, *reads)
 
     head.prompts_and_attention = recording  # type: ignore[method-assign]
     try:

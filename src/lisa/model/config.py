@@ -29,7 +29,8 @@ FORMAT_VERSION = 1
 # Keys added after models were shipped, written only when they differ from their default, so that
 # a folder saved again reads back byte-identical (``load`` fills the default in).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False,
-                                      "seg_head_read": "image_tokens", "seg_head_read_grid": None}
+                                      "seg_head_read": "image_tokens", "seg_head_read_grid": None,
+                                      "seg_head_embedding_read": False}
 
 
 @dataclass(config=STRICT_KEYS)
@@ -62,6 +63,9 @@ class LisaConfig:
     seg_head_read: Literal["image_tokens", "mask_embedding"] = "image_tokens"
     # A read over the mask embedding sees it average-pooled to this many cells a side (None: as it is).
     seg_head_read_grid: PositiveInt | None = None
+    # True: beside a read of the image tokens, a second read over the mask embedding, its map a
+    # second dense prompt (SegHead; not in the paper).
+    seg_head_embedding_read: Bool = False
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5

@@ -30,7 +30,7 @@ from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
-from lisa.model.seg_head import SegHead
+from lisa.model.seg_head import SegHead, SegProjection
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
 from lisa.model.weights import load_weights, save_weights
 
@@ -100,7 +100,7 @@ class LisaModel(nn.Module):
             self.sam = backbone_of_config(config.sam).model_class(config.sam_config())
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm,
                                     config.seg_head_image_attention, config.seg_head_dense_prompt,
-                                    config.seg_head_read)
+                                    config.seg_head_read, config.seg_head_embedding_read)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -172,23 +172,22 @@ class LisaModel(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
         image_features: torch.Tensor | list[torch.Tensor] | None = None,
-        prompts: torch.Tensor | None = None,
-        attention: torch.Tensor | None = None,
+        projection: SegProjection | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """[N, D] hidden states -> per image: mask logits [n_i, H, W] and decoder IoU estimates [n_i].
         image_features: the VLM's tokens of each image (read by a seg head with image attention);
-        prompts, attention: ``project_seg_with_attention``'s output for these states, when the
-        caller has it already.
+        projection: ``project_seg_with_attention``'s output for these states, when the caller has
+        it already.
 
         The one mask decoder of the project: training's ``forward`` and both inference paths
         (hence the pipeline and evaluation) call it."""
         backbone = self.mask_backbone
         embedding = ImageEmbedding.of(image_embeddings)
-        if prompts is None:
-            prompts, attention = self.project_seg_with_attention(seg_hidden, seg_image, image_features, embedding,
-                                                                 resized_sizes)
-        dense = self.dense_prompts(attention, seg_image, embedding, resized_sizes)
-        low_res, iou = backbone.decode(embedding, prompts, seg_image, dense)
+        if projection is None:
+            projection = self.project_seg_with_attention(seg_hidden, seg_image, image_features, embedding,
+                                                         resized_sizes)
+        dense = self.dense_prompts(projection, seg_image, embedding, resized_sizes)
+        low_res, iou = backbone.decode(embedding, projection.prompts, seg_image, dense)
         logits, scores = [], []
         for image in range(len(original_sizes)):
             chosen = seg_image == image
@@ -197,32 +196,49 @@ class LisaModel(nn.Module):
         return logits, scores
 
     def dense_prompts(
-        self, attention: torch.Tensor | None, seg_image: torch.Tensor, embedding: ImageEmbedding,
+        self, projection: SegProjection, seg_image: torch.Tensor, embedding: ImageEmbedding,
         resized_sizes: list[tuple[int, int]],
     ) -> torch.Tensor | None:
-        """The seg head's dense prompts [N, C, h, w] from its read's attention [N, T] (None: the
-        head has none). The VLM's token grid covers the whole image (a processor that resizes
-        without cropping, checked when the folder loads), so the map goes onto the part of the
-        decoder's grid that the image fills."""
-        if self.seg_head.dense_prompt is None:
+        """The seg head's dense prompts [N, C, h, w] from its reads' attention (None: the head has
+        none); a second read's map over the mask embedding adds its own. The VLM's token grid
+        covers the whole image (a processor that resizes without cropping, checked when the folder
+        loads), so the map goes onto the part of the decoder's grid that the image fills."""
+        head = self.seg_head
+        if head.dense_prompt is None:
             return None
+        attention = projection.attention
         if attention is None:
             raise ValueError("this seg head gives a dense prompt: pass the read's attention with the prompts")
         grid = (int(embedding.embeddings.shape[-2]), int(embedding.embeddings.shape[-1]))
-        if self.seg_head.read == "mask_embedding":
-            read_grid = self.read_grid(grid)
-            valid = self.embedding_cells(seg_image, read_grid, resized_sizes)
-            dense = self.seg_head.dense_prompts_on_grid(attention, valid, read_grid)
-            if read_grid != grid:  # a pooled read: its map, resized onto the decoder's grid, off the padding
-                inside = self.embedding_cells(seg_image, grid, resized_sizes).reshape(-1, 1, *grid)
-                dense = F.interpolate(dense, grid, mode="bilinear", align_corners=False) * inside
-            return dense.to(embedding.embeddings.dtype)
-        regions = [self.mask_backbone.image_region(resized_sizes[i], grid) for i in seg_image.tolist()]
-        return self.seg_head.dense_prompts(attention, regions, grid).to(embedding.embeddings.dtype)
+        if head.read == "mask_embedding":
+            dense = self.embedding_dense_prompts(attention, head.dense_prompt, seg_image, grid, resized_sizes)
+        else:
+            regions = [self.mask_backbone.image_region(resized_sizes[i], grid) for i in seg_image.tolist()]
+            dense = head.dense_prompts(attention, regions, grid)
+        if head.embedding_dense_prompt is not None:
+            if projection.embedding_attention is None:
+                raise ValueError("this seg head's second read gives a dense prompt: pass its attention")
+            dense = dense + self.embedding_dense_prompts(projection.embedding_attention, head.embedding_dense_prompt,
+                                                         seg_image, grid, resized_sizes)
+        return dense.to(embedding.embeddings.dtype)
+
+    def embedding_dense_prompts(
+        self, attention: torch.Tensor, vector: torch.Tensor, seg_image: torch.Tensor, grid: tuple[int, int],
+        resized_sizes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        """The dense prompts [N, C, *grid] of a read over the mask embedding (its attention [N, h * w]
+        on ``read_grid``) with the dense vector ``vector``."""
+        read_grid = self.read_grid(grid)
+        valid = self.embedding_cells(seg_image, read_grid, resized_sizes)
+        dense = self.seg_head.dense_prompts_on_grid(attention, valid, read_grid, vector)
+        if read_grid != grid:  # a pooled read: its map, resized onto the decoder's grid, off the padding
+            inside = self.embedding_cells(seg_image, grid, resized_sizes).reshape(-1, 1, *grid)
+            dense = F.interpolate(dense, grid, mode="bilinear", align_corners=False) * inside
+        return dense
 
     def read_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
-        """The grid a read over the mask embedding sees: ``seg_head_read_grid`` a side (the
-        embedding average-pooled), or the embedding's own ``grid``."""
+        """The grid a read over the mask embedding (the first or the second) sees:
+        ``seg_head_read_grid`` a side (the embedding average-pooled), or the embedding's own ``grid``."""
         side = self.config.seg_head_read_grid
         if side is None:
             return grid
@@ -249,33 +265,46 @@ class LisaModel(nn.Module):
         """[N, D] [SEG] states -> [N, out_dim] prompts; the image tokens of each state's image (or
         its mask embedding, with the image's resized size) go along when the seg head reads them."""
         return self.project_seg_with_attention(seg_hidden, seg_image, image_features, image_embeddings,
-                                               resized_sizes)[0]
+                                               resized_sizes).prompts
 
     def project_seg_with_attention(
         self, seg_hidden: torch.Tensor, seg_image: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor] | None,
         image_embeddings: ImageEmbedding | None = None, resized_sizes: list[tuple[int, int]] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``project_seg`` and the seg head's attention over the image tokens [N, T] (None: no read)."""
-        tokens = None
-        if self.seg_head.image_attention is not None and self.seg_head.read == "mask_embedding":
-            if image_embeddings is None or resized_sizes is None:
-                raise ValueError("this model's seg head reads the mask embedding: pass image_embeddings and resized_sizes")
-            embeddings = image_embeddings.embeddings
-            grid = self.read_grid((int(embeddings.shape[-2]), int(embeddings.shape[-1])))
-            if grid != tuple(embeddings.shape[-2:]):
-                embeddings = F.adaptive_avg_pool2d(embeddings, grid)
-            tokens = embeddings[seg_image].flatten(2).transpose(1, 2)  # [N, h * w, C]
-            valid = self.embedding_cells(seg_image, grid, resized_sizes)
-            return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens, valid)
-        if self.seg_head.image_attention is not None:
-            if image_features is None:
-                raise ValueError("this model's seg head reads the image tokens: pass image_features")
-            if len({int(f.shape[0]) for f in image_features}) > 1:
-                raise ValueError("a seg head that reads the image tokens needs the same token count for every "
-                                 "image (a fixed-size vision tower such as Llava's)")
-            tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()] or
-                                 [image_features[0][:0]])  # no state: [0, N, F]
-        return self.seg_head.prompts_and_attention(seg_hidden.to(self.dtype), tokens)
+    ) -> SegProjection:
+        """``project_seg`` and the attention of the seg head's reads (SegProjection)."""
+        head = self.seg_head
+        state = seg_hidden.to(self.dtype)
+        if head.image_attention is None:
+            return head.prompts_and_attention(state)
+        if head.read == "mask_embedding":
+            cells, valid = self.embedding_read_cells(seg_image, image_embeddings, resized_sizes)
+            return head.prompts_and_attention(state, cells, valid)
+        if image_features is None:
+            raise ValueError("this model's seg head reads the image tokens: pass image_features")
+        if len({int(f.shape[0]) for f in image_features}) > 1:
+            raise ValueError("a seg head that reads the image tokens needs the same token count for every "
+                             "image (a fixed-size vision tower such as Llava's)")
+        tokens = torch.stack([image_features[int(i)] for i in seg_image.tolist()] or
+                             [image_features[0][:0]])  # no state: [0, N, F]
+        if head.embedding_attention is None:
+            return head.prompts_and_attention(state, tokens)
+        cells, valid = self.embedding_read_cells(seg_image, image_embeddings, resized_sizes)
+        return head.prompts_and_attention(state, tokens, None, cells, valid)
+
+    def embedding_read_cells(
+        self, seg_image: torch.Tensor, image_embeddings: ImageEmbedding | None,
+        resized_sizes: list[tuple[int, int]] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a read over the mask embedding sees of each state's image: its cells [N, h * w, C]
+        on ``read_grid`` and which of them the image fills [N, h * w]."""
+        if image_embeddings is None or resized_sizes is None:
+            raise ValueError("this model's seg head reads the mask embedding: pass image_embeddings and resized_sizes")
+        embeddings = image_embeddings.embeddings
+        grid = self.read_grid((int(embeddings.shape[-2]), int(embeddings.shape[-1])))
+        if grid != tuple(embeddings.shape[-2:]):
+            embeddings = F.adaptive_avg_pool2d(embeddings, grid)
+        cells = embeddings[seg_image].flatten(2).transpose(1, 2)  # [N, h * w, C]
+        return cells, self.embedding_cells(seg_image, grid, resized_sizes)
 
     def conversation_hidden(
         self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool,
@@ -393,14 +422,14 @@ class LisaModel(nn.Module):
         if num_masks:
             image_embeddings = self.batch_embeddings(batch)
             seg_image = batch.image_index[rows]
-            prompts, attention = self.project_seg_with_attention(hidden[rows, cols], seg_image, features,
-                                                                 image_embeddings, batch.resized_sizes)
+            projection = self.project_seg_with_attention(hidden[rows, cols], seg_image, features,
+                                                         image_embeddings, batch.resized_sizes)
             per_image, _ = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes,
-                prompts=prompts, attention=attention,
+                projection=projection,
             )
-            if attention_weight and attention is not None:
-                attention_loss = attention_cross_entropy_sum(attention, batch.masks, self.attention_frames(batch))
+            if attention_weight:
+                attention_loss = self.read_supervision_sum(projection, batch)
             target_by_image = _targets_by_image(batch)
             for logits, target in zip(per_image, target_by_image):
                 if logits.shape[0]:
@@ -421,11 +450,27 @@ class LisaModel(nn.Module):
             return ImageEmbedding.of(batch.sam_embeddings)
         return self.mask_backbone.embed(batch.sam_pixels)
 
+    def read_supervision_sum(self, projection: SegProjection, batch: LisaBatch) -> torch.Tensor:
+        """Sum over the [SEG]s of each read's ``attention_cross_entropy_sum`` against its target's
+        cells (0 without a read)."""
+        total = projection.prompts.new_zeros(())
+        if projection.attention is not None:
+            total = attention_cross_entropy_sum(projection.attention, batch.masks, self.attention_frames(batch))
+        if projection.embedding_attention is not None:
+            total = total + attention_cross_entropy_sum(projection.embedding_attention, batch.masks,
+                                                        self.embedding_frames(batch))
+        return total
+
     def attention_frames(self, batch: LisaBatch) -> list[tuple[tuple[int, int], int]] | None:
         """Where the read's grid lies, per conversation, for its supervision (``target_cell_shares``):
         None for the VLM's tokens (the whole image); SAM's padded view for the mask embedding."""
         if self.seg_head.read != "mask_embedding":
             return None
+        return self.embedding_frames(batch)
+
+    def embedding_frames(self, batch: LisaBatch) -> list[tuple[tuple[int, int], int]]:
+        """The mask backbone's padded view of each conversation's image: where a read over the mask
+        embedding lies (``target_cell_shares``'s frames)."""
         backbone = self.mask_backbone
         return [(backbone.view_pixels(batch.resized_sizes[int(i)]), backbone.image_size)
                 for i in batch.image_index.tolist()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,16 @@ SEG_HEAD_NORMS = ("none", "batch")
 # grid), or the mask backbone's image embedding (its own width and grid, e.g. SAM's 32x32 for
 # lisa-tiny, 64x64 for SAM ViT-H).
 SEG_HEAD_READS = ("image_tokens", "mask_embedding")
+
+
+class SegProjection(NamedTuple):
+    """What the seg head makes of the [SEG] states: the sparse prompts [N, out_dim], its image
+    read's attention [N, T] (None: no read) and its second read's over the mask embedding
+    [N, h * w] (None: no second read)."""
+
+    prompts: torch.Tensor
+    attention: torch.Tensor | None = None
+    embedding_attention: torch.Tensor | None = None
 
 
 class ImageAttention(nn.Module):
@@ -68,10 +80,16 @@ class SegHead(nn.Module):
     ``dense_prompt=True`` (needs ``image_attention``; not in the paper) also hands the read's
     attention to the mask decoder as a dense prompt (``dense_prompts``): where the read looks, the
     image embedding gains a learned vector. The sparse prompt carries *what*, this map *where*.
+
+    ``embedding_read=True`` (needs a dense prompt from a read of the image tokens; not in the
+    paper) adds a second read over the mask embedding (``embedding_attention``), whose output
+    adds to the sparse prompt too and whose map is a second dense prompt with its own vector
+    (``embedding_dense_prompt``): the decoder gets both the VLM's coarse map and SAM's sharp one
+    and learns how much of each to use.
     """
 
     def __init__(self, hidden_size: int, out_dim: int = 256, norm: str = "none", image_attention: bool = False,
-                 dense_prompt: bool = False, read: str = "image_tokens") -> None:
+                 dense_prompt: bool = False, read: str = "image_tokens", embedding_read: bool = False) -> None:
         super().__init__()
         if norm not in SEG_HEAD_NORMS:
             raise LisaError(f"unknown seg_head_norm {norm!r}; supported: {', '.join(SEG_HEAD_NORMS)}")
@@ -88,6 +106,25 @@ class SegHead(nn.Module):
         self.dense_prompt: nn.Parameter | None = None
         if dense_prompt:
             self.enable_dense_prompt()
+        self.embedding_attention: ImageAttention | None = None
+        self.embedding_dense_prompt: nn.Parameter | None = None
+        if embedding_read:
+            self.enable_embedding_read()
+
+    def enable_embedding_read(self) -> None:
+        """Add the second read over the mask embedding, silent at first: its output layer and its
+        dense prompt's vector start at zero, so the prompts stay what they were until it trains."""
+        if self.dense_prompt is None or self.read != "image_tokens":
+            raise LisaError("a second read over the mask embedding goes beside a dense prompt from a read of the "
+                            "image tokens: set seg_head_image_attention and seg_head_dense_prompt, and "
+                            "seg_head_read: image_tokens")
+        weight = self.fc2.weight
+        read = ImageAttention(self.fc1.in_features, self.fc2.out_features, self.fc2.out_features)
+        nn.init.zeros_(read.value[-1].weight)
+        nn.init.zeros_(read.value[-1].bias)
+        self.embedding_attention = read.to(device=weight.device, dtype=weight.dtype)
+        self.embedding_dense_prompt = nn.Parameter(torch.zeros(self.fc2.out_features, dtype=weight.dtype,
+                                                               device=weight.device))
 
     def enable_dense_prompt(self) -> None:
         """Add the dense prompt's vector, zero: the masks stay what they were until it trains."""
@@ -112,19 +149,24 @@ class SegHead(nn.Module):
                                                                         align_corners=False)
         return placed * self.dense_prompt[None, :, None, None]
 
-    def dense_prompts_on_grid(self, attention: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def dense_prompts_on_grid(self, attention: torch.Tensor, valid: torch.Tensor, grid: tuple[int, int],
+                              vector: torch.Tensor | None = None) -> torch.Tensor:
         """The same for a read over the mask embedding: attention [N, h * w] is already on the
         decoder's grid; valid [N, h * w] marks the cells the image fills (uniform over them is 1,
-        padding gets 0)."""
-        assert self.dense_prompt is not None
+        padding gets 0). vector: the dense prompt's (None: ``dense_prompt``)."""
+        vector = self.dense_prompt if vector is None else vector
+        assert vector is not None
         maps = attention * valid.sum(-1, keepdim=True).to(attention.dtype)
-        return maps.reshape(-1, 1, *grid) * self.dense_prompt[None, :, None, None]
+        return maps.reshape(-1, 1, *grid) * vector[None, :, None, None]
 
     def forward(self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None) -> torch.Tensor:
+                valid: torch.Tensor | None = None, embedding_cells: torch.Tensor | None = None,
+                embedding_valid: torch.Tensor | None = None) -> torch.Tensor:
         """hidden [N, d] -> prompts [N, out_dim]; image_tokens [N, T, D]: each state's image tokens
-        (needed with ``image_attention``, ignored without); valid [N, T]: the readable ones."""
-        return self.prompts_and_attention(hidden, image_tokens, valid)[0]
+        (needed with ``image_attention``, ignored without); valid [N, T]: the readable ones;
+        embedding_cells [N, h * w, out_dim] and embedding_valid [N, h * w]: the same of each state's
+        mask embedding for the second read (``embedding_read``)."""
+        return self.prompts_and_attention(hidden, image_tokens, valid, embedding_cells, embedding_valid).prompts
 
     def normalised(self, hidden: torch.Tensor) -> torch.Tensor:
         """The states as the head's layers see them: standardised with ``norm="batch"``."""
@@ -140,18 +182,32 @@ class SegHead(nn.Module):
         return hidden
 
     def prompts_and_attention(
-        self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None, valid: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``forward`` and the image attention [N, T] behind it (None without ``image_attention``)."""
+        self, hidden: torch.Tensor, image_tokens: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+        embedding_cells: torch.Tensor | None = None, embedding_valid: torch.Tensor | None = None,
+    ) -> SegProjection:
+        """``forward`` and the attention of each read behind it."""
         hidden = self.normalised(hidden)
         prompts = self.fc2(self.act(self.fc1(hidden)))
         if self.image_attention is None:
-            return prompts, None
+            return SegProjection(prompts)
         if image_tokens is None:
             raise ValueError("this seg head reads the image tokens: pass image_tokens")
-        width = self.image_attention.key.in_features
+        prompts, weights = self._read(self.image_attention, hidden, prompts, image_tokens, valid)
+        if self.embedding_attention is None:
+            return SegProjection(prompts, weights)
+        if embedding_cells is None or embedding_valid is None:
+            raise ValueError("this seg head also reads the mask embedding: pass embedding_cells and embedding_valid")
+        prompts, embedding_weights = self._read(self.embedding_attention, hidden, prompts, embedding_cells,
+                                                embedding_valid)
+        return SegProjection(prompts, weights, embedding_weights)
+
+    @staticmethod
+    def _read(read: ImageAttention, hidden: torch.Tensor, prompts: torch.Tensor, image_tokens: torch.Tensor,
+              valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """prompts plus ``read``'s output, and its attention."""
+        width = read.key.in_features
         if image_tokens.shape[-1] < width:
             raise LisaError(f"the seg head reads tokens of width {width}, got {image_tokens.shape[-1]}")
         tokens = image_tokens[..., :width].to(hidden.dtype)
-        weights = self.image_attention.weights(hidden, tokens, valid)
-        return prompts + self.image_attention.read(weights, tokens), weights
+        weights = read.weights(hidden, tokens, valid)
+        return prompts + read.read(weights, tokens), weights

@@ -57,9 +57,13 @@ class ModelSection:
     # Point the base's image read at the VLM's image tokens or the mask backbone's image embedding
     # (SegHead): a fresh read, the rest of the head kept; None: keep the base's.
     seg_head_read: Literal["image_tokens", "mask_embedding"] | None = None
-    # With seg_head_read: mask_embedding, pool the embedding to this many cells a side for the read
-    # (a coarser, blurrier map; None: the embedding's own grid).
+    # With seg_head_read: mask_embedding or seg_head_embedding_read, pool the embedding to this many
+    # cells a side for that read (a coarser, blurrier map; None: the embedding's own grid).
     seg_head_read_grid: PositiveInt | None = None
+    # Add (True) a second read over the mask embedding beside the base's dense-prompting read of the
+    # image tokens (SegHead.enable_embedding_read: it starts silent, the same masks until it trains);
+    # None: keep the base's.
+    seg_head_embedding_read: bool | None = None
     tokenizer_corpus: list[Text] = field(default_factory=list)  # build only: folders whose texts train the tokenizer
 
 

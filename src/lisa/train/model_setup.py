@@ -89,7 +89,8 @@ def swap_sam(model: LisaModel, sam) -> None:
     if model.seg_head.fc2.out_features != prompt_dim:
         model.seg_head = SegHead(model.config.hidden_size, prompt_dim, model.config.seg_head_norm,
                                  model.config.seg_head_image_attention,
-                                 model.config.seg_head_dense_prompt, model.config.seg_head_read).to(model.dtype)
+                                 model.config.seg_head_dense_prompt, model.config.seg_head_read,
+                                 model.config.seg_head_embedding_read).to(model.dtype)
 
 
 def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False, read: str = "image_tokens",
@@ -104,7 +105,8 @@ def rebuild_seg_head(model: LisaModel, norm: str, image_attention: bool = False,
     head = SegHead(model.config.hidden_size, model.config.out_dim, norm, image_attention,
                    read=read)  # checks the names first
     model.config = replace(model.config, seg_head_norm=norm, seg_head_image_attention=image_attention,
-                           seg_head_dense_prompt=False, seg_head_read=read, seg_head_read_grid=grid)
+                           seg_head_dense_prompt=False, seg_head_read=read, seg_head_read_grid=grid,
+                           seg_head_embedding_read=False)
     model.seg_head = head.to(model.dtype)
 
 
@@ -126,6 +128,9 @@ def replace_image_read(model: LisaModel, read: str, grid: int | None = None) -> 
     head = model.seg_head
     if head.image_attention is None:
         raise LisaError("model.seg_head_read needs a seg head that reads the image: set seg_head_image_attention")
+    if head.embedding_attention is not None:
+        raise LisaError("this seg head already reads the mask embedding beside the image tokens "
+                        "(seg_head_embedding_read); its first read stays on the image tokens")
     check_read_grid(read, grid)
     fresh = SegHead(model.config.hidden_size, model.config.out_dim, image_attention=True, read=read)
     attention = fresh.image_attention
@@ -148,6 +153,15 @@ def add_dense_prompt(model: LisaModel, processor) -> None:
     model.config = replace(model.config, seg_head_dense_prompt=True)
 
 
+def add_embedding_read(model: LisaModel, grid: int | None = None) -> None:
+    """Give the seg head its second read, over the mask embedding pooled to ``grid`` a side (None:
+    its own grid), silent at first (SegHead.enable_embedding_read); the rest of the head is kept."""
+    from dataclasses import replace
+
+    model.seg_head.enable_embedding_read()
+    model.config = replace(model.config, seg_head_embedding_read=True, seg_head_read_grid=grid)
+
+
 def token_rows(model: LisaModel, config: TrainConfig) -> list[int] | None:
     """Embedding rows that train: None (all) or the tokens LISA adds ([SEG], <im_start>, <im_end>)."""
     if config.model.full_embeddings or config.recipe in ("vlm", "vlm_language"):
@@ -162,8 +176,10 @@ def prepare_model(config: TrainConfig, directory: Path):
     if config.model.base is not None and config.model.sam is not None:
         torch.manual_seed(config.seed)  # the rebuilt seg head starts the same on resume and export
         swap_sam(model, load_sam(config.model.sam))
-    if config.model.seg_head_read_grid is not None and config.model.seg_head_read is None:
-        raise LisaError("model.seg_head_read_grid needs model.seg_head_read: mask_embedding beside it")
+    if config.model.seg_head_read_grid is not None and config.model.seg_head_read is None and \
+            not config.model.seg_head_embedding_read:
+        raise LisaError("model.seg_head_read_grid needs model.seg_head_read: mask_embedding or "
+                        "model.seg_head_embedding_read: true beside it")
     norm = config.model.seg_head_norm or model.config.seg_head_norm
     attention = config.model.seg_head_image_attention
     attention = model.config.seg_head_image_attention if attention is None else attention
@@ -180,6 +196,12 @@ def prepare_model(config: TrainConfig, directory: Path):
         add_dense_prompt(model, processor)
     elif config.model.seg_head_dense_prompt is False and model.config.seg_head_dense_prompt:
         raise LisaError("model.seg_head_dense_prompt: false cannot remove the base's trained dense prompt; "
+                        "rebuild the seg head (seg_head_norm / seg_head_image_attention) or leave it unset")
+    if config.model.seg_head_embedding_read and not model.config.seg_head_embedding_read:
+        torch.manual_seed(config.seed)  # the new read starts the same on resume and export
+        add_embedding_read(model, config.model.seg_head_read_grid)
+    elif config.model.seg_head_embedding_read is False and model.config.seg_head_embedding_read:
+        raise LisaError("model.seg_head_embedding_read: false cannot remove the base's trained second read; "
                         "rebuild the seg head (seg_head_norm / seg_head_image_attention) or leave it unset")
     if config.lora is not None:
         add_lora(model, config.lora)

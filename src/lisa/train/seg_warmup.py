@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from lisa.model.lisa import LisaBatch, LisaModel, LisaOutput
-from lisa.model.losses import attention_cross_entropy_sum, text_ce_loss
+from lisa.model.losses import text_ce_loss
 from lisa.train.sam_pretrain import box_token
 
 
@@ -67,16 +67,17 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
     regression = attention_loss = hidden.sum() * 0.0
     if bool(present.any()):
         # Only a read over the mask embedding needs the images' embeddings here.
-        embeddings = model.batch_embeddings(batch) if model.seg_head.read == "mask_embedding" else None
-        prompts, attention = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features,
-                                                              embeddings, batch.resized_sizes)
-        prompts = prompts[present]
+        head = model.seg_head
+        reads_embedding = head.read == "mask_embedding" or head.embedding_attention is not None
+        embeddings = model.batch_embeddings(batch) if reads_embedding else None
+        projection = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features,
+                                                      embeddings, batch.resized_sizes)
+        prompts = projection.prompts[present]
         with torch.no_grad():
             targets = box_token(model.sam, boxes[present].to(prompts.device))
         regression = ((prompts - targets.to(prompts.dtype)) ** 2).mean()
-        if attention_weight and attention is not None:
-            attention_loss = attention_cross_entropy_sum(attention, batch.masks, model.attention_frames(batch)) / int(
-                present.sum())
+        if attention_weight and projection.attention is not None:
+            attention_loss = model.read_supervision_sum(projection, batch) / int(present.sum())
     loss = ce + weight * regression + attention_weight * attention_loss
     zero = regression.detach() * 0.0
     return LisaOutput(loss, ce.detach(), zero, regression.detach(), [], int(present.sum()))
