@@ -59,3 +59,17 @@ def tiny_folder_with_image_read(directory):
     rebuild_seg_head(model, model.config.seg_head_norm, image_attention=True)
     model.save_pretrained(folder)
     return folder, model
+
+
+# An image processor view that resizes the whole image to 32x32 without cropping: what a dense
+# prompt from the token read needs (lisa.model.folder.check_dense_prompt_view).
+SQUASHING_VIEW = type("SquashingView", (), {"size": {"height": 32, "width": 32}, "do_center_crop": False})()
+
+
+def seg_inputs(model, batch):
+    """The batch's [SEG] states, the image of each, the VLM's image tokens and SAM's embeddings."""
+    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
+    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
+    rows, cols = model.seg_positions(batch.input_ids)
+    embeddings = model.mask_backbone.embed(batch.sam_pixels)
+    return hidden[rows, cols], batch.image_index[rows], features, embeddings

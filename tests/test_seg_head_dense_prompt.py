@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from _training import tiny_folder_with_image_read
+from _training import SQUASHING_VIEW, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -64,8 +64,7 @@ def test_the_training_forward_sends_the_reads_attention_to_the_decoder(model_wit
     model, batch = model_with_read_and_batch
     model.eval()  # fixed batch-norm statistics: the same head in every call
     before = model(batch).loss.detach()
-    squashing = type("SquashingView", (), {"size": {"height": 32, "width": 32}, "do_center_crop": False})()
-    add_dense_prompt(model, squashing)
+    add_dense_prompt(model, SQUASHING_VIEW)
     assert model.config.seg_head_dense_prompt
     set_trainable(model, None)
     assert torch.equal(model(batch).loss.detach(), before)  # a zero vector: the masks of the base

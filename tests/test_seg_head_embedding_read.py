@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from _training import tiny_folder_with_image_read
+from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -18,17 +18,6 @@ from lisa.model.losses import target_cell_shares
 from lisa.model.seg_head import SegHead
 from lisa.train.model_setup import add_dense_prompt, add_embedding_read, replace_image_read
 from lisa.train.trainable import set_trainable
-
-SQUASHING_VIEW = type("SquashingView", (), {"size": {"height": 32, "width": 32}, "do_center_crop": False})()
-
-
-def seg_inputs(model, batch):
-    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
-    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
-    rows, cols = model.seg_positions(batch.input_ids)
-    embeddings = model.mask_backbone.embed(batch.sam_pixels)
-    return hidden[rows, cols], batch.image_index[rows], features, embeddings
-
 
 @pytest.fixture()
 def two_read_model(model_with_read_and_batch):

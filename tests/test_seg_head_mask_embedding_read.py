@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from _training import tiny_folder_with_image_read
+from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -18,9 +18,6 @@ from lisa.model.losses import target_cell_shares
 from lisa.model.seg_head import ImageAttention, SegHead, SegProjection
 from lisa.train.model_setup import add_dense_prompt, replace_image_read
 from lisa.train.trainable import set_trainable
-
-SQUASHING_VIEW = type("SquashingView", (), {"size": {"height": 32, "width": 32}, "do_center_crop": False})()
-
 
 def test_padded_frames_lay_the_target_on_the_views_grid() -> None:
     mask = torch.zeros(1, 8, 16, dtype=torch.uint8)
@@ -68,14 +65,6 @@ def embedding_read_model(model_with_read_and_batch):
     with torch.no_grad():
         model.seg_head.dense_prompt.fill_(1.0)
     return model, batch
-
-
-def seg_inputs(model, batch):
-    embeds, _, features = model.conversation_inputs_and_features(batch.input_ids, batch.vlm_pixels, batch.image_index)
-    hidden = model.conversation_hidden(embeds, batch.input_ids, batch.attention_mask, True)
-    rows, cols = model.seg_positions(batch.input_ids)
-    embeddings = model.mask_backbone.embed(batch.sam_pixels)
-    return hidden[rows, cols], batch.image_index[rows], features, embeddings
 
 
 def test_replacing_the_read_keeps_the_head_and_starts_silent(model_with_read_and_batch) -> None:
@@ -207,7 +196,7 @@ def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decode
 
 
 def test_a_training_config_builds_the_read_it_names_with_its_grid(tmp_path) -> None:
-    from _training import tiny_folder_with_image_read
+    from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
 
     from lisa.train.config import config_from_dict
     from lisa.train.model_setup import prepare_model
