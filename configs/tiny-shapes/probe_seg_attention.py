@@ -3,6 +3,7 @@ attention land on the queried object? Teacher-forced "[SEG]." answers to the spl
 queries with a target; for each, the attention's total weight on the cells the target touches
 (on the read's grid of the whole image: the VLM's 8x8 tokens, or SAM's
 32x32 embedding with ``seg_head_read: mask_embedding``) and whether its largest weight is on one.
+``--second-read`` probes the second read over the embedding instead (``seg_head_embedding_read``).
 
     python configs/tiny-shapes/probe_seg_attention.py --model runs/lisa-tiny-v3/3a-lisa-few/model
 
@@ -42,11 +43,13 @@ def main() -> None:
     add_probe_arguments(parser)
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=160)
+    parser.add_argument("--second-read", action="store_true", help="the second read, over the mask embedding")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="fp32", threads=args.threads)
-    read = pipe.model.seg_head.image_attention
+    head = pipe.model.seg_head
+    read = head.embedding_attention if args.second_read else head.image_attention
     if read is None:
-        raise SystemExit(f"{args.model}: its seg head does not read the image tokens")
+        raise SystemExit(f"{args.model}: its seg head has no such read")
     seen: list[torch.Tensor] = []
     original = read.weights
 
