@@ -141,3 +141,30 @@ def test_sam_encoder_recipe_refuses_cached_embeddings() -> None:
             "recipe": "lisa_sam_encoder", "precompute_sam_embeddings": True}
     with pytest.raises(LisaError, match="precompute_sam_embeddings: false"):
         config_from_dict(data)
+
+
+def test_mask_path_recipe_trains_only_the_seg_head_and_mask_decoder(tmp_path_factory) -> None:
+    import torch
+    from _training import fixed_batch_losses, model_and_training_batch
+
+    model, batch = model_and_training_batch(tmp_path_factory)
+    set_trainable(model, [model.config.seg_token_id], "mask_path")  # [SEG]'s rows stay frozen too
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("seg_head.") for n in trainable)
+    assert any(n.startswith("sam.mask_decoder.") for n in trainable)
+    assert all(n.startswith(("seg_head.", "sam.mask_decoder.")) for n in trainable), trainable
+    vlm = {n: p.detach().clone() for n, p in model.vlm.named_parameters()}
+    head = {n: p.detach().clone() for n, p in model.seg_head.named_parameters()}
+    fixed_batch_losses(model, batch, steps=2)
+    for name, param in model.vlm.named_parameters():  # the text and the [SEG] states: the base's, bit for bit
+        assert torch.equal(param, vlm[name]), name
+    assert any(not torch.equal(p, head[n]) for n, p in model.seg_head.named_parameters())
+
+
+@pytest.mark.parametrize("extra", [{"lora": {"r": 4}}, {"lora": None, "model": {"build": {}, "full_embeddings": True}}])
+def test_mask_path_recipe_refuses_what_would_train_the_vlm(extra) -> None:
+    data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}], "recipe": "mask_path",
+            **extra}
+    with pytest.raises(LisaError, match="recipe mask_path trains no part of the VLM"):
+        config_from_dict(data)
+    assert config_from_dict({**data, "lora": None, "model": {"build": {}}}).recipe == "mask_path"

@@ -26,8 +26,12 @@ TRAINED_MODULES = ("seg_head.", "mask_decoder")
 # training that must not wash out image tokens trained for what and where (lisa-tiny's stage 2a).
 # "lisa_sam_encoder": the paper's recipe plus SAM's image encoder, for a SAM whose features
 # are too poor to freeze (a from-scratch SAM trained with geometric prompts only).
+# "mask_path": the seg head and the mask decoder only; the whole VLM (embeddings included) is
+# frozen, so the model's text and [SEG] states stay exactly its base's and only its masks change.
 RECIPES = {"lisa": TRAINED_MODULES, "vlm": ("vlm.",), "vlm_language": ("vlm.model.language_model.", "vlm.lm_head."),
-           "lisa_sam_encoder": (*TRAINED_MODULES, "image_encoder")}
+           "lisa_sam_encoder": (*TRAINED_MODULES, "image_encoder"), "mask_path": TRAINED_MODULES}
+# Recipes that leave the embedding matrices alone (every other one trains them, or their new rows).
+FROZEN_EMBEDDINGS = ("mask_path",)
 
 
 def embedding_params(model: LisaModel) -> list[nn.Parameter]:
@@ -49,11 +53,14 @@ def set_trainable(
     model: LisaModel, token_rows: list[int] | None, recipe: str = "lisa"
 ) -> list[torch.utils.hooks.RemovableHandle]:
     """Freeze / unfreeze; ``token_rows`` None trains the whole embedding matrices, else only
-    those rows (hooks returned so that callers can remove them)."""
+    those rows (hooks returned so that callers can remove them); a FROZEN_EMBEDDINGS recipe
+    trains neither."""
     backbone = type(model.mask_backbone)
     for name, param in model.named_parameters():
         param.requires_grad_(is_trained(name, recipe, backbone))
     handles = []
+    if recipe in FROZEN_EMBEDDINGS:
+        return handles
     for param in embedding_params(model):
         param.requires_grad_(True)
         if token_rows is not None:
