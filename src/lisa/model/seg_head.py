@@ -59,6 +59,13 @@ class ImageAttention(nn.Module):
     def read(self, weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nt,nto->no", weights, self.value(tokens))
 
+    def silence(self) -> ImageAttention:
+        """Zero the output layer: a read added to a trained head adds nothing to its prompts until
+        it trains (its attention, hence a dense prompt's map, is there from the start)."""
+        nn.init.zeros_(self.value[-1].weight)
+        nn.init.zeros_(self.value[-1].bias)
+        return self
+
 
 class SegHead(nn.Module):
     """Linear(d, d) -> ReLU -> Linear(d, out_dim), as in LISA's ``text_hidden_fcs``.
@@ -119,9 +126,7 @@ class SegHead(nn.Module):
                             "image tokens: set seg_head_image_attention and seg_head_dense_prompt, and "
                             "seg_head_read: image_tokens")
         weight = self.fc2.weight
-        read = ImageAttention(self.fc1.in_features, self.fc2.out_features, self.fc2.out_features)
-        nn.init.zeros_(read.value[-1].weight)
-        nn.init.zeros_(read.value[-1].bias)
+        read = ImageAttention(self.fc1.in_features, self.fc2.out_features, self.fc2.out_features).silence()
         self.embedding_attention = read.to(device=weight.device, dtype=weight.dtype)
         self.embedding_dense_prompt = nn.Parameter(torch.zeros(self.fc2.out_features, dtype=weight.dtype,
                                                                device=weight.device))

@@ -9,7 +9,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -135,9 +134,7 @@ def replace_image_read(model: LisaModel, read: str, grid: int | None = None) -> 
     fresh = SegHead(model.config.hidden_size, model.config.out_dim, image_attention=True, read=read)
     attention = fresh.image_attention
     assert attention is not None
-    nn.init.zeros_(attention.value[-1].weight)
-    nn.init.zeros_(attention.value[-1].bias)
-    head.image_attention = attention.to(device=head.fc1.weight.device, dtype=head.fc1.weight.dtype)
+    head.image_attention = attention.silence().to(device=head.fc1.weight.device, dtype=head.fc1.weight.dtype)
     head.read = read
     model.config = replace(model.config, seg_head_read=read, seg_head_read_grid=grid)
 
