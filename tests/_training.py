@@ -73,3 +73,9 @@ def seg_inputs(model, batch):
     rows, cols = model.seg_positions(batch.input_ids)
     embeddings = model.mask_backbone.embed(batch.sam_pixels)
     return hidden[rows, cols], batch.image_index[rows], features, embeddings
+
+
+def sam_view_frames(model, batch) -> list[tuple[tuple[int, int], int]]:
+    """Where each conversation's image lies in SAM's padded square view (target_cell_shares' frames),
+    written out here rather than taken from the model, so that tests check the model's own."""
+    return [(tuple(batch.resized_sizes[int(i)]), model.mask_backbone.image_size) for i in batch.image_index]

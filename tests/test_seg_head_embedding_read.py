@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
+from _training import SQUASHING_VIEW, sam_view_frames, seg_inputs, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -141,7 +141,7 @@ def test_training_supervises_both_reads_each_on_its_own_grid(two_read_model) -> 
     projection = model.project_seg_with_attention(states, seg_image, features, embeddings, batch.resized_sizes)
     token_cells = target_cell_shares(batch.masks, round(projection.attention.shape[-1] ** 0.5))
     side = round(projection.embedding_attention.shape[-1] ** 0.5)
-    frames = [(tuple(batch.resized_sizes[int(i)]), model.mask_backbone.image_size) for i in batch.image_index]
+    frames = sam_view_frames(model, batch)
     embedding_cells = target_cell_shares(batch.masks, side, frames)
     token_ce = -(token_cells * projection.attention.clamp(min=1e-12).log()).sum()
     embedding_ce = -(embedding_cells * projection.embedding_attention.clamp(min=1e-12).log()).sum()
@@ -208,3 +208,22 @@ def test_a_training_config_adds_the_second_read(tmp_path) -> None:
     with pytest.raises(LisaError, match="cannot remove the base's trained second read"):
         prepared(tmp_path / "two", seg_head_embedding_read=False)
     assert prepared(tmp_path / "two").config.seg_head_embedding_read  # unset: kept
+
+
+def test_the_seg_warmup_supervises_both_reads(two_read_model) -> None:
+    from lisa.train.seg_warmup import target_boxes, warmup_forward
+
+    model, batch = two_read_model
+    model.eval()
+    _, present = target_boxes(batch)
+    plain = warmup_forward(model, batch, weight=1.0)
+    weighted = warmup_forward(model, batch, weight=1.0, attention_weight=0.5)
+    states, seg_image, features, embeddings = seg_inputs(model, batch)
+    projection = model.project_seg_with_attention(states, seg_image, features, embeddings, batch.resized_sizes)
+    frames = sam_view_frames(model, batch)
+    token_cells = target_cell_shares(batch.masks, round(projection.attention.shape[-1] ** 0.5))
+    embedding_cells = target_cell_shares(batch.masks, round(projection.embedding_attention.shape[-1] ** 0.5), frames)
+    expected = (-(token_cells * projection.attention.clamp(min=1e-12).log()).sum()
+                - (embedding_cells * projection.embedding_attention.clamp(min=1e-12).log()).sum()) / int(present.sum())
+    assert torch.allclose(weighted.loss, plain.loss + 0.5 * expected, atol=1e-5)
+    model.train()

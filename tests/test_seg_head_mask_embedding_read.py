@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
+from _training import SQUASHING_VIEW, sam_view_frames, seg_inputs, tiny_folder_with_image_read
 
 from lisa.errors import LisaError
 from lisa.model.lisa import LisaModel
@@ -118,7 +118,7 @@ def test_training_supervises_the_read_with_the_views_cells(embedding_read_model)
     plain, weighted = model(batch), model(batch, attention_weight=0.5)
     states, seg_image, features, embeddings = seg_inputs(model, batch)
     attention = model.project_seg_with_attention(states, seg_image, features, embeddings, batch.resized_sizes).attention
-    frames = [(tuple(batch.resized_sizes[int(i)]), model.mask_backbone.image_size) for i in batch.image_index]
+    frames = sam_view_frames(model, batch)
     cells = target_cell_shares(batch.masks, round(attention.shape[-1] ** 0.5), frames)
     expected = -(cells * attention.clamp(min=1e-12).log()).sum() / plain.num_masks
     assert torch.allclose(weighted.loss, plain.loss + 0.5 * expected, atol=1e-5)
@@ -196,7 +196,7 @@ def test_a_pooled_read_sees_coarser_cells_and_its_map_is_resized_onto_the_decode
 
 
 def test_a_training_config_builds_the_read_it_names_with_its_grid(tmp_path) -> None:
-    from _training import SQUASHING_VIEW, seg_inputs, tiny_folder_with_image_read
+    from _training import tiny_folder_with_image_read
 
     from lisa.train.config import config_from_dict
     from lisa.train.model_setup import prepare_model

@@ -118,6 +118,12 @@ class SegHead(nn.Module):
         if embedding_read:
             self.enable_embedding_read()
 
+    @property
+    def reads_mask_embedding(self) -> bool:
+        """Whether a read of this head (the first or the second) attends over the mask embedding."""
+        return (self.image_attention is not None and self.read == "mask_embedding") or \
+            self.embedding_attention is not None
+
     def enable_embedding_read(self) -> None:
         """Add the second read over the mask embedding, silent at first: its output layer and its
         dense prompt's vector start at zero, so the prompts stay what they were until it trains."""

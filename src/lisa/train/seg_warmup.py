@@ -67,9 +67,7 @@ def warmup_forward(model: LisaModel, batch: LisaBatch, weight: float, share_pref
     regression = attention_loss = hidden.sum() * 0.0
     if bool(present.any()):
         # Only a read over the mask embedding needs the images' embeddings here.
-        head = model.seg_head
-        reads_embedding = head.read == "mask_embedding" or head.embedding_attention is not None
-        embeddings = model.batch_embeddings(batch) if reads_embedding else None
+        embeddings = model.batch_embeddings(batch) if model.seg_head.reads_mask_embedding else None
         projection = model.project_seg_with_attention(hidden[rows, cols], batch.image_index[rows], features,
                                                       embeddings, batch.resized_sizes)
         prompts = projection.prompts[present]
