@@ -16,18 +16,19 @@ import torch.nn.functional as F
 SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "sharpen_vision_view.py"
 
 
-def _script():
+def _script(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports a sibling recipe script, as when run
     spec = importlib.util.spec_from_file_location("sharpen_vision_view", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_sharpened_kernel_applies_the_old_one_to_block_means() -> None:
+def test_the_sharpened_kernel_applies_the_old_one_to_block_means(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     kernel = torch.randn(5, 3, 4, 4)
     image = torch.randn(2, 3, 24, 24)
-    sharp = F.conv2d(image, _script().sharpened_kernel(kernel, 3), stride=12)
+    sharp = F.conv2d(image, _script(monkeypatch).sharpened_kernel(kernel, 3), stride=12)
     expected = F.conv2d(F.avg_pool2d(image, 3), kernel, stride=4)
     assert sharp.shape == expected.shape == (2, 5, 2, 2)
     torch.testing.assert_close(sharp, expected, rtol=1e-5, atol=1e-5)
@@ -44,7 +45,7 @@ def test_the_saved_model_sees_twice_the_view_on_the_same_token_grid(tiny_model_d
     old = LisaConfig.load(tiny_model_dir).vlm["vision_config"]
     monkeypatch.setattr(sys, "argv", ["sharpen_vision_view.py", "--model", str(tiny_model_dir), "--out",
                                       str(tmp_path / "sharp"), "--image-size", str(2 * old["image_size"])])
-    _script().main()
+    _script(monkeypatch).main()
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["patch"] == [old["patch_size"], 2 * old["patch_size"]]
 
@@ -78,5 +79,5 @@ def test_a_view_that_is_not_a_multiple_is_refused(tiny_model_dir: Path, tmp_path
     monkeypatch.setattr(sys, "argv", ["sharpen_vision_view.py", "--model", str(tiny_model_dir), "--out",
                                       str(tmp_path / "sharp"), "--image-size", str(size + 1)])
     with pytest.raises(SystemExit, match="multiple"):
-        _script().main()
+        _script(monkeypatch).main()
     assert not (tmp_path / "sharp").exists()

@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
+from train_vision_cells import save_with_base_files
 
 from lisa.data.shapes.redraw import redraw_scene
-from lisa.model.config import LisaConfig
-from lisa.model.folder import PROCESSOR_NAME, load_preprocessing
+from lisa.model.folder import load_preprocessing
 from lisa.model.lisa import LisaModel
 from lisa.model.vlms.base import VlmImages
-
-WEIGHTS_AND_CONFIG = ("model.safetensors", "lisa_config.json", PROCESSOR_NAME)
 
 
 def sharpened_kernel(kernel: torch.Tensor, factor: int) -> torch.Tensor:
@@ -85,18 +82,13 @@ def main() -> None:
     processor.size = {"height": args.image_size, "width": args.image_size}
 
     after = image_tokens(model, processor, scenes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in args.model.iterdir():
-        if path.is_file() and path.name not in WEIGHTS_AND_CONFIG:
-            shutil.copy2(path, args.out / path.name)
-    model.save_pretrained(args.out)
-    processor.save_pretrained(str(args.out))
+    save_with_base_files(model, args.model, args.out)
+    processor.save_pretrained(str(args.out))  # replaces the base's copy: the new view's size
     reloaded = LisaModel.from_pretrained(args.out)
     _, reloaded_processor = load_preprocessing(args.out)
     if not torch.equal(image_tokens(reloaded, reloaded_processor, scenes), after):
         raise SystemExit(f"{args.out}: the saved folder does not reproduce the sharpened tokens")
     change = float((after - before).pow(2).mean().sqrt() / before.pow(2).mean().sqrt())
-    assert LisaConfig.load(args.out).num_image_tokens == model.config.num_image_tokens
     print(json.dumps({"view": [old_size, args.image_size], "patch": [old_patch, old_patch * factor],
                       "tokens": model.config.num_image_tokens, "relative_token_change": round(change, 4),
                       "out": str(args.out)}))
