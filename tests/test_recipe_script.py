@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lisa.baselines.train import load_config
+from lisa.train.config import load_config as load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ("1-sam", "1b-sam-dense", "1c-sam-fine")
@@ -25,7 +26,8 @@ RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
 def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
     """The recipe's outputs as `train-v2.sh` checks for them, seeds 0 and 1, v2 and v3."""
     (root / "configs/tiny-shapes").mkdir(parents=True)
-    for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml"):
+    for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml",
+                 "4-reason-v6.yaml"):
         shutil.copy(ROOT / "configs/tiny-shapes" / name, root / "configs/tiny-shapes")
     for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
         for split in splits:
@@ -98,3 +100,51 @@ def test_v3_adds_the_later_query_families_to_an_older_world(tmp_path: Path) -> N
     _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
     (tmp_path / "data/shapes/val/present.jsonl").unlink()
     assert _run_recipe(tmp_path, seed=0) == ["lisa shapes generate --out data/shapes --split val --overwrite"]
+
+
+CELLS = "python configs/tiny-shapes/train_vision_cells.py"
+
+
+def test_v6_trains_the_vision_tower_longer_then_stage_4_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a finished v3: 5a from v3's stage-4 model, 5b from 5a, then stage 4 on 5b's output
+    (the config's base is the folder 5b writes), and evaluate.sh's other rows linked to v3's."""
+    _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    calls = _run_recipe(tmp_path, seed=0, recipe="v6")
+    assert calls == [
+        f"{CELLS} --model runs/lisa-tiny-v3/4-reason/model --out runs/lisa-tiny-v6/5a-vision-cells/model"
+        " --steps 6000 --train-scenes 8000 --threads 2",
+        f"{CELLS} --model runs/lisa-tiny-v6/5a-vision-cells/model --out runs/lisa-tiny-v6/5b-vision-cells/model"
+        " --steps 9000 --train-scenes 16000 --threads 2",
+        "lisa train --config configs/tiny-shapes/4-reason-v6.yaml",
+        "lisa export --run runs/lisa-tiny-v6/4-reason --out runs/lisa-tiny-v6/4-reason/model"]
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config("configs/tiny-shapes/4-reason-v6.yaml")
+    assert config.model.base == "runs/lisa-tiny-v6/5b-vision-cells/model" and config.seed == 0
+    assert config.run_dir == "runs/lisa-tiny-v6/4-reason"
+    for stage, target in (("3-lisa", "lisa-tiny-v3/3-lisa"), ("baseline", "lisa-tiny-v2/baseline")):
+        assert (tmp_path / "runs/lisa-tiny-v6" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+
+
+def test_v6_seed_1_trains_only_its_stage_4_on_seed_0s_vision_tower(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    (tmp_path / "runs/lisa-tiny-v6/5b-vision-cells/model").mkdir(parents=True)
+    (tmp_path / "runs/lisa-tiny-v6/5b-vision-cells/model/lisa_config.json").write_text("{}")
+    config_path = "runs/lisa-tiny-v6-seed1/configs/4-reason-v6.yaml"
+    assert _run_recipe(tmp_path, seed=1, recipe="v6") == [
+        f"lisa train --config {config_path}",
+        "lisa export --run runs/lisa-tiny-v6-seed1/4-reason --out runs/lisa-tiny-v6-seed1/4-reason/model"]
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config(config_path)
+    assert config.seed == 1 and config.run_dir == "runs/lisa-tiny-v6-seed1/4-reason"
+    assert config.model.base == "runs/lisa-tiny-v6/5b-vision-cells/model"  # seed 0's
+    for stage, target in (("3-lisa", "lisa-tiny-v3-seed1/3-lisa"), ("baseline", "lisa-tiny-v2-seed1/baseline")):
+        assert (tmp_path / "runs/lisa-tiny-v6-seed1" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+
+
+def test_v6_seed_1_refuses_to_start_before_seed_0s_vision_tower(tmp_path: Path) -> None:
+    _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        _run_recipe(tmp_path, seed=1, recipe="v6")
+    assert "run RECIPE=v6 without SEED first" in failure.value.stderr
+    assert not (tmp_path / "runs/lisa-tiny-v6-seed1/4-reason").exists()

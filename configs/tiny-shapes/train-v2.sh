@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), two recipes:
-# - v3 (default; the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v2's stages 1-2,
+# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), three recipes:
+# - v6 (the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v3 (below, same seed),
+#   then 5a-5b: v3's stage-4 model's vision tower trained 15 000 more steps on the cells
+#   (train_vision_cells.py, 6000 steps on 8000 scenes, then 9000 on 16 000; about 70 min), then
+#   v3's stage 4 again on it (4-reason-v6.yaml, about 35 min). SEED=N trains v3 seed N first (its
+#   zero-shot and baseline rows) and then only v6's stage 4 with seed N, on seed 0's 5a-5b.
+# - v3 (default; shipped from 2026-12-06 until v6): v2's stages 1-2,
 #   then 2a (the vision tower learns each cell's kind, colour and place: train_vision_cells.py),
 #   2b (VQA, facts and "Where is ...?" questions: locate.jsonl), and stages 3a-4 with a seg head
 #   that reads the image tokens, its map also SAM's dense prompt; about 5.5 h of stage time on 2
@@ -13,7 +18,8 @@
 #   SEED=1 THREADS=1 bash configs/tiny-shapes/train-v2.sh  # stages 3a-4 and the baseline again with
 #     seed 1, on seed 0's stages 1-2b, into runs/lisa-tiny-v3-seed1: the spread
 #   RECIPE=v2 bash configs/tiny-shapes/train-v2.sh    # v2, into runs/lisa-tiny-v2 (-seedN)
-# Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v3 data/shapes-fresh (a fresh world:
+#   RECIPE=v6 bash configs/tiny-shapes/train-v2.sh    # v6, into runs/lisa-tiny-v6 (-seedN)
+# Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v6 data/shapes-fresh (a fresh world:
 #   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,10 +29,42 @@ threads=(${THREADS:+--threads "$THREADS"})  # overrides the configs' threads
 C=configs/tiny-shapes
 SEED=${SEED:-0}
 RECIPE=${RECIPE:-v3}
+
+if [ "$RECIPE" = v6 ]; then  # v3 of the same seed first (resumes, or skips what is done)
+  RECIPE=v3 bash "$0"
+  R=runs/lisa-tiny-v6
+  cells() {  # base out steps scenes: the vision tower trained on the cell heads (stage 2a's script)
+    [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
+      --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
+  config=$C/4-reason-v6.yaml
+  if [ "$SEED" = 0 ]; then
+    cells runs/lisa-tiny-v3/4-reason/model $R/5a-vision-cells/model 6000 8000
+    cells $R/5a-vision-cells/model $R/5b-vision-cells/model 9000 16000
+  else  # only stage 4 is seeded: 5a-5b are seed 0's
+    [ -f "$R/5b-vision-cells/model/lisa_config.json" ] || {
+      echo "SEED=$SEED trains on seed 0's stages 5a-5b: run RECIPE=v6 without SEED first" >&2; exit 1; }
+    R=$R-seed$SEED
+    mkdir -p "$R/configs"
+    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: runs/lisa-tiny-v6/#run_dir: $R/#" "$config" > "$R/configs/4-reason-v6.yaml"
+    config=$R/configs/4-reason-v6.yaml
+  fi
+  [ -f "$R/4-reason/model/lisa_config.json" ] || {
+    run lisa train --config "$config" "${threads[@]}" $(resume_flag "$R/4-reason")
+    run lisa export --run "$R/4-reason" --out "$R/4-reason/model"; }
+  # evaluate.sh's other rows: v3's zero-shot stage 3 and no-LLM baseline of the same seed
+  v3=runs/lisa-tiny-v3${R#runs/lisa-tiny-v6}
+  mkdir -p "$R"
+  for stage in 3-lisa baseline; do
+    [ -e "$R/$stage" ] || ln -s "../$(basename "$v3")/$stage" "$R/$stage"
+  done
+  echo "[$(date -u +%H:%M:%S)] lisa-tiny v6: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
+  exit 0
+fi
+
 case "$RECIPE" in
   v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
   v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
-  *) echo "RECIPE must be v2 or v3, got $RECIPE" >&2; exit 1 ;;
+  *) echo "RECIPE must be v2, v3 or v6, got $RECIPE" >&2; exit 1 ;;
 esac
 V2=runs/lisa-tiny-v2
 R=runs/lisa-tiny-$RECIPE  # the recipe's seed-0 folder: every later stage's base is in it
