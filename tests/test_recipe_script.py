@@ -111,10 +111,10 @@ def test_v6_trains_the_vision_tower_longer_then_stage_4_on_it(tmp_path: Path, mo
     _finished_tree(tmp_path, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
     calls = _run_recipe(tmp_path, seed=0, recipe="v6")
     assert calls == [
-        f"{CELLS} --model runs/lisa-tiny-v3/4-reason/model --out runs/lisa-tiny-v6/5a-vision-cells/model"
-        " --steps 6000 --train-scenes 8000 --threads 2",
-        f"{CELLS} --model runs/lisa-tiny-v6/5a-vision-cells/model --out runs/lisa-tiny-v6/5b-vision-cells/model"
-        " --steps 9000 --train-scenes 16000 --threads 2",
+        (f"{CELLS} --model runs/lisa-tiny-v3/4-reason/model --out runs/lisa-tiny-v6/5a-vision-cells/model"
+         " --steps 6000 --train-scenes 8000 --threads 2"),
+        (f"{CELLS} --model runs/lisa-tiny-v6/5a-vision-cells/model --out runs/lisa-tiny-v6/5b-vision-cells/model"
+         " --steps 9000 --train-scenes 16000 --threads 2"),
         "lisa train --config configs/tiny-shapes/4-reason-v6.yaml",
         "lisa export --run runs/lisa-tiny-v6/4-reason --out runs/lisa-tiny-v6/4-reason/model"]
     monkeypatch.chdir(tmp_path)
