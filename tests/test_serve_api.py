@@ -25,8 +25,8 @@ from lisa.serve.worker import ModelWorker, WorkerPool
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UMBRELLA = (EXAMPLES / "umbrella.jpg").read_bytes()
 RAIN = "What in this picture would keep you dry in the rain? Please output segmentation mask."
-STOP_SIGN = (EXAMPLES / "stop_sign.jpg").read_bytes()  # lisa-tiny's mask there is the right one, not empty
-STOP = "I am looking for something shaped like a stop sign. Can you find it? Please output segmentation mask."
+BANANA_IMAGE = (EXAMPLES / "banana.jpg").read_bytes()  # lisa-tiny's mask there is large (1774 px), not empty
+BANANA = "Show me every shape that is coloured like a ripe banana. Please output segmentation mask."
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +76,9 @@ def _decode(record: dict) -> np.ndarray:
 
 # ---- endpoints ------------------------------------------------------------------------
 def test_segment_multipart_returns_the_pipelines_answer_and_masks_as_rle(server, lisa_tiny) -> None:
-    want = lisa_tiny(EXAMPLES / "stop_sign.jpg", STOP)
-    response = httpx.post(f"{server}/v1/segment", files={"image": ("s.jpg", STOP_SIGN, "image/jpeg")},
-                          data={"query": STOP}, timeout=60)
+    want = lisa_tiny(EXAMPLES / "banana.jpg", BANANA)
+    response = httpx.post(f"{server}/v1/segment", files={"image": ("s.jpg", BANANA_IMAGE, "image/jpeg")},
+                          data={"query": BANANA}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["text"] == want.text and "[SEG]" in body["text"]
@@ -108,12 +108,12 @@ def test_segment_reports_an_empty_mask_as_such(server, lisa_tiny) -> None:
 
 
 def test_segment_json_base64_with_overlay(server) -> None:
-    response = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(STOP_SIGN), "query": STOP, "overlay": True},
+    response = httpx.post(f"{server}/v1/segment", json={"image_base64": _b64(BANANA_IMAGE), "query": BANANA, "overlay": True},
                           timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"]))).convert("RGB"))
-    original = np.asarray(Image.open(io.BytesIO(STOP_SIGN)).convert("RGB"))
+    original = np.asarray(Image.open(io.BytesIO(BANANA_IMAGE)).convert("RGB"))
     assert overlay.shape == original.shape
     inside = _decode(body["masks"][0])
     assert inside.sum() > 500
