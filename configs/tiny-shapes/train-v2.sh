@@ -30,27 +30,33 @@ C=configs/tiny-shapes
 SEED=${SEED:-0}
 RECIPE=${RECIPE:-v3}
 
+sam_stage() {  # folder name config
+  [ -f "$1/$2/sam/model.safetensors" ] || run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2"); }
+lisa_stage() {  # folder name config
+  [ -f "$1/$2/model/lisa_config.json" ] || {
+    run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2")
+    run lisa export --run "$1/$2" --out "$1/$2/model"; }; }
+cells_stage() {  # base out steps scenes: the vision tower trained on the cell heads (stage 2a's script)
+  [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
+    --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
+
 if [ "$RECIPE" = v6 ]; then  # v3 of the same seed first (resumes, or skips what is done)
   RECIPE=v3 bash "$0"
   R=runs/lisa-tiny-v6
-  cells() {  # base out steps scenes: the vision tower trained on the cell heads (stage 2a's script)
-    [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
-      --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
-  config=$C/4-reason-v6.yaml
   if [ "$SEED" = 0 ]; then
-    cells runs/lisa-tiny-v3/4-reason/model $R/5a-vision-cells/model 6000 8000
-    cells $R/5a-vision-cells/model $R/5b-vision-cells/model 9000 16000
+    cells_stage runs/lisa-tiny-v3/4-reason/model $R/5a-vision-cells/model 6000 8000
+    cells_stage $R/5a-vision-cells/model $R/5b-vision-cells/model 9000 16000
   else  # only stage 4 is seeded: 5a-5b are seed 0's
     [ -f "$R/5b-vision-cells/model/lisa_config.json" ] || {
       echo "SEED=$SEED trains on seed 0's stages 5a-5b: run RECIPE=v6 without SEED first" >&2; exit 1; }
     R=$R-seed$SEED
     mkdir -p "$R/configs"
-    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: runs/lisa-tiny-v6/#run_dir: $R/#" "$config" > "$R/configs/4-reason-v6.yaml"
-    config=$R/configs/4-reason-v6.yaml
+    # only run_dir changes: the base stays seed 0's 5b
+    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: runs/lisa-tiny-v6/#run_dir: $R/#" \
+      "$C/4-reason-v6.yaml" > "$R/configs/4-reason-v6.yaml"
+    C=$R/configs
   fi
-  [ -f "$R/4-reason/model/lisa_config.json" ] || {
-    run lisa train --config "$config" "${threads[@]}" $(resume_flag "$R/4-reason")
-    run lisa export --run "$R/4-reason" --out "$R/4-reason/model"; }
+  lisa_stage "$R" 4-reason 4-reason-v6.yaml
   # evaluate.sh's other rows: v3's zero-shot stage 3 and no-LLM baseline of the same seed
   v3=runs/lisa-tiny-v3${R#runs/lisa-tiny-v6}
   mkdir -p "$R"
@@ -84,12 +90,6 @@ if [ "$RECIPE" = v3 ]; then  # worlds written before the locate / present famili
     run lisa shapes generate --out data/shapes-few --split train --max-objects 3 --seed 1 --overwrite
 fi
 
-sam_stage() {  # folder name config
-  [ -f "$1/$2/sam/model.safetensors" ] || run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2"); }
-lisa_stage() {  # folder name config
-  [ -f "$1/$2/model/lisa_config.json" ] || {
-    run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2")
-    run lisa export --run "$1/$2" --out "$1/$2/model"; }; }
 
 if [ "$SEED" = 0 ]; then  # stages 1-2 (v2's, also v3's) and v3's 2b: trained once, shared by every seed
   sam_stage $V2 1-sam 1-sam-v2.yaml
@@ -97,8 +97,7 @@ if [ "$SEED" = 0 ]; then  # stages 1-2 (v2's, also v3's) and v3's 2b: trained on
   sam_stage $V2 1c-sam-fine 1c-sam-fine-v2.yaml
   lisa_stage $V2 2-vlm 2-vlm-v2.yaml
   if [ "$RECIPE" = v3 ]; then
-    [ -f "$R/2a-vision-cells/model/lisa_config.json" ] || run python $C/train_vision_cells.py \
-      --model $V2/2-vlm/model --out "$R/2a-vision-cells/model" --steps 1500 --threads "${THREADS:-2}"
+    cells_stage $V2/2-vlm/model "$R/2a-vision-cells/model" 1500 2000
     lisa_stage "$R" 2b-vlm-locate 2b-vlm-locate-v3.yaml
   fi
 else

@@ -16,7 +16,9 @@ world's train scenes redrawn by the generator; the heads are dropped afterwards.
 Deterministic for a given --seed; about 10 min on 2 cores. Prints the heads' val accuracy
 (kind and colour on the cells an object covers; column and row on every cell). Kind is the slow
 one: 0.26 after v3's 1500 steps on 2000 scenes, 0.55 after `--steps 6000 --train-scenes 8000`
-(26 min on one thread, still rising; docs/lisa-tiny-experiments.md section 15).
+(26 min on one thread), 0.81 after 9000 more on 16 000 scenes (lisa-tiny v6), 0.86 after 6000
+more on the same scenes, whose train batches then reach 0.96: more scenes, not more steps, is
+what the next run needs (docs/lisa-tiny-experiments.md sections 15-16).
 """
 
 from __future__ import annotations
