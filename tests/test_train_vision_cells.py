@@ -8,9 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from lisa.data.shapes.cells import labelled_scenes
 
 SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "train_vision_cells.py"
 
@@ -44,3 +47,61 @@ def test_trains_only_the_vision_side_and_writes_a_loadable_model(tiny_model_dir:
     # Same seed, same bytes: the stage reproduces.
     _run(tiny_model_dir, tmp_path / "b", monkeypatch, capsys)
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_vision_cells", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scenes_are_kept_as_the_resized_bytes_and_give_back_the_processors_pixels(tiny_model_dir: Path) -> None:
+    from PIL import Image
+
+    from lisa.model.folder import load_preprocessing
+    from lisa.model.lisa import LisaModel
+
+    script = _script()
+    model = LisaModel.from_pretrained(tiny_model_dir)
+    _, processor = load_preprocessing(tiny_model_dir)
+    images = labelled_scenes("train", range(5), 0, 8)[0]
+    pixels = model.adapter.image_inputs(images, processor).pixels
+    store = script.PixelCodes(processor.image_mean, processor.image_std)
+    store.add(pixels[:2])
+    store.add(pixels[2:])
+    codes = torch.cat(store.codes)
+    assert codes.dtype == torch.uint8 and torch.equal(script.lookup(store.table, codes), pixels)
+    # Each code is the 8-bit image as the processor resized it (PIL, its resample filter).
+    height, width = pixels.shape[-2:]
+    resized = [np.asarray(Image.fromarray(image).resize((width, height), processor.resample)) for image in images]
+    assert torch.equal(codes, torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2))
+
+
+def test_pixels_that_are_not_8_bit_values_are_refused(tiny_model_dir: Path) -> None:
+    from lisa.model.folder import load_preprocessing
+    from lisa.model.lisa import LisaModel
+
+    script = _script()
+    model = LisaModel.from_pretrained(tiny_model_dir)
+    _, processor = load_preprocessing(tiny_model_dir)
+    pixels = model.adapter.image_inputs(labelled_scenes("val", range(2), 0, 8)[0], processor).pixels
+    store = script.PixelCodes(processor.image_mean, processor.image_std)
+    store.add(pixels[:1])
+    with pytest.raises(SystemExit, match="not one of 256 values per channel"):
+        store.add(pixels[1:] + 1e-3)  # codes that now disagree with the first scene's
+    with pytest.raises(SystemExit, match="not one of 256 values per channel"):
+        script.PixelCodes(processor.image_mean, processor.image_std).add(pixels[:1] + torch.rand_like(pixels[:1]) * 1e-3)
+
+
+def test_worker_processes_draw_the_same_world(tiny_model_dir: Path) -> None:
+    from lisa.model.folder import load_preprocessing
+    from lisa.model.lisa import LisaModel
+
+    script = _script()
+    model = LisaModel.from_pretrained(tiny_model_dir)
+    _, processor = load_preprocessing(tiny_model_dir)
+    alone = script.load_world(model, processor, "train", 300, 8, 0, workers=1)
+    shared = script.load_world(model, processor, "train", 300, 8, 0, workers=2)
+    assert alone.keys() == shared.keys() and all(torch.equal(alone[k], shared[k]) for k in alone)
+    assert alone["codes"].shape[0] == 300 and alone["kind"].shape == (300, 64)

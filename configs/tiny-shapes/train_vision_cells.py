@@ -19,6 +19,10 @@ one: 0.26 after v3's 1500 steps on 2000 scenes, 0.55 after `--steps 6000 --train
 (26 min on one thread), 0.81 after 9000 more on 16 000 scenes (lisa-tiny v6), 0.86 after 6000
 more on the same scenes, whose train batches then reach 0.96: more scenes, not more steps, is
 what the next run needs (docs/lisa-tiny-experiments.md sections 15-16).
+
+The scenes are drawn before training (`--workers N` processes; about 9 ms a scene on one core)
+and kept as the processor's 8-bit resized pixels, which give back its float pixels exactly: 49 KB
+a scene at the tiny VLM's 128 px, so 64 000 scenes take 3.1 GB.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import argparse
 import json
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, cell_labels
-from lisa.data.shapes.redraw import redraw_scene
+from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, labelled_scenes
 from lisa.model.folder import load_preprocessing
 from lisa.model.lisa import LisaModel
 from lisa.threads import set_threads
 
 WEIGHTS_AND_CONFIG = ("model.safetensors", "lisa_config.json")
+LABELS = ("kind", "colour", "column", "row")
 
 
 class CellHeads(nn.Module):
@@ -52,30 +59,68 @@ class CellHeads(nn.Module):
         self.row = nn.Linear(width, grid)
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name)(tokens) for name in ("kind", "colour", "column", "row")}
+        return {name: getattr(self, name)(tokens) for name in LABELS}
 
 
-def load_world(model: LisaModel, processor, split: str, count: int, grid: int, seed: int) -> dict[str, torch.Tensor]:
-    """The VLM's pixels [N, 3, h, w] and labels [N, grid * grid] of scenes 0..count-1 of a split."""
-    pixels, kinds, colours = [], [], []
-    for start in range(0, count, 64):
-        scenes = [redraw_scene(split, i, seed)[0] for i in range(start, min(count, start + 64))]
-        pixels.append(model.adapter.image_inputs([s.image for s in scenes], processor).pixels)
-        for scene in scenes:
-            kind, colour = cell_labels(scene, grid)
-            kinds.append(kind)
-            colours.append(colour)
+def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Float pixels [B, C, h, w] of 8-bit codes [B, C, h, w] through a [C, 256] table."""
+    return table[torch.arange(codes.shape[1]).view(1, -1, 1, 1), codes.long()]
+
+
+class PixelCodes:
+    """The VLM's pixels kept as one byte each. A CLIP-style processor resizes 8-bit images and
+    then rescales and normalises each channel, so every pixel it gives is one of 256 values per
+    channel: store the 8-bit code and a [3, 256] table of those values, and a batch looks up
+    exactly the processor's floats at a quarter of the memory (64 000 scenes: 3.1 GB, not 12.6)."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.table = torch.full((len(mean), 256), float("nan"))
+        self.codes: list[torch.Tensor] = []
+
+    def add(self, pixels: torch.Tensor) -> None:
+        codes = ((pixels * self.std + self.mean) * 255).round().clamp(0, 255).to(torch.uint8)  # [B, 3, h, w]
+        before = self.table.clone()
+        for channel in range(pixels.shape[1]):
+            self.table[channel, codes[:, channel].long().flatten()] = pixels[:, channel].flatten()
+        known = ~before.isnan()
+        if not torch.equal(lookup(self.table, codes), pixels) or not torch.equal(before[known], self.table[known]):
+            raise SystemExit("the image processor's pixels are not one of 256 values per channel (not a CLIP-style "
+                             "resize, rescale and normalise): this stage cannot store them as bytes")
+        self.codes.append(codes)
+
+
+def load_world(model: LisaModel, processor, split: str, count: int, grid: int, seed: int,
+               workers: int = 1) -> dict[str, torch.Tensor]:
+    """Scenes 0..count-1 of a split: ``codes`` [N, 3, h, w] uint8 (``pixels(world, pick)`` gives
+    the VLM's float pixels), labels [N, grid * grid]. Scenes are drawn by ``workers`` processes."""
+    chunks = [range(start, min(count, start + 256)) for start in range(0, count, 256)]
+    store = PixelCodes(processor.image_mean, processor.image_std)
+    kinds, colours = [], []
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        drawn = (pool.map(labelled_scenes, repeat(split), chunks, repeat(seed), repeat(grid)) if pool else
+                 (labelled_scenes(split, chunk, seed, grid) for chunk in chunks))
+        for images, chunk_kinds, chunk_colours in drawn:
+            store.add(model.adapter.image_inputs(images, processor).pixels)
+            kinds += chunk_kinds
+            colours += chunk_colours
     cells = torch.arange(grid * grid)
-    return {"pixels": torch.cat(pixels), "kind": torch.from_numpy(np.stack(kinds)),
+    return {"codes": torch.cat(store.codes), "table": store.table, "kind": torch.from_numpy(np.stack(kinds)),
             "colour": torch.from_numpy(np.stack(colours)),
             "column": (cells % grid).expand(count, -1), "row": (cells // grid).expand(count, -1)}
 
 
-def losses(model: LisaModel, heads: CellHeads, pixels: torch.Tensor,
+def pixels(world: dict[str, torch.Tensor], pick: torch.Tensor | slice) -> torch.Tensor:
+    """The VLM's float pixels [B, 3, h, w] of scenes ``pick`` of a loaded world."""
+    return lookup(world["table"], world["codes"][pick])
+
+
+def losses(model: LisaModel, heads: CellHeads, batch: torch.Tensor,
            labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     from lisa.model.vlms.base import VlmImages
 
-    tokens = torch.stack(model.adapter.image_features(model.vlm, VlmImages(pixels)))  # [B, N, D]
+    tokens = torch.stack(model.adapter.image_features(model.vlm, VlmImages(batch)))  # [B, N, D]
     logits = heads(tokens)
     parts = {name: F.cross_entropy(out.flatten(0, 1), labels[name].flatten()) for name, out in logits.items()}
     covered = labels["kind"] > 0  # kind and colour are scored on the cells an object covers
@@ -104,6 +149,7 @@ def main() -> None:
     parser.add_argument("--val-scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0, help="training seed (the world's is 0)")
     parser.add_argument("--threads", default="auto")
+    parser.add_argument("--workers", type=int, default=1, help="processes that draw the scenes before training")
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -112,8 +158,8 @@ def main() -> None:
     grid = int(round(model.config.num_image_tokens ** 0.5))
     if grid * grid != model.config.num_image_tokens or 256 % grid:
         raise SystemExit(f"expected a square image-token grid dividing 256, got {model.config.num_image_tokens} tokens")
-    train = load_world(model, processor, "train", args.train_scenes, grid, 0)
-    val = load_world(model, processor, "val", args.val_scenes, grid, 0)
+    train = load_world(model, processor, "train", args.train_scenes, grid, 0, args.workers)
+    val = load_world(model, processor, "val", args.val_scenes, grid, 0, args.workers)
     width = model.vlm.get_input_embeddings().weight.shape[1]
     heads = CellHeads(width, grid)
     model.train()
@@ -131,7 +177,7 @@ def main() -> None:
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         pick = torch.randint(0, args.train_scenes, (args.batch_size,), generator=order)
-        loss, accuracy = losses(model, heads, train["pixels"][pick], {k: v[pick] for k, v in train.items()})
+        loss, accuracy = losses(model, heads, pixels(train, pick), {k: train[k][pick] for k in LABELS})
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([*trained, *heads.parameters()], 1.0)
@@ -142,7 +188,7 @@ def main() -> None:
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
     model.eval()
     with torch.no_grad():
-        scores = [losses(model, heads, val["pixels"][i:i + 64], {k: v[i:i + 64] for k, v in val.items()})[1]
+        scores = [losses(model, heads, pixels(val, slice(i, i + 64)), {k: val[k][i:i + 64] for k in LABELS})[1]
                   for i in range(0, args.val_scenes, 64)]
     weights = [min(64, args.val_scenes - i) for i in range(0, args.val_scenes, 64)]
     val_accuracy = {k: round(sum(w * s[k] for w, s in zip(weights, scores)) / sum(weights), 3) for k in scores[0]}

@@ -11,6 +11,7 @@ import numpy as np
 
 from lisa.data.shapes.geometry import SHAPE_KINDS
 from lisa.data.shapes.objects import COLOURS, THING_KINDS
+from lisa.data.shapes.redraw import redraw_scene
 from lisa.data.shapes.scene import Scene
 
 KINDS: tuple[str, ...] = ("background", *SHAPE_KINDS, *THING_KINDS)
@@ -35,3 +36,16 @@ def cell_labels(scene: Scene, grid: int) -> tuple[np.ndarray, np.ndarray]:
         colour[mine] = COLOUR_NAMES.index(obj.colour)
         best = np.maximum(best, share)
     return kind, colour
+
+
+def labelled_scenes(split: str, indices: range, seed: int, grid: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Images and per-cell kind and colour labels of scenes ``indices`` of a split, redrawn by
+    the generator (a module-level function, so that worker processes can run it)."""
+    images, kinds, colours = [], [], []
+    for index in indices:
+        scene = redraw_scene(split, index, seed)[0]
+        kind, colour = cell_labels(scene, grid)
+        images.append(scene.image)
+        kinds.append(kind)
+        colours.append(colour)
+    return images, kinds, colours
