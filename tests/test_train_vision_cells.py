@@ -67,10 +67,10 @@ def test_scenes_are_kept_as_the_resized_bytes_and_give_back_the_processors_pixel
     _, processor = load_preprocessing(tiny_model_dir)
     images = labelled_scenes("train", range(5), 0, 8)[0]
     pixels = model.adapter.image_inputs(images, processor).pixels
-    store = script.PixelCodes(processor.image_mean, processor.image_std)
+    store = script.PixelCodes(5, processor.image_mean, processor.image_std)
     store.add(pixels[:2])
     store.add(pixels[2:])
-    codes = torch.cat(store.codes)
+    codes = store.codes
     assert codes.dtype == torch.uint8 and torch.equal(script.lookup(store.table, codes), pixels)
     # Each code is the 8-bit image as the processor resized it (PIL, its resample filter).
     height, width = pixels.shape[-2:]
@@ -86,12 +86,12 @@ def test_pixels_that_are_not_8_bit_values_are_refused(tiny_model_dir: Path) -> N
     model = LisaModel.from_pretrained(tiny_model_dir)
     _, processor = load_preprocessing(tiny_model_dir)
     pixels = model.adapter.image_inputs(labelled_scenes("val", range(2), 0, 8)[0], processor).pixels
-    store = script.PixelCodes(processor.image_mean, processor.image_std)
+    store = script.PixelCodes(2, processor.image_mean, processor.image_std)
     store.add(pixels[:1])
     with pytest.raises(SystemExit, match="not one of 256 values per channel"):
         store.add(pixels[1:] + 1e-3)  # codes that now disagree with the first scene's
     with pytest.raises(SystemExit, match="not one of 256 values per channel"):
-        script.PixelCodes(processor.image_mean, processor.image_std).add(pixels[:1] + torch.rand_like(pixels[:1]) * 1e-3)
+        script.PixelCodes(1, processor.image_mean, processor.image_std).add(pixels[:1] + torch.rand_like(pixels[:1]) * 1e-3)
 
 
 def test_worker_processes_draw_the_same_world(tiny_model_dir: Path) -> None:

@@ -71,13 +71,15 @@ class PixelCodes:
     """The VLM's pixels kept as one byte each. A CLIP-style processor resizes 8-bit images and
     then rescales and normalises each channel, so every pixel it gives is one of 256 values per
     channel: store the 8-bit code and a [3, 256] table of those values, and a batch looks up
-    exactly the processor's floats at a quarter of the memory (64 000 scenes: 3.1 GB, not 12.6)."""
+    exactly the processor's floats at a quarter of the memory (64 000 scenes: 3.1 GB, not 12.6).
+    ``count`` scenes are added in order, batch by batch, into one tensor allocated once."""
 
-    def __init__(self, mean: list[float], std: list[float]) -> None:
+    def __init__(self, count: int, mean: list[float], std: list[float]) -> None:
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.table = torch.full((len(mean), 256), float("nan"))
-        self.codes: list[torch.Tensor] = []
+        self.codes = torch.empty(0, dtype=torch.uint8)
+        self.count, self.filled = count, 0
 
     def add(self, pixels: torch.Tensor) -> None:
         codes = ((pixels * self.std + self.mean) * 255).round().clamp(0, 255).to(torch.uint8)  # [B, 3, h, w]
@@ -88,7 +90,10 @@ class PixelCodes:
         if not torch.equal(lookup(self.table, codes), pixels) or not torch.equal(before[known], self.table[known]):
             raise SystemExit("the image processor's pixels are not one of 256 values per channel (not a CLIP-style "
                              "resize, rescale and normalise): this stage cannot store them as bytes")
-        self.codes.append(codes)
+        if not self.filled:
+            self.codes = torch.empty((self.count, *codes.shape[1:]), dtype=torch.uint8)
+        self.codes[self.filled:self.filled + len(codes)] = codes
+        self.filled += len(codes)
 
 
 def load_world(model: LisaModel, processor, split: str, count: int, grid: int, seed: int,
@@ -96,7 +101,7 @@ def load_world(model: LisaModel, processor, split: str, count: int, grid: int, s
     """Scenes 0..count-1 of a split: ``codes`` [N, 3, h, w] uint8 (``pixels(world, pick)`` gives
     the VLM's float pixels), labels [N, grid * grid]. Scenes are drawn by ``workers`` processes."""
     chunks = [range(start, min(count, start + 256)) for start in range(0, count, 256)]
-    store = PixelCodes(processor.image_mean, processor.image_std)
+    store = PixelCodes(count, processor.image_mean, processor.image_std)
     kinds, colours = [], []
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         drawn = (pool.map(labelled_scenes, repeat(split), chunks, repeat(seed), repeat(grid)) if pool else
@@ -106,7 +111,9 @@ def load_world(model: LisaModel, processor, split: str, count: int, grid: int, s
             kinds += chunk_kinds
             colours += chunk_colours
     cells = torch.arange(grid * grid)
-    return {"codes": torch.cat(store.codes), "table": store.table, "kind": torch.from_numpy(np.stack(kinds)),
+    if store.filled != count:
+        raise SystemExit(f"drew {store.filled} {split} scenes, expected {count}")
+    return {"codes": store.codes, "table": store.table, "kind": torch.from_numpy(np.stack(kinds)),
             "colour": torch.from_numpy(np.stack(colours)),
             "column": (cells % grid).expand(count, -1), "row": (cells // grid).expand(count, -1)}
 
