@@ -17,8 +17,9 @@ Deterministic for a given --seed; about 10 min on 2 cores. Prints the heads' val
 (kind and colour on the cells an object covers; column and row on every cell). Kind is the slow
 one: 0.26 after v3's 1500 steps on 2000 scenes, 0.55 after `--steps 6000 --train-scenes 8000`
 (26 min on one thread), 0.81 after 9000 more on 16 000 scenes (lisa-tiny v6), 0.86 after 6000
-more on the same scenes, whose train batches then reach 0.96: more scenes, not more steps, is
-what the next run needs (docs/lisa-tiny-experiments.md sections 15-16).
+more on the same scenes, whose train batches then reach 0.96, and 0.91 after 9000 more on
+64 000 scenes instead (train 0.89-0.96). Referring followed kind up to 0.81 and not beyond
+(docs/lisa-tiny-experiments.md sections 15-17).
 
 The scenes are drawn before training (`--workers N` processes; about 9 ms a scene on one core)
 and kept as the processor's 8-bit resized pixels, which give back its float pixels exactly: 49 KB
