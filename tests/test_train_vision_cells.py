@@ -18,13 +18,12 @@ from lisa.data.shapes.cells import labelled_scenes
 SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "train_vision_cells.py"
 
 
-def _run(model_dir: Path, out: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> dict:
-    spec = importlib.util.spec_from_file_location("train_vision_cells", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _run(model_dir: Path, out: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+         module=None, lr: str = "1e-2") -> dict:
+    module = module or _script()
     monkeypatch.setattr(sys, "argv", ["train_vision_cells.py", "--model", str(model_dir), "--out", str(out),
                                       "--steps", "4", "--batch-size", "4", "--train-scenes", "6",
-                                      "--val-scenes", "3", "--threads", "1", "--lr", "1e-2"])
+                                      "--val-scenes", "3", "--threads", "1", "--lr", lr, "--checkpoint-every", "2"])
     module.main()
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
@@ -105,3 +104,33 @@ def test_worker_processes_draw_the_same_world(tiny_model_dir: Path) -> None:
     shared = script.load_world(model, processor, "train", 300, 8, 0, workers=2)
     assert alone.keys() == shared.keys() and all(torch.equal(alone[k], shared[k]) for k in alone)
     assert alone["codes"].shape[0] == 300 and alone["kind"].shape == (300, 64)
+
+
+def test_an_interrupted_run_continues_to_the_same_bytes(tiny_model_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    _run(tiny_model_dir, tmp_path / "whole", monkeypatch, capsys)
+    script = _script()
+    real_losses, calls = script.losses, []
+
+    def dies_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_losses(*args, **kwargs)
+
+    monkeypatch.setattr(script, "losses", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, script)
+    checkpoint = script.checkpoint_path(tmp_path / "cut")
+    assert checkpoint.is_file() and not (tmp_path / "cut").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"other settings \(lr\)"):  # a changed run does not continue this one
+        _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, _script(), lr="2e-2")
+    again = _script()
+    resumed_calls = []
+    monkeypatch.setattr(again, "losses", lambda *a, **k: resumed_calls.append(1) or real_losses(*a, **k))
+    _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, again)
+    assert len(resumed_calls) == 3  # steps 3 and 4, then one validation batch: steps 1-2 were not redone
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert not checkpoint.parent.exists()

@@ -23,7 +23,10 @@ more on the same scenes, whose train batches then reach 0.96, and 0.91 after 900
 
 The scenes are drawn before training (`--workers N` processes; about 9 ms a scene on one core)
 and kept as the processor's 8-bit resized pixels, which give back its float pixels exactly: 49 KB
-a scene at the tiny VLM's 128 px, so 64 000 scenes take 3.1 GB.
+a scene at the tiny VLM's 128 px, so 64 000 scenes take 3.1 GB. Every --checkpoint-every steps
+the run's state goes to OUT.partial/; the same command run again continues from it to the same
+bytes (the scenes are drawn again, which is deterministic), and a command with other settings
+refuses to.
 """
 
 from __future__ import annotations
@@ -146,6 +149,49 @@ def save_with_base_files(model: LisaModel, base: Path, out: Path) -> None:
     model.save_pretrained(out)
 
 
+RESUMABLE_SETTINGS = ("model", "steps", "batch_size", "lr", "train_scenes", "seed")
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where an unfinished run keeps its state: beside ``out``, removed once ``out`` is written."""
+    return out.with_name(out.name + ".partial") / "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, step: int, settings: dict, model: LisaModel, heads: CellHeads,
+                    optimizer: torch.optim.Optimizer, schedule, order: torch.Generator) -> None:
+    """Everything the loop's next step depends on, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "settings": settings,
+             "trained": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+             "heads": heads.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "order": order.get_state(), "torch_rng": torch.get_rng_state()}
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def resume(path: Path, settings: dict, model: LisaModel, heads: CellHeads, optimizer: torch.optim.Optimizer,
+           schedule, order: torch.Generator) -> int:
+    """The step an unfinished run of the same settings reached (0: none), its state restored."""
+    if not path.is_file():
+        return 0
+    state = torch.load(path, weights_only=True)
+    if state["settings"] != settings:
+        changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        raise SystemExit(f"{path} is an unfinished run with other settings ({', '.join(changed)}): rerun with "
+                         f"the same ones to continue it, or delete {path.parent} to start again")
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trained"].items():
+            parameters[name].copy_(value)
+    heads.load_state_dict(state["heads"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    order.set_state(state["order"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a lisa-seg model folder (stage 2's)")
@@ -158,6 +204,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (the world's is 0)")
     parser.add_argument("--threads", default="auto")
     parser.add_argument("--workers", type=int, default=1, help="processes that draw the scenes before training")
+    parser.add_argument("--checkpoint-every", type=int, default=500,
+                        help="steps between saves of the run's state (OUT.partial/); a rerun continues from it")
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -182,8 +230,13 @@ def main() -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / args.steps))
     order = torch.Generator().manual_seed(args.seed)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in RESUMABLE_SETTINGS}
+    checkpoint = checkpoint_path(args.out)
+    done = resume(checkpoint, settings, model, heads, optimizer, schedule, order)
+    if done:
+        print(json.dumps({"resumed_from_step": done, "checkpoint": str(checkpoint)}), flush=True)
     start = time.perf_counter()
-    for step in range(1, args.steps + 1):
+    for step in range(done + 1, args.steps + 1):
         pick = torch.randint(0, args.train_scenes, (args.batch_size,), generator=order)
         loss, accuracy = losses(model, heads, pixels(train, pick), {k: train[k][pick] for k in LABELS})
         optimizer.zero_grad()
@@ -194,6 +247,8 @@ def main() -> None:
         if step % 100 == 0 or step == args.steps:
             print(json.dumps({"step": step, "loss": round(loss.item(), 4), **{k: round(v, 3) for k, v in accuracy.items()},
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.steps:
+            save_checkpoint(checkpoint, step, settings, model, heads, optimizer, schedule, order)
     model.eval()
     with torch.no_grad():
         scores = [losses(model, heads, pixels(val, slice(i, i + 64)), {k: val[k][i:i + 64] for k in LABELS})[1]
@@ -201,6 +256,7 @@ def main() -> None:
     weights = [min(64, args.val_scenes - i) for i in range(0, args.val_scenes, 64)]
     val_accuracy = {k: round(sum(w * s[k] for w, s in zip(weights, scores)) / sum(weights), 3) for k in scores[0]}
     save_with_base_files(model, args.model, args.out)
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
     print(json.dumps({"val_cell_accuracy": val_accuracy, "out": str(args.out)}))
 
 
