@@ -122,8 +122,8 @@ def test_an_interrupted_run_continues_to_the_same_bytes(tiny_model_dir: Path, tm
     monkeypatch.setattr(script, "losses", dies_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, script)
-    checkpoint = script.checkpoint_path(tmp_path / "cut")
-    assert checkpoint.is_file() and not (tmp_path / "cut").exists()
+    partial = script.partial_dir(tmp_path / "cut")
+    assert [c.name for c in (partial / "checkpoints").iterdir()] == ["step-00000002"] and not (tmp_path / "cut").exists()
     capsys.readouterr()
     with pytest.raises(SystemExit, match=r"other settings \(lr\)"):  # a changed run does not continue this one
         _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, _script(), lr="2e-2")
@@ -133,4 +133,4 @@ def test_an_interrupted_run_continues_to_the_same_bytes(tiny_model_dir: Path, tm
     _run(tiny_model_dir, tmp_path / "cut", monkeypatch, capsys, again)
     assert len(resumed_calls) == 3  # steps 3 and 4, then one validation batch: steps 1-2 were not redone
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
-    assert not checkpoint.parent.exists()
+    assert not partial.exists()

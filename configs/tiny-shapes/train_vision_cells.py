@@ -24,9 +24,10 @@ more on the same scenes, whose train batches then reach 0.96, and 0.91 after 900
 The scenes are drawn before training (`--workers N` processes; about 9 ms a scene on one core)
 and kept as the processor's 8-bit resized pixels, which give back its float pixels exactly: 49 KB
 a scene at the tiny VLM's 128 px, so 64 000 scenes take 3.1 GB. Every --checkpoint-every steps
-the run's state goes to OUT.partial/; the same command run again continues from it to the same
-bytes (the scenes are drawn again, which is deterministic), and a command with other settings
-refuses to.
+the run's state goes to OUT.partial/ (the trainer's checkpoint format, lisa.train.checkpoint:
+atomic and verified); the same command run again continues from it to the same bytes (the
+scenes are drawn again and the batch order replayed, both deterministic), and a command with
+other settings refuses to.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from lisa.data.shapes.cells import COLOUR_NAMES, KINDS, labelled_scenes
 from lisa.model.folder import load_preprocessing
 from lisa.model.lisa import LisaModel
 from lisa.threads import set_threads
+from lisa.train import checkpoint as ckpt
 
 WEIGHTS_AND_CONFIG = ("model.safetensors", "lisa_config.json")
 LABELS = ("kind", "colour", "column", "row")
@@ -152,44 +154,29 @@ def save_with_base_files(model: LisaModel, base: Path, out: Path) -> None:
 RESUMABLE_SETTINGS = ("model", "steps", "batch_size", "lr", "train_scenes", "seed")
 
 
-def checkpoint_path(out: Path) -> Path:
-    """Where an unfinished run keeps its state: beside ``out``, removed once ``out`` is written."""
-    return out.with_name(out.name + ".partial") / "checkpoint.pt"
+def partial_dir(out: Path) -> Path:
+    """Where an unfinished run keeps its checkpoints (the trainer's format): beside ``out``,
+    removed once ``out`` is written."""
+    return out.with_name(out.name + ".partial")
 
 
-def save_checkpoint(path: Path, step: int, settings: dict, model: LisaModel, heads: CellHeads,
-                    optimizer: torch.optim.Optimizer, schedule, order: torch.Generator) -> None:
-    """Everything the loop's next step depends on, written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "settings": settings,
-             "trained": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
-             "heads": heads.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "order": order.get_state(), "torch_rng": torch.get_rng_state()}
-    partial = path.with_suffix(".tmp")
-    torch.save(state, partial)
-    partial.replace(path)
+def check_same_settings(partial: Path, settings: dict) -> None:
+    """An unfinished run is continued only by the command that started it (checked before the
+    scenes are drawn, which takes minutes)."""
+    if not ckpt.list_checkpoints(partial / "checkpoints"):
+        return
+    saved = json.loads((partial / "settings.json").read_text())
+    if saved != settings:
+        changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        raise SystemExit(f"{partial} is an unfinished run with other settings ({', '.join(changed)}): rerun with "
+                         f"the same ones to continue it, or delete {partial} to start again")
 
 
-def resume(path: Path, settings: dict, model: LisaModel, heads: CellHeads, optimizer: torch.optim.Optimizer,
-           schedule, order: torch.Generator) -> int:
-    """The step an unfinished run of the same settings reached (0: none), its state restored."""
-    if not path.is_file():
-        return 0
-    state = torch.load(path, weights_only=True)
-    if state["settings"] != settings:
-        changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
-        raise SystemExit(f"{path} is an unfinished run with other settings ({', '.join(changed)}): rerun with "
-                         f"the same ones to continue it, or delete {path.parent} to start again")
-    parameters = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["trained"].items():
-            parameters[name].copy_(value)
-    heads.load_state_dict(state["heads"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    order.set_state(state["order"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["step"]
+def resume(partial: Path, trained: nn.Module, optimizer: torch.optim.Optimizer, schedule) -> int:
+    """The step an unfinished run reached (0: none), its weights, optimizer, schedule and RNG
+    restored from its newest intact checkpoint."""
+    found = ckpt.choose_resume(partial / "checkpoints")
+    return ckpt.load_checkpoint(found, ckpt.SingleProcess(), trained, optimizer, schedule).step if found else 0
 
 
 def main() -> None:
@@ -208,6 +195,9 @@ def main() -> None:
                         help="steps between saves of the run's state (OUT.partial/); a rerun continues from it")
     args = parser.parse_args()
     set_threads(args.threads)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in RESUMABLE_SETTINGS}
+    partial = partial_dir(args.out)
+    check_same_settings(partial, settings)
     torch.manual_seed(args.seed)
     model = LisaModel.from_pretrained(args.model)
     _, processor = load_preprocessing(args.model)
@@ -230,11 +220,16 @@ def main() -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / args.steps))
     order = torch.Generator().manual_seed(args.seed)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in RESUMABLE_SETTINGS}
-    checkpoint = checkpoint_path(args.out)
-    done = resume(checkpoint, settings, model, heads, optimizer, schedule, order)
+    trained_parts = nn.ModuleDict({"model": model, "heads": heads})  # what a checkpoint holds the trainable weights of
+    done = resume(partial, trained_parts, optimizer, schedule)
+    for _ in range(done):  # the batch order is a function of the seed: replay the picks already made
+        torch.randint(0, args.train_scenes, (args.batch_size,), generator=order)
     if done:
-        print(json.dumps({"resumed_from_step": done, "checkpoint": str(checkpoint)}), flush=True)
+        print(json.dumps({"resumed_from_step": done, "checkpoint": str(partial)}), flush=True)
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / "checkpoints").mkdir(parents=True)
+        (partial / "settings.json").write_text(json.dumps(settings))
     start = time.perf_counter()
     for step in range(done + 1, args.steps + 1):
         pick = torch.randint(0, args.train_scenes, (args.batch_size,), generator=order)
@@ -248,7 +243,9 @@ def main() -> None:
             print(json.dumps({"step": step, "loss": round(loss.item(), 4), **{k: round(v, 3) for k, v in accuracy.items()},
                               "seconds": round(time.perf_counter() - start, 1)}), flush=True)
         if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.steps:
-            save_checkpoint(checkpoint, step, settings, model, heads, optimizer, schedule, order)
+            ckpt.save_checkpoint(partial / "checkpoints" / ckpt.step_name(step), ckpt.SingleProcess(), trained_parts,
+                                 optimizer, schedule, ckpt.TrainState(step=step))
+            ckpt.prune(partial / "checkpoints", 1)
     model.eval()
     with torch.no_grad():
         scores = [losses(model, heads, pixels(val, slice(i, i + 64)), {k: val[k][i:i + 64] for k in LABELS})[1]
@@ -256,7 +253,7 @@ def main() -> None:
     weights = [min(64, args.val_scenes - i) for i in range(0, args.val_scenes, 64)]
     val_accuracy = {k: round(sum(w * s[k] for w, s in zip(weights, scores)) / sum(weights), 3) for k in scores[0]}
     save_with_base_files(model, args.model, args.out)
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
     print(json.dumps({"val_cell_accuracy": val_accuracy, "out": str(args.out)}))
 
 
