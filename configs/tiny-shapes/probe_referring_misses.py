@@ -20,13 +20,12 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from lisa.data.shapes.objects import PART_NAMES
+from lisa.data.shapes.objects import ALL_PART_NAMES
 from lisa.data.shapes.queries import RELATIONS
 
 PHRASE_KINDS = ("object", "part", "relation", "group")
 MISS_KINDS = ("empty", "elsewhere", "spill", "short", "partial")
 HIT = 0.5
-PARTS = sorted({part for parts in PART_NAMES.values() for part in parts}, key=len, reverse=True)
 GROUP = re.compile(r"\b(all \w+ shapes|every \w+ shape|the \w+ shapes)\b")
 
 
@@ -34,7 +33,7 @@ def phrase_kind(query: str) -> str:
     """The kind of a referring phrase, alone or inside a prompt template."""
     if any(f" {relation} the " in query for relation in RELATIONS):
         return "relation"
-    if any(f"the {part} of the " in query for part in PARTS):
+    if any(f"the {part} of the " in query for part in ALL_PART_NAMES):
         return "part"
     return "group" if GROUP.search(query) else "object"
 

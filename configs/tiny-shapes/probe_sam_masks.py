@@ -23,17 +23,15 @@ import torch.nn.functional as F
 
 from lisa.data.image_io import load_image
 from lisa.data.jsonl import decode_target, read_records
-from lisa.data.shapes.objects import PART_NAMES, THING_KINDS
+from lisa.data.shapes.objects import ALL_PART_NAMES, THING_KINDS
 from lisa.data.transforms import sam_view
 from lisa.model.sam import upscale_masks
 from lisa.train.model_setup import load_sam
 from lisa.train.sam_pretrain import _box_prompt
 
-PARTS = {part for parts in PART_NAMES.values() for part in parts}
-
 
 def category(name: str) -> str:
-    return "part" if name in PARTS else "thing" if name in THING_KINDS else "flat shape"
+    return "part" if name in ALL_PART_NAMES else "thing" if name in THING_KINDS else "flat shape"
 
 
 def size_bucket(area: int) -> str:

@@ -170,6 +170,7 @@ THING_KINDS: tuple[str, ...] = tuple(THINGS)
 PART_NAMES: dict[str, tuple[str, ...]] = {
     thing: tuple(name for name, _, _ in builder("red")) for thing, (builder, _, _) in THINGS.items()
 }
+ALL_PART_NAMES: frozenset[str] = frozenset(part for parts in PART_NAMES.values() for part in parts)
 
 
 def make_thing(kind: str, colour: str, size: str, cx: float, cy: float,
