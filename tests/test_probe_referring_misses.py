@@ -3,26 +3,23 @@ description of them, and misses sorted by what the mask did."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from _recipe_scripts import RECIPE_DIR, load_recipe_script
 
 from lisa.data.shapes.queries import RELATIONS, describe, referring_queries
 from lisa.data.shapes.redraw import redraw_scene
 
-SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "probe_referring_misses.py"
+SCRIPT = RECIPE_DIR / "probe_referring_misses.py"
 TEMPLATE = "What is {} in this image? Please output segmentation mask."
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("probe_referring_misses", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("probe_referring_misses")
 
 
 def test_phrases_are_read_as_the_generator_built_them() -> None:

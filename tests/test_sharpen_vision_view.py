@@ -4,7 +4,6 @@ to the old view."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,16 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "sharpen_vision_view.py"
+from _recipe_scripts import RECIPE_DIR, load_recipe_script
 
 
 def _script(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports a sibling recipe script, as when run
-    spec = importlib.util.spec_from_file_location("sharpen_vision_view", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    monkeypatch.syspath_prepend(str(RECIPE_DIR))  # it imports a sibling recipe script, as when run
+    return load_recipe_script("sharpen_vision_view")
 
 
 def test_the_sharpened_kernel_applies_the_old_one_to_block_means(monkeypatch: pytest.MonkeyPatch) -> None:

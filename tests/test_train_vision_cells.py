@@ -3,7 +3,6 @@ vision tower and projector on per-cell labels of generated scenes and leaves the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _recipe_scripts import load_recipe_script
 from safetensors.torch import load_file
 
 from lisa.data.shapes.cells import labelled_scenes
-
-SCRIPT = Path(__file__).parents[1] / "configs" / "tiny-shapes" / "train_vision_cells.py"
 
 
 def _run(model_dir: Path, out: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
@@ -49,10 +47,7 @@ def test_trains_only_the_vision_side_and_writes_a_loadable_model(tiny_model_dir:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_vision_cells", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("train_vision_cells")
 
 
 def test_scenes_are_kept_as_the_resized_bytes_and_give_back_the_processors_pixels(tiny_model_dir: Path) -> None:
