@@ -47,10 +47,14 @@ class ImageAttention(nn.Module):
     def weights(self, state: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """state [N, d], tokens [N, T, D] (each state's image) -> attention [N, T] (rows sum to 1).
         valid [N, T] bool: the tokens that may be read (None: all), e.g. not SAM's padding."""
+        return self.scores(state, tokens, valid).softmax(-1)
+
+    def scores(self, state: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention's logits [N, T]: scaled q(state) . k(token), -inf where not ``valid``."""
         scores = torch.einsum("nd,ntd->nt", self.query(state), self.key(tokens)) / self.query.out_features**0.5
         if valid is not None:
             scores = scores.masked_fill(~valid, float("-inf"))
-        return scores.softmax(-1)
+        return scores
 
     def forward(self, state: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """state [N, d], tokens [N, T, D] (each state's image) -> [N, out_dim]."""
