@@ -11,19 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _recipe_scripts import RECIPE_DIR, load_recipe_script
+from _recipe_scripts import load_recipe_script
 
 
-def _script(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(RECIPE_DIR))  # it imports a sibling recipe script, as when run
-    return load_recipe_script("sharpen_vision_view")
+def _script():
+    return load_recipe_script("sharpen_vision_view")  # its folder on the path: it imports a sibling
 
 
-def test_the_sharpened_kernel_applies_the_old_one_to_block_means(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sharpened_kernel_applies_the_old_one_to_block_means() -> None:
     torch.manual_seed(0)
     kernel = torch.randn(5, 3, 4, 4)
     image = torch.randn(2, 3, 24, 24)
-    sharp = F.conv2d(image, _script(monkeypatch).sharpened_kernel(kernel, 3), stride=12)
+    sharp = F.conv2d(image, _script().sharpened_kernel(kernel, 3), stride=12)
     expected = F.conv2d(F.avg_pool2d(image, 3), kernel, stride=4)
     assert sharp.shape == expected.shape == (2, 5, 2, 2)
     torch.testing.assert_close(sharp, expected, rtol=1e-5, atol=1e-5)
@@ -40,7 +39,7 @@ def test_the_saved_model_sees_twice_the_view_on_the_same_token_grid(tiny_model_d
     old = LisaConfig.load(tiny_model_dir).vlm["vision_config"]
     monkeypatch.setattr(sys, "argv", ["sharpen_vision_view.py", "--model", str(tiny_model_dir), "--out",
                                       str(tmp_path / "sharp"), "--image-size", str(2 * old["image_size"])])
-    _script(monkeypatch).main()
+    _script().main()
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["patch"] == [old["patch_size"], 2 * old["patch_size"]]
 
@@ -74,5 +73,5 @@ def test_a_view_that_is_not_a_multiple_is_refused(tiny_model_dir: Path, tmp_path
     monkeypatch.setattr(sys, "argv", ["sharpen_vision_view.py", "--model", str(tiny_model_dir), "--out",
                                       str(tmp_path / "sharp"), "--image-size", str(size + 1)])
     with pytest.raises(SystemExit, match="multiple"):
-        _script(monkeypatch).main()
+        _script().main()
     assert not (tmp_path / "sharp").exists()

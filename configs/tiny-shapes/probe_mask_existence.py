@@ -85,19 +85,15 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
 def absent_declined(positive: np.ndarray, negative: np.ndarray, present_declined: float = PRESENT_DECLINED) -> float:
     """The share of absent queries below the highest threshold that declines at most
     ``present_declined`` of the present ones (a query is declined when its value is below)."""
-    return float((negative < decline_threshold(positive, present_declined)).mean())
-
-
-def decline_threshold(positive: np.ndarray, present_declined: float = PRESENT_DECLINED) -> float:
-    """The highest threshold below which at most ``present_declined`` of ``positive`` fall."""
     allowed = int(np.floor(present_declined * len(positive)))  # present values that may fall below
-    return float(np.sort(positive)[allowed])  # below it: exactly ``allowed`` of them (ties: fewer)
+    threshold = np.sort(positive)[allowed]  # below it: exactly ``allowed`` of them (ties: fewer)
+    return float((negative < threshold).mean())
 
 
 def absent_declined_by_group(positive: np.ndarray, negative: np.ndarray, groups: np.ndarray) -> dict[str, float]:
-    """``absent_declined`` at the one threshold, for the absent queries of each group."""
-    threshold = decline_threshold(positive)
-    return {g: round(float((negative[groups == g] < threshold).mean()), 3) for g in sorted(set(groups))}
+    """``absent_declined`` for the absent queries of each group (the threshold depends only on the
+    present ones, so it is the same for every group)."""
+    return {g: round(absent_declined(positive, negative[groups == g]), 3) for g in sorted(set(groups))}
 
 
 def main() -> None:
