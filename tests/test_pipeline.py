@@ -259,3 +259,15 @@ def test_a_batch_larger_than_the_cache_keeps_all_its_images(tiny_pipeline, image
     assert len(pipe._cache) == 3  # trimmed back to cache_size when the next image is encoded
     pipe(rng.integers(0, 255, (9, 9, 3), dtype=np.uint8), "a", answers="[SEG].", raw=True)
     assert len(pipe._cache) == 1
+
+
+def test_a_batch_that_repeats_an_older_cached_image_keeps_it(tiny_pipeline, images, rng) -> None:
+    """An image cached by an earlier call is the oldest entry; encoding the batch's new images
+    must not evict it before the batch reads it (it did: a KeyError on the second call)."""
+    pipe = LisaPipeline(tiny_pipeline.model, tiny_pipeline.tokenizer, tiny_pipeline.image_processor, cache_size=2)
+    new = [rng.integers(0, 255, (20, 20 + i, 3), dtype=np.uint8) for i in range(2)]
+    pipe([images[0], images[1]], ["a", "b"], answers="[SEG].", raw=True)
+    results = pipe([new[0], images[0], new[1]], ["a", "b", "c"], answers="[SEG].", raw=True)
+    assert [r.masks.shape for r in results] == [(1, 20, 20), (1, 40, 56), (1, 20, 21)]
+    alone = pipe(images[0], "b", answers="[SEG].", raw=True)
+    assert np.array_equal(results[1].scores, alone.scores)

@@ -217,6 +217,8 @@ class LisaPipeline:
             self._cache[key] = _ImageEntry(
                 encoded.features[i], encoded.sam_embeddings[i], views[i].resized_size, views[i].original_size, grid
             )
+        for key in keys:  # the batch's images newest, so that trimming evicts only other ones
+            self._cache.move_to_end(key)
         while len(self._cache) > max(self.cache_size, len(keys)):
             self._cache.popitem(last=False)
 
