@@ -115,7 +115,8 @@ class ChatSession:
         history = self._fitting_history(query)
         result = self.pipe(self.image, query, history=history, max_new_tokens=self.max_new_tokens, raw=True)
         folder = self.out / f"turn_{len(self.transcript)}"
-        write_outputs(folder, self.image, query, result.text, result.masks, result.scores, result.timings)
+        write_outputs(folder, self.image, query, result.text, result.masks, result.scores, result.timings,
+                      present=result.present)
         self.transcript.append(Turn(self.image_path, query, result.text, result.masks, result.scores, folder))
         self.history = history + [(query, result.text)]
         self.say(f"lisa> {result.text}")

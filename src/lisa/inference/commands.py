@@ -114,16 +114,20 @@ def run_segment(args: argparse.Namespace) -> int:
     prompt = args.query if args.raw else segment_query(args.query)
     with staged_output_dir(args.out, args.overwrite) as stage:
         written = write_outputs(stage, image, args.query, result.text, result.masks, result.scores, result.timings,
-                                prompt=prompt)
+                                prompt=prompt, present=result.present)
     print(result.text)
-    print(f"{len(result.masks)} mask(s){_empty_note(result.masks)} -> {args.out}/ ({', '.join(p.name for p in written)})")
+    print(f"{len(result.masks)} mask(s){_empty_note(result.masks, result.present)} -> {args.out}/ "
+          f"({', '.join(p.name for p in written)})")
     return 0
 
 
-def _empty_note(masks) -> str:
-    """' (1 empty)' when the decoder found nothing for some [SEG]: the files are still written."""
-    empty = sum(1 for mask in masks if not mask.any())
-    return f" ({empty} empty)" if empty else ""
+def _empty_note(masks, present=None) -> str:
+    """' (1 empty)' when the decoder found nothing for some [SEG], ' (1 empty: judged absent)' when
+    the presence head declined it: the files are still written."""
+    declined = 0 if present is None else int((~present).sum())
+    empty = sum(1 for mask in masks if not mask.any()) - declined
+    notes = ([f"{empty} empty"] if empty else []) + ([f"{declined} empty: judged absent"] if declined else [])
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def run_chat(args: argparse.Namespace) -> int:

@@ -40,6 +40,9 @@ class SegmentResult:
     masks: np.ndarray  # [N, H, W] bool, one per [SEG] in the answer
     scores: np.ndarray  # [N] mean foreground probability of each mask
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds, for the whole call
+    # [N] bool: the presence head's verdict on each mask's object (False: judged absent, the mask
+    # is empty); None when the model has no presence head (lisa.model.presence).
+    present: np.ndarray | None = None
 
 
 @dataclass
@@ -199,7 +202,8 @@ class LisaPipeline:
         timings["mask_decode_ms"] = round(segmentation.mask_decode_ms, 3)
         timings["generate_ms"] = round(_ms(tick) - timings["mask_decode_ms"], 3)
         timings["total_ms"] = _ms(start)
-        return [SegmentResult(t, m, s, dict(timings)) for t, m, s in zip(texts, masks, scores)]
+        present = _present(segmentation, self.model)
+        return [SegmentResult(t, m, s, dict(timings), p) for t, m, s, p in zip(texts, masks, scores, present)]
 
     def _encode_missing(self, keys: list[str], arrays: dict[str, np.ndarray]) -> None:
         missing = [k for k in keys if k not in self._cache]
@@ -228,6 +232,14 @@ def _to_numpy(segmentation: Segmentation) -> tuple[list[np.ndarray], list[np.nda
     masks = [(logits > 0).cpu().numpy() for logits in segmentation.mask_logits]
     scores = [score.cpu().numpy().astype(np.float32) for score in segmentation.scores]
     return masks, scores
+
+
+def _present(segmentation: Segmentation, model: LisaModel) -> list[np.ndarray | None]:
+    """Per conversation: which masks the presence head kept ([n] bool), or None without one."""
+    if segmentation.presence is None or model.presence_head is None:
+        return [None] * len(segmentation.scores)
+    threshold = float(model.presence_head.threshold)
+    return [(log_odds >= threshold).cpu().numpy() for log_odds in segmentation.presence]
 
 
 def _pad_left(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

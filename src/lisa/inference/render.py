@@ -135,8 +135,18 @@ def mask_record(mask: np.ndarray, score: float) -> dict:
     }
 
 
+def mask_records(masks: np.ndarray, scores: np.ndarray, present: np.ndarray | None = None) -> list[dict]:
+    """``mask_record`` of each mask; with a presence head's verdicts (``SegmentResult.present``),
+    each record also says ``present`` (false: the object was judged absent, its mask left empty)."""
+    records = [mask_record(m, s) for m, s in zip(masks, scores)]
+    if present is not None:
+        for record, kept in zip(records, present):
+            record["present"] = bool(kept)
+    return records
+
+
 def write_outputs(out_dir: Path, image: np.ndarray, query: str, text: str, masks: np.ndarray, scores: np.ndarray,
-                  timings: dict[str, float], prompt: str | None = None) -> list[Path]:
+                  timings: dict[str, float], prompt: str | None = None, present: np.ndarray | None = None) -> list[Path]:
     """mask_<i>.png, overlay.png and result.json; ``prompt`` is the text sent to the model when
     it differs from the query as typed (the segmentation wording added)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +163,7 @@ def write_outputs(out_dir: Path, image: np.ndarray, query: str, text: str, masks
         **({"prompt": prompt} if prompt is not None and prompt != query else {}),
         "text": text,
         "image_size": [int(image.shape[0]), int(image.shape[1])],
-        "masks": [mask_record(m, s) for m, s in zip(masks, scores)],
+        "masks": mask_records(masks, scores, present),
         "timings_ms": timings,
     }
     result_path = out_dir / "result.json"

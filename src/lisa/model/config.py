@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 # a folder saved again reads back byte-identical (``load`` fills the default in).
 OMITTED_AT_DEFAULT: dict[str, Any] = {"seg_head_image_attention": False, "seg_head_dense_prompt": False,
                                       "seg_head_read": "image_tokens", "seg_head_read_grid": None,
-                                      "seg_head_embedding_read": False}
+                                      "seg_head_embedding_read": False, "presence_head_width": None}
 
 
 @dataclass(config=STRICT_KEYS)
@@ -66,6 +66,9 @@ class LisaConfig:
     # True: beside a read of the image tokens, a second read over the mask embedding, its map a
     # second dense prompt (SegHead; not in the paper).
     seg_head_embedding_read: Bool = False
+    # The presence head's hidden width (lisa.model.presence; not in the paper): it declines the
+    # masks of objects it finds absent. None: no presence head, every [SEG] gets its mask.
+    presence_head_width: PositiveInt | None = None
     ce_weight: NonNegativeNumber = 1.0
     bce_weight: NonNegativeNumber = 2.0
     dice_weight: NonNegativeNumber = 0.5
@@ -134,6 +137,10 @@ class LisaConfig:
         if image_tokens is not None and self.num_image_tokens != image_tokens:
             raise LisaError(f"{source}: num_image_tokens must be {image_tokens} (what vlm.vision_config gives "
                             f"one image), got {self.num_image_tokens}")
+        if self.presence_head_width is not None and not (self.seg_head_image_attention and
+                                                        self.seg_head_read == "image_tokens"):
+            raise LisaError(f"{source}: presence_head_width needs a seg head that reads the image tokens "
+                            "(seg_head_image_attention true, seg_head_read 'image_tokens')")
         if self.out_dim != prompt_dim:
             raise LisaError(f"{source}: out_dim must be {prompt_dim} (SAM's prompt size), got {self.out_dim}")
 

@@ -30,6 +30,7 @@ from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
+from lisa.model.presence import PresenceHead, presence_feature_size, presence_features
 from lisa.model.seg_head import SegHead, SegProjection
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
 from lisa.model.weights import load_weights, save_weights
@@ -60,6 +61,9 @@ class Segmentation:
     mask_logits: list[torch.Tensor]  # [n_seg, H, W] float32 at the original image size
     scores: list[torch.Tensor]  # [n_seg] float32, ``mask_scores`` of each mask
     mask_decode_ms: float = 0.0  # of the call's time, spent from [SEG] states to masks
+    # [n_seg] float32 per conversation: the presence head's log-odds that each [SEG]'s object is
+    # there (None: the model has no presence head); masks below its threshold are empty.
+    presence: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -101,6 +105,11 @@ class LisaModel(nn.Module):
             self.seg_head = SegHead(config.hidden_size, config.out_dim, config.seg_head_norm,
                                     config.seg_head_image_attention, config.seg_head_dense_prompt,
                                     config.seg_head_read, config.seg_head_embedding_read)
+            self.presence_head: PresenceHead | None = None
+            if config.presence_head_width is not None:
+                token_size = int(self.seg_head.image_attention.key.in_features)  # config.check: it reads tokens
+                self.presence_head = PresenceHead(presence_feature_size(config.hidden_size, token_size),
+                                                  config.presence_head_width)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -390,16 +399,46 @@ class LisaModel(nn.Module):
             return Segmentation(tokens, seg_hidden, empty, [torch.zeros(0, device=device) for _ in sizes])
         row_of_mask = torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
         image_of_mask = image_index[row_of_mask]
-        per_image, _ = self.masks_from_hidden(
-            torch.cat(seg_hidden), image_of_mask, images.sam_embeddings, images.resized_sizes, images.original_sizes,
-            images.features,
+        states = torch.cat(seg_hidden)
+        projection = self.project_seg_with_attention(states, image_of_mask, images.features,
+                                                     ImageEmbedding.of(images.sam_embeddings), images.resized_sizes)
+        per_image, iou_per_image = self.masks_from_hidden(
+            states, image_of_mask, images.sam_embeddings, images.resized_sizes, images.original_sizes,
+            images.features, projection,
         )
-        logits = []
+        logits, iou_estimates = [], []
         for row in range(len(counts)):
             image = int(image_index[row])
-            logits.append(per_image[image][row_of_mask[image_of_mask == image] == row])
+            chosen = row_of_mask[image_of_mask == image] == row
+            logits.append(per_image[image][chosen])
+            iou_estimates.append(iou_per_image[image][chosen])
         scores = [sam_ops.mask_scores(m) for m in logits]
-        return Segmentation(tokens, seg_hidden, logits, scores, (time.perf_counter() - start) * 1000.0)
+        presence = None
+        if self.presence_head is not None:
+            presence = self._decline_absent(states, image_of_mask, images, logits, scores, iou_estimates, counts)
+            scores = [sam_ops.mask_scores(m) for m in logits]
+        return Segmentation(tokens, seg_hidden, logits, scores, (time.perf_counter() - start) * 1000.0, presence)
+
+    def _decline_absent(
+        self, states: torch.Tensor, image_of_mask: torch.Tensor, images: ImageEncoding, logits: list[torch.Tensor],
+        scores: list[torch.Tensor], iou_estimates: list[torch.Tensor], counts: list[int],
+    ) -> list[torch.Tensor]:
+        """The presence head's log-odds of every [SEG] (per conversation); the mask logits of those
+        below its threshold are set to the lowest value in place, so their masks come out empty."""
+        assert self.presence_head is not None and self.seg_head.image_attention is not None
+        read = self.seg_head.image_attention
+        normalised = self.seg_head.normalised(states.to(self.dtype))
+        tokens = torch.stack([images.features[int(i)] for i in image_of_mask.tolist()])[..., :read.key.in_features]
+        tokens = tokens.to(normalised.dtype)
+        flat_logits = torch.cat([m.flatten(1) for m in logits])
+        area_shares = (flat_logits > 0).float().mean(-1)
+        features = presence_features(normalised, read.scores(normalised, tokens), tokens, torch.cat(scores),
+                                     torch.cat(iou_estimates), area_shares)
+        log_odds = self.presence_head(features).float()
+        keep = log_odds >= self.presence_head.threshold
+        for masks, kept in zip(logits, keep.split(counts)):
+            masks[~kept] = torch.finfo(masks.dtype).min
+        return list(log_odds.split(counts))
 
     # ---- teacher-forced forward --------------------------------------------------------
     def forward(self, batch: LisaBatch, share_prefix: bool = True, attention_weight: float = 0.0) -> LisaOutput:

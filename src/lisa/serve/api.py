@@ -85,6 +85,8 @@ class Mask(BaseModel):
     bbox: list[int] = Field(description="[x, y, width, height] in pixels; [0, 0, 0, 0] for an empty mask")
     score: float = Field(description="mean foreground probability inside the mask")
     rle: Rle
+    present: bool | None = Field(default=None, description="the model's presence head's verdict: false when it "
+                                 "judged the object absent and left the mask empty; absent for a model without one")
 
 
 class SegmentResponse(BaseModel):

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from lisa.data.image_io import load_image
 from lisa.errors import LisaError
 from lisa.inference.pipeline import SegmentResult
-from lisa.inference.render import draw_overlay, mask_record
+from lisa.inference.render import draw_overlay, mask_records
 
 
 class TooLarge(LisaError):
@@ -61,7 +61,7 @@ def result_payload(image: np.ndarray, result: SegmentResult, overlay: bool) -> d
     payload = {
         "text": result.text,
         "image_size": [int(image.shape[0]), int(image.shape[1])],
-        "masks": [mask_record(mask, score) for mask, score in zip(result.masks, result.scores)],
+        "masks": mask_records(result.masks, result.scores, result.present),
         "timings_ms": result.timings,
     }
     if overlay:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lisa.errors import LisaError
-from lisa.inference.render import PALETTE, draw_overlay, mask_record
+from lisa.inference.render import PALETTE, draw_overlay, mask_records
 from lisa.serve.payload import png_bytes
 from lisa.serve.worker import QueueFull, WorkerPool
 
@@ -40,8 +40,9 @@ def private_cache_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="lisa-web-", dir=parent))
 
 
-def mask_label(index: int, score: float) -> str:
-    return f"mask {index + 1} ({COLOUR_NAMES[index % len(COLOUR_NAMES)]}, score {score:.2f})"
+def mask_label(index: int, score: float, present: bool = True) -> str:
+    verdict = "judged absent, empty" if not present else f"score {score:.2f}"
+    return f"mask {index + 1} ({COLOUR_NAMES[index % len(COLOUR_NAMES)]}, {verdict})"
 
 
 def example_rows(folder: Path | None) -> list[list[str]]:
@@ -82,7 +83,8 @@ def build_demo(workers: WorkerPool, model_name: str = "lisa-tiny", cache_dir: Pa
         history = history + [(query, result.text)]
         state = {"image": image, "shape": image.shape, "history": history, "masks": result.masks,
                  "scores": result.scores}
-        labels = [mask_label(i, float(s)) for i, s in enumerate(result.scores)]
+        present = result.present if result.present is not None else [True] * len(result.scores)
+        labels = [mask_label(i, float(s), bool(p)) for i, (s, p) in enumerate(zip(result.scores, present))]
         files = _write_downloads(cache_dir, image, query, result)
         return (_chat(history), draw_overlay(image, result.masks, dim_rest=True),
                 gr.update(choices=labels, value=labels), files, state, "")
@@ -146,7 +148,7 @@ def _write_downloads(cache_dir: Path, image: np.ndarray, query: str, result) -> 
         path.write_bytes(png_bytes(mask.astype(np.uint8) * 255))
         paths.append(str(path))
     record = {"query": query, "text": result.text, "image_size": [int(image.shape[0]), int(image.shape[1])],
-              "masks": [mask_record(m, s) for m, s in zip(result.masks, result.scores)]}
+              "masks": mask_records(result.masks, result.scores, result.present)}
     rle = folder / "masks_rle.json"
     rle.write_text(json.dumps(record, indent=2) + "\n")
     return paths + [str(rle)]
