@@ -48,7 +48,7 @@ def test_the_head_standardises_then_applies_its_mlp() -> None:
     features = torch.tensor([[5.0, 2.0], [1.0, 6.0]])  # standardised: [2, 0] and [0, 1]
     # ReLU(2 - 0) * 3 - 1 = 5; ReLU(0 - 1) * 3 - 1 = -1
     assert torch.allclose(head(features), torch.tensor([5.0, -1.0]))
-    assert head.present(features).tolist() == [True, False]
+    assert head.keeps(head(features)).tolist() == [True, False]
 
 
 def _pipeline_with_head(tmp_path, threshold: float | None):
@@ -58,9 +58,8 @@ def _pipeline_with_head(tmp_path, threshold: float | None):
     pipe = LisaPipeline.from_pretrained(folder, device="cpu", dtype="float32")
     if threshold is not None:
         model = pipe.model
-        size = presence_feature_size(model.config.hidden_size, model.seg_head.image_attention.key.in_features)
         torch.manual_seed(3)
-        model.presence_head = PresenceHead(size, width=8).eval()
+        model.presence_head = PresenceHead.reading(model.seg_head, model.config.hidden_size, width=8).eval()
         model.presence_head.threshold.fill_(threshold)
         model.config = replace(model.config, presence_head_width=8)
     return pipe

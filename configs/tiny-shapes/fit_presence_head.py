@@ -32,20 +32,19 @@ from torch import nn
 from lisa import LisaPipeline
 from lisa.eval.evaluate import load_eval_dataset
 from lisa.model.build import save_bundle
-from lisa.model.presence import PresenceHead, presence_feature_size
+from lisa.model.presence import PresenceHead
 
 
-def attach_recording_head(pipe: LisaPipeline, width: int) -> tuple[PresenceHead, list[torch.Tensor]]:
-    """A presence head that declines nothing (threshold -inf) and records its input features."""
+def attach_recording_head(pipe: LisaPipeline, width: int) -> list[torch.Tensor]:
+    """Put a presence head that declines nothing (threshold -inf) into the model; the list it
+    returns receives the head's input features on every call."""
     model = pipe.model
-    assert model.seg_head.image_attention is not None, "a presence head needs a seg head that reads the image tokens"
-    size = presence_feature_size(model.config.hidden_size, model.seg_head.image_attention.key.in_features)
-    head = PresenceHead(size, width).to(model.device)
+    head = PresenceHead.reading(model.seg_head, model.config.hidden_size, width).to(model.device)
     head.threshold.fill_(float("-inf"))
     model.presence_head = head
     recorded: list[torch.Tensor] = []
     head.register_forward_hook(lambda _module, inputs, _output: recorded.append(inputs[0].detach().float().cpu()))
-    return head, recorded
+    return recorded
 
 
 def collect(pipe: LisaPipeline, recorded: list[torch.Tensor], dataset: str, data_dir: Path, split: str,
@@ -118,7 +117,7 @@ def main() -> None:
                "referring": ("jsonl", args.data_dir, ["referring"], args.referring),
                "reasoning": ("reasonseg", args.reasoning_dir, None, None)}
     if any(name not in parts for name in sources):
-        _, recorded = attach_recording_head(pipe, args.width)
+        recorded = attach_recording_head(pipe, args.width)
         for name, (dataset, data_dir, names, limit) in sources.items():
             if name in parts:
                 continue

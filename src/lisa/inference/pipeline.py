@@ -238,8 +238,7 @@ def _present(segmentation: Segmentation, model: LisaModel) -> list[np.ndarray | 
     """Per conversation: which masks the presence head kept ([n] bool), or None without one."""
     if segmentation.presence is None or model.presence_head is None:
         return [None] * len(segmentation.scores)
-    threshold = float(model.presence_head.threshold)
-    return [(log_odds >= threshold).cpu().numpy() for log_odds in segmentation.presence]
+    return [model.presence_head.keeps(log_odds).cpu().numpy() for log_odds in segmentation.presence]
 
 
 def _pad_left(ids: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

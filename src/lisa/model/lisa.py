@@ -30,7 +30,7 @@ from lisa.model import vlm as vlm_ops
 from lisa.model.config import LisaConfig
 from lisa.model.losses import attention_cross_entropy_sum, mask_bce_sum, mask_dice_sum, text_ce_loss
 from lisa.model.mask_backbones import ImageEmbedding, MaskBackbone, backbone_of_config, mask_backbone
-from lisa.model.presence import PresenceHead, presence_feature_size, presence_features
+from lisa.model.presence import PresenceHead, presence_features
 from lisa.model.seg_head import SegHead, SegProjection
 from lisa.model.vlms import VlmAdapter, VlmImages, adapter_for
 from lisa.model.weights import load_weights, save_weights
@@ -106,10 +106,8 @@ class LisaModel(nn.Module):
                                     config.seg_head_image_attention, config.seg_head_dense_prompt,
                                     config.seg_head_read, config.seg_head_embedding_read)
             self.presence_head: PresenceHead | None = None
-            if config.presence_head_width is not None:
-                token_size = int(self.seg_head.image_attention.key.in_features)  # config.check: it reads tokens
-                self.presence_head = PresenceHead(presence_feature_size(config.hidden_size, token_size),
-                                                  config.presence_head_width)
+            if config.presence_head_width is not None:  # config.check: the seg head reads the tokens
+                self.presence_head = PresenceHead.reading(self.seg_head, config.hidden_size, config.presence_head_width)
         # Aliased parameters (SAM's shared positional matrix, tied embeddings) are saved once.
         self.vlm.tie_weights()
         self.sam.tie_weights()
@@ -435,7 +433,7 @@ class LisaModel(nn.Module):
         features = presence_features(normalised, read.scores(normalised, tokens), tokens, torch.cat(scores),
                                      torch.cat(iou_estimates), area_shares)
         log_odds = self.presence_head(features).float()
-        keep = log_odds >= self.presence_head.threshold
+        keep = self.presence_head.keeps(log_odds)
         for masks, kept in zip(logits, keep.split(counts)):
             masks[~kept] = torch.finfo(masks.dtype).min
         return list(log_odds.split(counts))

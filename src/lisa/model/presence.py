@@ -18,8 +18,13 @@ does (lisa-tiny experiments, sections 20-21).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from lisa.model.seg_head import SegHead
 
 SCALAR_FEATURES = 7  # match max, match logsumexp, peak weight, mask score, IoU estimate, area share, 1 / tokens
 
@@ -60,10 +65,17 @@ class PresenceHead(nn.Module):
         self.register_buffer("threshold", torch.tensor(0.0))
         self.net = nn.Sequential(nn.Linear(feature_size, width), nn.ReLU(), nn.Linear(width, 1))
 
+    @classmethod
+    def reading(cls, seg_head: SegHead, hidden_size: int, width: int) -> PresenceHead:
+        """A head sized for what ``seg_head`` (with a read of the image tokens) computes."""
+        assert seg_head.image_attention is not None, "a presence head needs a seg head that reads the image tokens"
+        return cls(presence_feature_size(hidden_size, int(seg_head.image_attention.key.in_features)), width)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         standard = (features.to(self.mean.dtype) - self.mean) / self.std
         return self.net(standard).squeeze(-1)
 
-    def present(self, features: torch.Tensor) -> torch.Tensor:
-        """[N] bool: the masks to keep."""
-        return self(features) >= self.threshold
+    def keeps(self, log_odds: torch.Tensor) -> torch.Tensor:
+        """[N] bool: which of the head's log-odds [N] keep their masks (the one place the threshold
+        is applied)."""
+        return log_odds >= self.threshold
