@@ -66,3 +66,19 @@ def test_reset_image_and_save_commands(tiny_model_dir, tmp_path) -> None:
     # the third turn ran on the second image, with no history from the first
     result = json.loads((tmp_path / "out" / "turn_2" / "result.json").read_text())
     assert result["image_size"] == [24, 32] and result["query"] == "and now?"
+
+
+def test_a_saved_transcript_keeps_the_presence_verdicts(tmp_path) -> None:
+    """/save writes each turn again elsewhere: a presence head's `present` must survive the copy."""
+    from lisa.inference.chat import ChatSession, Turn
+
+    image = _image(tmp_path / "a.png", 90)
+    session = ChatSession(pipe=None, image_path=image, out=tmp_path / "out", say=lambda _: None)
+    masks = np.zeros((2, 24, 32), dtype=bool)
+    masks[0, 2:5, 3:7] = True
+    session.transcript.append(Turn(image, "the red circle", "[SEG] [SEG]", masks, np.array([0.8, 0.0]),
+                                   tmp_path / "out" / "turn_0", np.array([True, False])))
+    session._save(tmp_path / "saved")
+    result = json.loads((tmp_path / "saved" / "turn_0" / "result.json").read_text())
+    assert [m["present"] for m in result["masks"]] == [True, False]
+    assert [m["area"] for m in result["masks"]] == [12, 0]

@@ -31,6 +31,7 @@ class Turn:
     masks: np.ndarray  # [N, H, W] bool
     scores: np.ndarray  # [N]
     folder: Path  # where this turn's outputs were written
+    present: np.ndarray | None = None  # [N] bool, the presence head's verdicts (None: no head)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class ChatSession:
         for index, turn in enumerate(self.transcript):
             turn_dir = folder / f"turn_{index}"
             if turn_dir.resolve() != turn.folder.resolve():
-                write_outputs(turn_dir, load_image(turn.image), turn.query, turn.text, turn.masks, turn.scores, {})
+                write_outputs(turn_dir, load_image(turn.image), turn.query, turn.text, turn.masks, turn.scores, {},
+                              present=turn.present)
             records.append({"image": str(turn.image), "query": turn.query, "answer": turn.text,
                             "masks": [f"{turn_dir.name}/mask_{i}.png" for i in range(len(turn.masks))]})
         (folder / "transcript.json").write_text(json.dumps(records, indent=2) + "\n")
@@ -117,7 +119,8 @@ class ChatSession:
         folder = self.out / f"turn_{len(self.transcript)}"
         write_outputs(folder, self.image, query, result.text, result.masks, result.scores, result.timings,
                       present=result.present)
-        self.transcript.append(Turn(self.image_path, query, result.text, result.masks, result.scores, folder))
+        self.transcript.append(Turn(self.image_path, query, result.text, result.masks, result.scores, folder,
+                                    result.present))
         self.history = history + [(query, result.text)]
         self.say(f"lisa> {result.text}")
         if len(result.masks):
