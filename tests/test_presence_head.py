@@ -166,3 +166,12 @@ def test_outputs_say_which_masks_were_judged_absent() -> None:
     assert [m["present"] for m in payload["masks"]] == [True, True, False]
     assert mask_label(2, 0.0, present=False) == "mask 3 (green, judged absent, empty)"
     assert mask_label(0, 0.9) == "mask 1 (red, score 0.90)"
+
+
+def test_images_of_different_sizes_in_one_call(tmp_path, image) -> None:
+    """The head's area shares are taken per mask: masks of images of different sizes do not stack."""
+    pipe = _pipeline_with_head(tmp_path, float("-inf"))
+    other = np.random.default_rng(1).integers(0, 256, (30, 70, 3), dtype=np.uint8)
+    results = pipe([image, other], ["the red circle", "the blue square"], answers=[TWO_MASKS, TWO_MASKS])
+    assert [r.masks.shape for r in results] == [(2, 40, 50), (2, 30, 70)]
+    assert all(r.present.tolist() == [True, True] for r in results)

@@ -14,6 +14,14 @@ save the model with it:
 3. Its threshold: the highest log-odds that declines at most ``--present-declined`` of the
    held-out present-labelled rows. Then the whole model is saved with the head in it
    (``presence_head_width`` in lisa_config.json), and the held-out shares printed as JSON.
+
+``--calibrate`` keeps a model's own presence head (one trained with the model: the training
+option ``presence_weight``) and only sets its threshold, on the present and absent queries of a
+world the model never trained on (``--data-dir``, its train split), then saves the model:
+
+    lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400
+    python configs/tiny-shapes/fit_presence_head.py --calibrate --model runs/v13/4-presence-seed0/model \
+        --data-dir data/shapes-calib --out runs/v13/4-presence-seed0/calibrated
 """
 
 from __future__ import annotations
@@ -95,6 +103,35 @@ def fit(features: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, held:
     return head.eval()
 
 
+def threshold_for(present_log_odds: torch.Tensor, present_declined: float) -> float:
+    """The highest threshold that declines at most ``present_declined`` of these present rows."""
+    ordered = present_log_odds.sort().values
+    return float(ordered[int(np.floor(present_declined * len(ordered)))])
+
+
+def calibrate(pipe: LisaPipeline, args: argparse.Namespace) -> dict:
+    """Set the model's own head's threshold on ``args.data_dir``'s present and absent queries."""
+    head = pipe.model.presence_head
+    if head is None:
+        raise SystemExit(f"{args.model} has no presence head to calibrate (presence_head_width in lisa_config.json)")
+    head.threshold.fill_(float("-inf"))
+    recorded: list[torch.Tensor] = []
+    head.register_forward_hook(lambda _module, _inputs, output: recorded.append(output.detach().float().cpu()))
+    log_odds, labels = [], []
+    for name in ("present", "absent"):
+        rows = collect(pipe, recorded, "jsonl", args.data_dir, "train", [name], None, args.batch_size, args.seed)
+        log_odds += [float(v) for v in rows["features"]]
+        labels += rows["label"]
+    values, present = torch.tensor(log_odds), torch.tensor(labels) == 1
+    if not present.any():
+        raise SystemExit(f"the model answered no present query of {args.data_dir} with a [SEG]: nothing to calibrate on")
+    head.threshold.fill_(threshold_for(values[present], args.present_declined))
+    declined = values < head.threshold
+    return {"rows": len(values), "threshold": round(float(head.threshold), 4),
+            "present_declined": round(float(declined[present].float().mean()), 3),
+            "absent_declined": round(float(declined[~present].float().mean()), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -108,8 +145,17 @@ def main() -> None:
     parser.add_argument("--present-declined", type=float, default=0.025)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--calibrate", action="store_true",
+                        help="keep the model's own presence head; only set its threshold on --data-dir")
     args = parser.parse_args()
     pipe = LisaPipeline.from_pretrained(args.model, device="cpu", dtype="float32")
+    if args.calibrate:
+        report = calibrate(pipe, args)
+        if args.out.exists():
+            shutil.rmtree(args.out)
+        save_bundle(args.out, pipe.model, pipe.tokenizer, pipe.image_processor)
+        print(json.dumps(report))
+        return
     parts: dict[str, dict[str, list]] = {}  # per query set, cached one by one (a rerun resumes)
     if args.features is not None and args.features.is_file():
         parts = torch.load(args.features)
@@ -136,9 +182,7 @@ def main() -> None:
     head = fit(features, labels, ~held, held, args.width, args.epochs, args.seed)
     with torch.no_grad():
         log_odds = head(features)
-    present_held = log_odds[held & (labels == 1)].sort().values
-    allowed = int(np.floor(args.present_declined * len(present_held)))
-    head.threshold.fill_(float(present_held[allowed]))  # below it: at most ``allowed`` present rows
+    head.threshold.fill_(threshold_for(log_odds[held & (labels == 1)], args.present_declined))
     declined = log_odds < head.threshold
     families = sorted(set(rows["family"]))
     family = np.array(rows["family"])

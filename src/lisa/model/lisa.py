@@ -78,6 +78,7 @@ class LisaOutput:
     # many-process training rescales each by its own global count (lisa.train.distributed).
     text_loss: torch.Tensor | None = None
     mask_loss: torch.Tensor | None = None
+    presence_loss: torch.Tensor | None = None  # the presence head's mean BCE (trained with presence_weight)
 
 
 @contextlib.contextmanager
@@ -423,26 +424,42 @@ class LisaModel(nn.Module):
     ) -> list[torch.Tensor]:
         """The presence head's log-odds of every [SEG] (per conversation); the mask logits of those
         below its threshold are set to the lowest value in place, so their masks come out empty."""
-        assert self.presence_head is not None and self.seg_head.image_attention is not None
-        read = self.seg_head.image_attention
-        normalised = self.seg_head.normalised(states.to(self.dtype))
-        tokens = torch.stack([images.features[int(i)] for i in image_of_mask.tolist()])[..., :read.key.in_features]
-        tokens = tokens.to(normalised.dtype)
-        flat_logits = torch.cat([m.flatten(1) for m in logits])
-        area_shares = (flat_logits > 0).float().mean(-1)
-        features = presence_features(normalised, read.scores(normalised, tokens), tokens, torch.cat(scores),
-                                     torch.cat(iou_estimates), area_shares)
-        log_odds = self.presence_head(features).float()
+        assert self.presence_head is not None
+        log_odds = self.presence_log_odds(states, image_of_mask, images.features, torch.cat(scores),
+                                          torch.cat(iou_estimates), torch.cat([area_shares(m) for m in logits]))
         keep = self.presence_head.keeps(log_odds)
         for masks, kept in zip(logits, keep.split(counts)):
             masks[~kept] = torch.finfo(masks.dtype).min
         return list(log_odds.split(counts))
 
+    def presence_log_odds(
+        self, states: torch.Tensor, image_of_mask: torch.Tensor, image_features: torch.Tensor | list[torch.Tensor],
+        mask_scores: torch.Tensor, iou_estimates: torch.Tensor, mask_area_shares: torch.Tensor,
+    ) -> torch.Tensor:
+        """[N] float32: the presence head's log-odds for N [SEG] states [N, D] on the images
+        ``image_of_mask``, given their decoded masks' scores, IoU estimates and area shares [N]."""
+        assert self.presence_head is not None and self.seg_head.image_attention is not None
+        read = self.seg_head.image_attention
+        normalised = self.seg_head.normalised(states.to(self.dtype), track=False)  # the seg head normalised them
+        tokens = torch.stack([image_features[int(i)] for i in image_of_mask.tolist()])[..., :read.key.in_features]
+        tokens = tokens.to(normalised.dtype)
+        features = presence_features(normalised, read.scores(normalised, tokens), tokens, mask_scores,
+                                     iou_estimates, mask_area_shares)
+        return self.presence_head(features).float()
+
     # ---- teacher-forced forward --------------------------------------------------------
-    def forward(self, batch: LisaBatch, share_prefix: bool = True, attention_weight: float = 0.0) -> LisaOutput:
+    def forward(self, batch: LisaBatch, share_prefix: bool = True, attention_weight: float = 0.0,
+                presence_weight: float = 0.0) -> LisaOutput:
         """Teacher-forced losses. attention_weight > 0 (a seg head that reads the image tokens):
         the mask loss also counts that weight x the cross-entropy of the read's attention against
-        each target's share of the image-token cells, per mask like BCE and DICE."""
+        each target's share of the image-token cells, per mask like BCE and DICE.
+
+        presence_weight > 0 (a model with a presence head): every [SEG] is labelled by whether its
+        target mask is empty (an absent object, ``no_target_as_empty_mask``) or not, and the loss
+        adds that weight x the presence head's BCE, averaged over the [SEG]s. Its gradient reaches
+        the [SEG] state and the read; the mask's score, IoU estimate and area go in as measurements
+        (detached), so the decoder is not taught to blur the masks of absent objects. Empty targets
+        then count in no mask loss: declining them is the presence head's job."""
         embeds, lm_inputs, features = self.conversation_inputs_and_features(
             batch.input_ids, batch.vlm_pixels, batch.image_index, batch.vlm_grids)
         position_ids = self.position_ids(batch.input_ids, batch.attention_mask, batch.image_index, batch.vlm_grids)
@@ -454,32 +471,60 @@ class LisaModel(nn.Module):
         num_masks = sum(m.shape[0] for m in batch.masks)
         if rows.numel() != num_masks:
             raise ValueError(f"{rows.numel()} [SEG] tokens but {num_masks} target masks (truncated prompt?)")
+        if presence_weight and self.presence_head is None:
+            raise LisaError("presence_weight needs a model with a presence head (presence_head_width in its "
+                            "lisa_config.json: configs/tiny-shapes/fit_presence_head.py fits one)")
         zero = hidden.sum() * 0.0
-        bce, dice, attention_loss, per_image = zero, zero, zero, []
+        bce, dice, attention_loss, presence_loss, per_image = zero, zero, zero, zero, []
+        mask_count = num_masks  # the masks the mask loss averages over
         if num_masks:
             image_embeddings = self.batch_embeddings(batch)
             seg_image = batch.image_index[rows]
             projection = self.project_seg_with_attention(hidden[rows, cols], seg_image, features,
                                                          image_embeddings, batch.resized_sizes)
-            per_image, _ = self.masks_from_hidden(
+            per_image, iou_per_image = self.masks_from_hidden(
                 hidden[rows, cols], seg_image, image_embeddings, batch.resized_sizes, batch.original_sizes,
                 projection=projection,
             )
-            if attention_weight:
+            if attention_weight:  # an empty target adds 0
                 attention_loss = self.read_supervision_sum(projection, batch)
             target_by_image = _targets_by_image(batch)
+            if presence_weight:
+                presence_loss = self._presence_bce_mean(hidden[rows, cols], seg_image, features, per_image,
+                                                        iou_per_image, target_by_image)
+                mask_count = sum(int(t.flatten(1).any(-1).sum()) for t in target_by_image if t is not None)
             for logits, target in zip(per_image, target_by_image):
                 if logits.shape[0]:
+                    if presence_weight:
+                        present = target.flatten(1).any(-1)
+                        logits, target = logits[present], target[present]
                     bce = bce + mask_bce_sum(logits, target)
                     dice = dice + mask_dice_sum(logits, target)
-            bce, dice = bce / (num_masks + 1e-8), dice / (num_masks + 1e-8)
+            bce, dice = bce / (mask_count + 1e-8), dice / (mask_count + 1e-8)
         cfg = self.config
         text_loss, mask_loss = cfg.ce_weight * ce, cfg.bce_weight * bce + cfg.dice_weight * dice
         loss = cfg.ce_weight * ce + cfg.bce_weight * bce + cfg.dice_weight * dice  # summed as always: same bits
         if attention_weight and num_masks:
-            attention_loss = attention_weight * attention_loss / (num_masks + 1e-8)
+            attention_loss = attention_weight * attention_loss / (mask_count + 1e-8)
             mask_loss, loss = mask_loss + attention_loss, loss + attention_loss
-        return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss)
+        if presence_weight and num_masks:
+            mask_loss, loss = mask_loss + presence_weight * presence_loss, loss + presence_weight * presence_loss
+        return LisaOutput(loss, ce.detach(), bce.detach(), dice.detach(), per_image, num_masks, text_loss, mask_loss,
+                          presence_loss.detach() if presence_weight else None)
+
+    def _presence_bce_mean(
+        self, states: torch.Tensor, seg_image: torch.Tensor, features: torch.Tensor | list[torch.Tensor],
+        per_image: list[torch.Tensor], iou_per_image: list[torch.Tensor], target_by_image: list[torch.Tensor | None],
+    ) -> torch.Tensor:
+        """The presence head's mean BCE over a batch's [SEG]s (label: the target is not empty).
+        ``per_image`` and the rest group the [SEG]s by image; the states are regrouped so too."""
+        order = torch.cat([torch.nonzero(seg_image == image).flatten() for image in range(len(per_image))])
+        logits = [m.detach() for m in per_image]
+        labels = torch.cat([t.flatten(1).any(-1) for t in target_by_image if t is not None]).float()
+        log_odds = self.presence_log_odds(
+            states[order], seg_image[order], features, torch.cat([sam_ops.mask_scores(m) for m in logits]),
+            torch.cat(iou_per_image).detach(), torch.cat([area_shares(m) for m in logits]))
+        return F.binary_cross_entropy_with_logits(log_odds, labels.to(log_odds.device))
 
     def batch_embeddings(self, batch: LisaBatch) -> ImageEmbedding:
         """The batch's mask embeddings: the training cache's, or encoded from its SAM pixels."""
@@ -542,6 +587,11 @@ def keep_rope_float32(model: nn.Module) -> nn.Module:
             if hasattr(module, "original_inv_freq"):
                 module.original_inv_freq = fresh.inv_freq.float().clone()
     return model
+
+
+def area_shares(logits: torch.Tensor) -> torch.Tensor:
+    """[n, H, W] mask logits -> [n] float32: each binary mask's share of its image."""
+    return (logits > 0).flatten(1).float().mean(-1)
 
 
 def _targets_by_image(batch: LisaBatch) -> list[torch.Tensor | None]:

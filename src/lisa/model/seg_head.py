@@ -183,16 +183,20 @@ class SegHead(nn.Module):
         mask embedding for the second read (``embedding_read``)."""
         return self.prompts_and_attention(hidden, image_tokens, valid, embedding_cells, embedding_valid).prompts
 
-    def normalised(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The states as the head's layers see them: standardised with ``norm="batch"``."""
+    def normalised(self, hidden: torch.Tensor, track: bool = True) -> torch.Tensor:
+        """The states as the head's layers see them: standardised with ``norm="batch"``.
+        track=False: a second look at states the head has already normalised this step (the
+        running statistics are not updated again)."""
         if self.norm is None:
             return hidden
         norm = self.norm
         # Batch statistics need two states or more; a lone [SEG] uses the running ones.
         batch_stats = self.training and hidden.shape[0] > 1
-        hidden = F.batch_norm(hidden, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+        update = batch_stats and track
+        running_mean, running_var = (norm.running_mean, norm.running_var) if update or not batch_stats else (None, None)
+        hidden = F.batch_norm(hidden, running_mean, running_var, norm.weight, norm.bias,
                               training=batch_stats, momentum=norm.momentum, eps=norm.eps)
-        if batch_stats:
+        if update:
             norm.num_batches_tracked.add_(1)
         return hidden
 

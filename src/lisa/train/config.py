@@ -150,6 +150,10 @@ class TrainConfig:
     # A seg head that reads the image tokens: after any warm-up, the mask loss also counts this weight x
     # the cross-entropy of its attention against the target's image-token cells (LisaModel.forward).
     seg_attention_weight: NonNegativeNumber = 0.0
+    # A model with a presence head (lisa.model.presence): this weight x its BCE on every [SEG] (label:
+    # the target mask is not empty; absent objects come from jsonl sources with no_target_as_empty_mask),
+    # trained with the LM and the read (LisaModel.forward). 0: the head, if any, is left as it is.
+    presence_weight: NonNegativeNumber = 0.0
 
     def check(self, source: str) -> None:
         """What one field's type cannot say: choices that depend on each other."""

@@ -64,8 +64,9 @@ class RunLogger:
                     self.board.add_scalar(key, value, record["step"])
 
     def log_step(self, step: int, losses: torch.Tensor, lr: float, samples_per_s: float, force: bool,
-                 grad_norm: float | None = None) -> None:
-        """``grad_norm``: the gradient's norm before clipping (when the run clips)."""
+                 grad_norm: float | None = None, extra: dict[str, float] | None = None) -> None:
+        """``grad_norm``: the gradient's norm before clipping (when the run clips); ``extra``: more
+        named losses of the step (the presence head's), logged as they are."""
         if not self.active:
             return
         loss, ce, bce, dice = (float(v) for v in losses)
@@ -75,8 +76,8 @@ class RunLogger:
         if force:
             eta = self._eta(step)
             norm = {} if grad_norm is None else {"grad_norm": grad_norm}
-            self._write({"step": step, "loss": loss, "ce": ce, "bce": bce, "dice": dice, "lr": lr, **norm,
-                         "samples_per_s": samples_per_s, "eta_s": eta})
+            self._write({"step": step, "loss": loss, "ce": ce, "bce": bce, "dice": dice, **(extra or {}), "lr": lr,
+                         **norm, "samples_per_s": samples_per_s, "eta_s": eta})
             if self.bar.disable:  # no bar: one line per logged step instead
                 left = "?" if eta is None else _duration(eta)
                 print(f"step {step}/{self.total_steps} loss {loss:.4f} (ce {ce:.4f} bce {bce:.4f} dice {dice:.4f}) "

@@ -1,5 +1,5 @@
 """Which parameters train (as the official ``train_ds.py``): LoRA A/B, the [SEG] rows of embed_tokens and lm_head
-(or the whole matrices, as the official code), the mask decoder and the seg head.
+(or the whole matrices, as the official code), the mask decoder, the seg head and a presence head.
 Everything else (LLM base weights, final norm, vision tower, projector, the mask backbone's image
 and prompt encoders) is frozen. Which mask-backbone parameters are its "image_encoder" and
 "mask_decoder" is the adapter's call (``MaskBackbone.part``).
@@ -19,7 +19,7 @@ from lisa.model.mask_backbones.sam import SamBackbone
 
 MASK_BACKBONE = "sam."  # where LisaModel keeps the mask backbone's module
 # Name prefixes outside the mask backbone, and the backbone's parts ("mask_decoder", "image_encoder").
-TRAINED_MODULES = ("seg_head.", "mask_decoder")
+TRAINED_MODULES = ("seg_head.", "presence_head.", "mask_decoder")
 # "lisa": the paper's recipe. "vlm": aligning a from-scratch VLM before the LISA stage (vision
 # tower, projector, language model and both embedding matrices; SAM and seg head frozen).
 # "vlm_language": "vlm" with the vision tower and projector frozen (Llava's module names): text

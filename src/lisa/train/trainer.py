@@ -97,6 +97,10 @@ class Trainer:
         if config.seg_warmup is not None and self.accelerator.num_processes > 1:
             # The warm-up calls the model's pieces, not the DDP wrapper's forward.
             raise LisaError("seg_warmup runs in a single process only; launch without accelerate's multi-process mode")
+        if config.presence_weight and self.accelerator.num_processes > 1:
+            # Its loss is averaged over this process's [SEG]s; the many-process rescaling knows text and masks only.
+            raise LisaError("presence_weight trains in a single process only; launch without accelerate's "
+                            "multi-process mode")
         set_seed(config.seed)
         resume_from = start_run_dir(config, resume, self.accelerator)
         self.mixture = self._build_mixture()
@@ -108,6 +112,7 @@ class Trainer:
         self.cache = SamEmbeddingCache(config.sam_cache_images) if config.precompute_sam_embeddings else None
         self.state = ckpt.TrainState()
         self.grad_norm: float | None = None  # of the last optimizer step, before clipping
+        self.presence_sum = 0.0  # the presence head's BCE summed over the step's micro-batches
         if resume_from is not None:
             self.state = ckpt.load_checkpoint(resume_from, self.accelerator, self.model, self.optimizer, self.scheduler)
         self.logger = RunLogger(Path(config.run_dir), self.accelerator.is_main_process, progress,
@@ -143,7 +148,10 @@ class Trainer:
                                      warmup.attention_weight)
             else:
                 out = self.model(batch, share_prefix=self.config.model.share_prefix,
-                                 attention_weight=self.config.seg_attention_weight)
+                                 attention_weight=self.config.seg_attention_weight,
+                                 presence_weight=self.config.presence_weight)
+            if out.presence_loss is not None:
+                self.presence_sum += float(out.presence_loss)
             loss, parts = dist.loss_and_parts(out, share, world)
             acc.backward(loss)
             if acc.sync_gradients and o.clip > 0:
@@ -160,6 +168,7 @@ class Trainer:
 
     def optimizer_step(self) -> torch.Tensor:
         sums = torch.zeros(4)
+        self.presence_sum = 0.0
         try:
             for _ in range(self.config.optim.grad_accum):
                 sums += self.micro_step()
@@ -232,8 +241,9 @@ class Trainer:
         while self.state.step < c.optim.max_steps:
             losses = self.optimizer_step()
             rate = (self.state.samples - start_samples) / max(1e-9, time.perf_counter() - started)
+            extra = {"presence": self.presence_sum / c.optim.grad_accum} if c.presence_weight else None
             self.logger.log_step(self.state.step, losses, self.scheduler.get_last_lr()[0], rate,
-                                 force=self.state.step % c.log_every == 0, grad_norm=self.grad_norm)
+                                 force=self.state.step % c.log_every == 0, grad_norm=self.grad_norm, extra=extra)
             self.maybe_save()  # first: a failing validation loses no training
             self.maybe_validate()
         self.logger.close()
