@@ -29,7 +29,7 @@ GAP = 12
 def row(image: np.ndarray, kind: str, query: str, result) -> Image.Image:
     """[kind] above: the input (enlarged like the overlay) | the overlay with its legend."""
     left = Image.fromarray(enlarge(image, view_scale(*image.shape[:2])))
-    right = overlay_figure(image, result.masks, query, result.text, result.scores)
+    right = overlay_figure(image, result.masks, query, result.text, result.scores, result.present)
     canvas = Image.new("RGB", (left.width + GAP + right.width, right.height), "white")
     canvas.paste(left, (0, 0))
     canvas.paste(right, (left.width + GAP, 0))

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from lisa.cli import main
-from lisa.inference.render import PALETTE, draw_overlay, enlarge, mask_record, overlay_figure, write_outputs
+from lisa.inference.render import PALETTE, draw_overlay, enlarge, legend_rows, mask_record, overlay_figure, write_outputs
 
 
 def test_segment_writes_overlay_and_result(tiny_model_dir, tmp_path, capsys) -> None:
@@ -66,6 +66,19 @@ def test_overlay_figure_enlarges_small_images_and_has_a_legend() -> None:
     assert (legend != 255).any(axis=-1).sum() > 200  # text was drawn
     swatch = np.all(legend == PALETTE[0].astype(np.uint8), axis=-1)
     assert swatch.sum() >= 100  # the mask's colour swatch
+
+
+def test_the_legend_says_why_a_mask_is_empty() -> None:
+    masks = np.zeros((3, 4, 5), bool)
+    masks[0, :2, :] = True  # 10 px of 20
+    rows = legend_rows(masks, "q", "[SEG] [SEG] [SEG]", np.array([0.9, 0.0, 0.0]), np.array([True, True, False]))
+    assert [text for text, _ in rows] == [
+        "Q: q", "A: [SEG] [SEG] [SEG]", "[SEG] 1: 10 px (50.0 %), score 0.90",
+        "[SEG] 2: 0 px (0.0 %), score 0.00 (empty: the decoder found nothing)",
+        "[SEG] 3: 0 px (0.0 %), score 0.00 (empty: judged absent)"]
+    assert [colour for _, colour in rows[2:]] == [tuple(int(c) for c in PALETTE[i]) for i in range(3)]
+    assert legend_rows(masks[1:2], "q", "[SEG]")[2][0] == "[SEG] 1: 0 px (0.0 %) (empty: the decoder found nothing)"
+    assert legend_rows(masks[:0], "q", "no")[2][0] == "no mask: the answer has no [SEG]"
 
 
 def test_chat_keeps_history_and_writes_each_turn(tiny_model_dir, tmp_path, monkeypatch, capsys) -> None:

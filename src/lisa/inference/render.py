@@ -103,23 +103,36 @@ def stack(top: Image.Image, bottom: Image.Image) -> Image.Image:
 
 
 def overlay_figure(image: np.ndarray, masks: np.ndarray, query: str, answer: str,
-                   scores: np.ndarray | None = None) -> Image.Image:
+                   scores: np.ndarray | None = None, present: np.ndarray | None = None) -> Image.Image:
     """The picture `lisa segment` writes as overlay.png: the overlay (small images enlarged)
     above a legend with the query, the answer and one coloured line per mask."""
     factor = view_scale(*image.shape[:2])
     big_masks = np.stack([enlarge(m, factor) for m in masks]) if len(masks) else np.zeros((0,) + enlarge(image, factor).shape[:2], bool)
     view = Image.fromarray(draw_overlay(enlarge(image, factor), big_masks, dim_rest=True))
+    rows = legend_rows(masks, query, answer, scores, present)
+    return stack(view, text_band(max(view.width, LEGEND_WIDTH), rows))
+
+
+def legend_rows(masks: np.ndarray, query: str, answer: str, scores: np.ndarray | None = None,
+                present: np.ndarray | None = None) -> list[tuple[str, tuple[int, int, int] | None]]:
+    """The overlay's legend: the query, the answer, then per mask its area, score and why it is
+    empty (the decoder found nothing, or a presence head judged the object absent:
+    ``SegmentResult.present``), in the mask's colour."""
     rows: list[tuple[str, tuple[int, int, int] | None]] = [(f"Q: {query}", None), (f"A: {answer}", None)]
-    total = image.shape[0] * image.shape[1]
+    total = masks.shape[1] * masks.shape[2] if len(masks) else 1
     for index, mask in enumerate(masks):
         area = int(mask.sum())
         score = "" if scores is None else f", score {float(scores[index]):.2f}"
-        empty = " (empty: the decoder found nothing)" if area == 0 else ""
+        empty = ""
+        if present is not None and not present[index]:
+            empty = " (empty: judged absent)"
+        elif area == 0:
+            empty = " (empty: the decoder found nothing)"
         rows.append((f"[SEG] {index + 1}: {area} px ({100 * area / total:.1f} %){score}{empty}",
                      tuple(int(c) for c in PALETTE[index % len(PALETTE)])))
     if not len(masks):
         rows.append(("no mask: the answer has no [SEG]", None))
-    return stack(view, text_band(max(view.width, LEGEND_WIDTH), rows))
+    return rows
 
 
 def mask_record(mask: np.ndarray, score: float) -> dict:
@@ -156,7 +169,7 @@ def write_outputs(out_dir: Path, image: np.ndarray, query: str, text: str, masks
         Image.fromarray(mask.astype(np.uint8) * 255).save(path)
         written.append(path)
     overlay_path = out_dir / "overlay.png"
-    overlay_figure(image, masks, query, text, scores).save(overlay_path)
+    overlay_figure(image, masks, query, text, scores, present).save(overlay_path)
     written.append(overlay_path)
     result = {
         "query": query,
