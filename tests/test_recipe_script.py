@@ -27,7 +27,7 @@ def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
     """The recipe's outputs as `train-v2.sh` checks for them, seeds 0 and 1, v2 and v3."""
     (root / "configs/tiny-shapes").mkdir(parents=True)
     for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml",
-                 "4-reason-v6.yaml"):
+                 "4-reason-v6.yaml", "4-presence.yaml"):
         shutil.copy(ROOT / "configs/tiny-shapes" / name, root / "configs/tiny-shapes")
     for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
         for split in splits:
@@ -148,3 +148,57 @@ def test_v6_seed_1_refuses_to_start_before_seed_0s_vision_tower(tmp_path: Path) 
         _run_recipe(tmp_path, seed=1, recipe="v6")
     assert "run RECIPE=v6 without SEED first" in failure.value.stderr
     assert not (tmp_path / "runs/lisa-tiny-v6-seed1/4-reason").exists()
+
+
+FIT = "python configs/tiny-shapes/fit_presence_head.py"
+
+
+def _finished_v6(root: Path) -> None:
+    _finished_tree(root, v2_baselines=("lisa-tiny-v2", "lisa-tiny-v2-seed1"))
+    for folder in ("lisa-tiny-v6/5b-vision-cells", "lisa-tiny-v6/4-reason"):
+        (root / f"runs/{folder}/model").mkdir(parents=True)
+        (root / f"runs/{folder}/model/lisa_config.json").write_text("{}")
+    (root / "runs/lisa-tiny-v6/5a-vision-cells/model").mkdir(parents=True)
+    (root / "runs/lisa-tiny-v6/5a-vision-cells/model/lisa_config.json").write_text("{}")
+
+
+def test_v8_fits_the_head_trains_it_in_stage_4_then_calibrates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a finished v6: the calibration world, the head fitted on v6's model, stage 4 with the
+    head from the fitted model's folder, its export, then the threshold set on the calibration
+    world into 4-reason (what evaluate.sh scores), and the other rows linked to v3's."""
+    _finished_v6(tmp_path)
+    calls = _run_recipe(tmp_path, seed=0, recipe="v8")
+    assert calls == [
+        "lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400",
+        (f"{FIT} --model runs/lisa-tiny-v6/4-reason/model --out runs/lisa-tiny-v8/4-fitted/model"
+         " --features runs/lisa-tiny-v8/4-fitted/features.pt"),
+        "lisa train --config configs/tiny-shapes/4-presence.yaml",
+        "lisa export --run runs/lisa-tiny-v8/4-presence --out runs/lisa-tiny-v8/4-presence/model",
+        (f"{FIT} --calibrate --model runs/lisa-tiny-v8/4-presence/model --data-dir data/shapes-calib"
+         " --out runs/lisa-tiny-v8/4-reason/model")]
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config("configs/tiny-shapes/4-presence.yaml")
+    assert config.model.base == "runs/lisa-tiny-v8/4-fitted/model" and config.seed == 0
+    assert config.run_dir == "runs/lisa-tiny-v8/4-presence" and config.presence_weight == 1.0
+    for stage, target in (("3-lisa", "lisa-tiny-v3/3-lisa"), ("baseline", "lisa-tiny-v2/baseline")):
+        assert (tmp_path / "runs/lisa-tiny-v8" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+
+
+def test_v8_seed_1_trains_only_its_last_stage_on_seed_0s_fitted_head(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _finished_v6(tmp_path)
+    (tmp_path / "data/shapes-calib/train").mkdir(parents=True)
+    (tmp_path / "runs/lisa-tiny-v8/4-fitted/model").mkdir(parents=True)
+    (tmp_path / "runs/lisa-tiny-v8/4-fitted/model/lisa_config.json").write_text("{}")
+    config_path = "runs/lisa-tiny-v8-seed1/configs/4-presence.yaml"
+    assert _run_recipe(tmp_path, seed=1, recipe="v8") == [
+        f"lisa train --config {config_path}",
+        "lisa export --run runs/lisa-tiny-v8-seed1/4-presence --out runs/lisa-tiny-v8-seed1/4-presence/model",
+        (f"{FIT} --calibrate --model runs/lisa-tiny-v8-seed1/4-presence/model --data-dir data/shapes-calib"
+         " --out runs/lisa-tiny-v8-seed1/4-reason/model")]
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config(config_path)
+    assert config.seed == 1 and config.run_dir == "runs/lisa-tiny-v8-seed1/4-presence"
+    assert config.model.base == "runs/lisa-tiny-v8/4-fitted/model"  # seed 0's
+    for stage, target in (("3-lisa", "lisa-tiny-v3-seed1/3-lisa"), ("baseline", "lisa-tiny-v2-seed1/baseline")):
+        assert (tmp_path / "runs/lisa-tiny-v8-seed1" / stage).resolve() == (tmp_path / "runs" / target).resolve()

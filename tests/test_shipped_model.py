@@ -18,7 +18,7 @@ EXAMPLES = ROOT / "examples"
 EXAMPLE_LIST = json.loads((EXAMPLES / "examples.json").read_text())
 # Examples the shipped model gets wrong today (docs/lisa-tiny.md): strict, so that a model that
 # gets one right makes this list (and the README) be updated.
-KNOWN_WRONG = {"umbrella.jpg", "stop_sign.jpg"}
+KNOWN_WRONG = {"umbrella.jpg"}
 
 
 @pytest.fixture(scope="module")

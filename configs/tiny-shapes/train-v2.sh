@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), three recipes:
+# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), four recipes:
+# - v8 (the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v6 (below, seed 0), then
+#   a presence head fitted on v6's frozen model (fit_presence_head.py, about 35 min), then stage 4
+#   continued 1000 steps with that head trained with the model (4-presence.yaml: absent objects
+#   as "Sure, [SEG]." with an empty target, presence_weight 1; about 26 min on one thread), then
+#   the head's threshold set on a calibration world of its own (fit_presence_head.py --calibrate).
+#   SEED=N trains only that last stage with seed N (on seed 0's v6 and fitted head).
 # - v6 (the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v3 (below, same seed),
 #   then 5a-5b: v3's stage-4 model's vision tower trained 15 000 more steps on the cells
 #   (train_vision_cells.py, 6000 steps on 8000 scenes, then 9000 on 16 000; about 70 min), then
@@ -19,6 +25,7 @@
 #     seed 1, on seed 0's stages 1-2b, into runs/lisa-tiny-v3-seed1: the spread
 #   RECIPE=v2 bash configs/tiny-shapes/train-v2.sh    # v2, into runs/lisa-tiny-v2 (-seedN)
 #   RECIPE=v6 bash configs/tiny-shapes/train-v2.sh    # v6, into runs/lisa-tiny-v6 (-seedN)
+#   RECIPE=v8 bash configs/tiny-shapes/train-v2.sh    # v8, into runs/lisa-tiny-v8 (-seedN)
 # Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v6 data/shapes-fresh (a fresh world:
 #   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 set -euo pipefail
@@ -39,6 +46,36 @@ lisa_stage() {  # folder name config
 cells_stage() {  # base out steps scenes: the vision tower trained on the cell heads (stage 2a's script)
   [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
     --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
+
+if [ "$RECIPE" = v8 ]; then  # v6 of seed 0 (the base) and v3 of this seed (evaluate.sh's other rows) first
+  SEED=0 RECIPE=v6 bash "$0"
+  [ "$SEED" = 0 ] || RECIPE=v3 bash "$0"
+  R=runs/lisa-tiny-v8
+  # The presence head's calibration world: its own seed, never trained on.
+  [ -d data/shapes-calib/train ] ||
+    run lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400
+  # 4-fitted: the head fitted on v6's frozen seed-0 model (every seed's last stage starts from it).
+  [ -f $R/4-fitted/model/lisa_config.json ] || run python $C/fit_presence_head.py \
+    --model runs/lisa-tiny-v6/4-reason/model --out $R/4-fitted/model --features $R/4-fitted/features.pt
+  if [ "$SEED" != 0 ]; then  # only the last stage is seeded
+    R=$R-seed$SEED
+    mkdir -p "$R/configs"
+    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: runs/lisa-tiny-v8/#run_dir: $R/#" \
+      "$C/4-presence.yaml" > "$R/configs/4-presence.yaml"
+    C=$R/configs
+  fi
+  lisa_stage "$R" 4-presence 4-presence.yaml
+  # 4-reason: the same model with the head's threshold set on the calibration world.
+  [ -f "$R/4-reason/model/lisa_config.json" ] || run python configs/tiny-shapes/fit_presence_head.py --calibrate \
+    --model "$R/4-presence/model" --data-dir data/shapes-calib --out "$R/4-reason/model"
+  v3=runs/lisa-tiny-v3${R#runs/lisa-tiny-v8}  # evaluate.sh's zero-shot and baseline rows: v3's of the same seed
+  mkdir -p "$R"
+  for stage in 3-lisa baseline; do
+    [ -e "$R/$stage" ] || ln -s "../$(basename "$v3")/$stage" "$R/$stage"
+  done
+  echo "[$(date -u +%H:%M:%S)] lisa-tiny v8: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
+  exit 0
+fi
 
 if [ "$RECIPE" = v6 ]; then  # v3 of the same seed first (resumes, or skips what is done)
   RECIPE=v3 bash "$0"
@@ -70,7 +107,7 @@ fi
 case "$RECIPE" in
   v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
   v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
-  *) echo "RECIPE must be v2, v3 or v6, got $RECIPE" >&2; exit 1 ;;
+  *) echo "RECIPE must be v2, v3, v6 or v8, got $RECIPE" >&2; exit 1 ;;
 esac
 V2=runs/lisa-tiny-v2
 R=runs/lisa-tiny-$RECIPE  # the recipe's seed-0 folder: every later stage's base is in it
