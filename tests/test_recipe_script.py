@@ -105,6 +105,13 @@ def test_v3_adds_the_later_query_families_to_an_older_world(tmp_path: Path) -> N
 CELLS = "python configs/tiny-shapes/train_vision_cells.py"
 
 
+def _assert_v3_rows_linked(root: Path, run: str, seed: int) -> None:
+    """evaluate.sh's zero-shot and no-LLM rows of ``run``: v3's of the same seed (its baseline v2's)."""
+    suffix = "-seed1" if seed else ""
+    for stage, target in (("3-lisa", f"lisa-tiny-v3{suffix}/3-lisa"), ("baseline", f"lisa-tiny-v2{suffix}/baseline")):
+        assert (root / "runs" / run / stage).resolve() == (root / "runs" / target).resolve()
+
+
 def test_v6_trains_the_vision_tower_longer_then_stage_4_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a finished v3: 5a from v3's stage-4 model, 5b from 5a, then stage 4 on 5b's output
     (the config's base is the folder 5b writes), and evaluate.sh's other rows linked to v3's."""
@@ -121,8 +128,7 @@ def test_v6_trains_the_vision_tower_longer_then_stage_4_on_it(tmp_path: Path, mo
     config = load_train_config("configs/tiny-shapes/4-reason-v6.yaml")
     assert config.model.base == "runs/lisa-tiny-v6/5b-vision-cells/model" and config.seed == 0
     assert config.run_dir == "runs/lisa-tiny-v6/4-reason"
-    for stage, target in (("3-lisa", "lisa-tiny-v3/3-lisa"), ("baseline", "lisa-tiny-v2/baseline")):
-        assert (tmp_path / "runs/lisa-tiny-v6" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v6", seed=0)
 
 
 def test_v6_seed_1_trains_only_its_stage_4_on_seed_0s_vision_tower(tmp_path: Path,
@@ -138,8 +144,7 @@ def test_v6_seed_1_trains_only_its_stage_4_on_seed_0s_vision_tower(tmp_path: Pat
     config = load_train_config(config_path)
     assert config.seed == 1 and config.run_dir == "runs/lisa-tiny-v6-seed1/4-reason"
     assert config.model.base == "runs/lisa-tiny-v6/5b-vision-cells/model"  # seed 0's
-    for stage, target in (("3-lisa", "lisa-tiny-v3-seed1/3-lisa"), ("baseline", "lisa-tiny-v2-seed1/baseline")):
-        assert (tmp_path / "runs/lisa-tiny-v6-seed1" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v6-seed1", seed=1)
 
 
 def test_v6_seed_1_refuses_to_start_before_seed_0s_vision_tower(tmp_path: Path) -> None:
@@ -180,8 +185,7 @@ def test_v8_fits_the_head_trains_it_in_stage_4_then_calibrates(tmp_path: Path, m
     config = load_train_config("configs/tiny-shapes/4-presence.yaml")
     assert config.model.base == "runs/lisa-tiny-v8/4-fitted/model" and config.seed == 0
     assert config.run_dir == "runs/lisa-tiny-v8/4-presence" and config.presence_weight == 1.0
-    for stage, target in (("3-lisa", "lisa-tiny-v3/3-lisa"), ("baseline", "lisa-tiny-v2/baseline")):
-        assert (tmp_path / "runs/lisa-tiny-v8" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v8", seed=0)
 
 
 def test_v8_seed_1_trains_only_its_last_stage_on_seed_0s_fitted_head(tmp_path: Path,
@@ -200,5 +204,4 @@ def test_v8_seed_1_trains_only_its_last_stage_on_seed_0s_fitted_head(tmp_path: P
     config = load_train_config(config_path)
     assert config.seed == 1 and config.run_dir == "runs/lisa-tiny-v8-seed1/4-presence"
     assert config.model.base == "runs/lisa-tiny-v8/4-fitted/model"  # seed 0's
-    for stage, target in (("3-lisa", "lisa-tiny-v3-seed1/3-lisa"), ("baseline", "lisa-tiny-v2-seed1/baseline")):
-        assert (tmp_path / "runs/lisa-tiny-v8-seed1" / stage).resolve() == (tmp_path / "runs" / target).resolve()
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v8-seed1", seed=1)

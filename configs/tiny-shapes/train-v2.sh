@@ -43,6 +43,12 @@ lisa_stage() {  # folder name config
   [ -f "$1/$2/model/lisa_config.json" ] || {
     run lisa train --config "$C/$3" "${threads[@]}" $(resume_flag "$1/$2")
     run lisa export --run "$1/$2" --out "$1/$2/model"; }; }
+link_v3_rows() {  # run folder, its recipe's seed-0 folder: evaluate.sh's other rows are v3's zero-shot
+  local v3=runs/lisa-tiny-v3${1#"$2"} stage  # stage 3 and no-LLM baseline of the same seed, linked
+  mkdir -p "$1"
+  for stage in 3-lisa baseline; do
+    [ -e "$1/$stage" ] || ln -s "../$(basename "$v3")/$stage" "$1/$stage"
+  done; }
 cells_stage() {  # base out steps scenes: the vision tower trained on the cell heads (stage 2a's script)
   [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
     --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
@@ -68,11 +74,7 @@ if [ "$RECIPE" = v8 ]; then  # v6 of seed 0 (the base) and v3 of this seed (eval
   # 4-reason: the same model with the head's threshold set on the calibration world.
   [ -f "$R/4-reason/model/lisa_config.json" ] || run python configs/tiny-shapes/fit_presence_head.py --calibrate \
     --model "$R/4-presence/model" --data-dir data/shapes-calib --out "$R/4-reason/model"
-  v3=runs/lisa-tiny-v3${R#runs/lisa-tiny-v8}  # evaluate.sh's zero-shot and baseline rows: v3's of the same seed
-  mkdir -p "$R"
-  for stage in 3-lisa baseline; do
-    [ -e "$R/$stage" ] || ln -s "../$(basename "$v3")/$stage" "$R/$stage"
-  done
+  link_v3_rows "$R" runs/lisa-tiny-v8
   echo "[$(date -u +%H:%M:%S)] lisa-tiny v8: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
   exit 0
 fi
@@ -94,12 +96,7 @@ if [ "$RECIPE" = v6 ]; then  # v3 of the same seed first (resumes, or skips what
     C=$R/configs
   fi
   lisa_stage "$R" 4-reason 4-reason-v6.yaml
-  # evaluate.sh's other rows: v3's zero-shot stage 3 and no-LLM baseline of the same seed
-  v3=runs/lisa-tiny-v3${R#runs/lisa-tiny-v6}
-  mkdir -p "$R"
-  for stage in 3-lisa baseline; do
-    [ -e "$R/$stage" ] || ln -s "../$(basename "$v3")/$stage" "$R/$stage"
-  done
+  link_v3_rows "$R" runs/lisa-tiny-v6
   echo "[$(date -u +%H:%M:%S)] lisa-tiny v6: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
   exit 0
 fi
