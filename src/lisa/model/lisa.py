@@ -489,14 +489,15 @@ class LisaModel(nn.Module):
             if attention_weight:  # an empty target adds 0
                 attention_loss = self.read_supervision_sum(projection, batch)
             target_by_image = _targets_by_image(batch)
+            # Per image, which targets are there (not empty); None: every mask counts, as in the paper.
+            present_by_image = [None if t is None else t.flatten(1).any(-1) for t in target_by_image]
             if presence_weight:
                 presence_loss = self._presence_bce_mean(hidden[rows, cols], seg_image, features, per_image,
-                                                        iou_per_image, target_by_image)
-                mask_count = sum(int(t.flatten(1).any(-1).sum()) for t in target_by_image if t is not None)
-            for logits, target in zip(per_image, target_by_image):
+                                                        iou_per_image, present_by_image)
+                mask_count = sum(int(present.sum()) for present in present_by_image if present is not None)
+            for logits, target, present in zip(per_image, target_by_image, present_by_image):
                 if logits.shape[0]:
                     if presence_weight:
-                        present = target.flatten(1).any(-1)
                         logits, target = logits[present], target[present]
                     bce = bce + mask_bce_sum(logits, target)
                     dice = dice + mask_dice_sum(logits, target)
@@ -514,13 +515,13 @@ class LisaModel(nn.Module):
 
     def _presence_bce_mean(
         self, states: torch.Tensor, seg_image: torch.Tensor, features: torch.Tensor | list[torch.Tensor],
-        per_image: list[torch.Tensor], iou_per_image: list[torch.Tensor], target_by_image: list[torch.Tensor | None],
+        per_image: list[torch.Tensor], iou_per_image: list[torch.Tensor], present_by_image: list[torch.Tensor | None],
     ) -> torch.Tensor:
         """The presence head's mean BCE over a batch's [SEG]s (label: the target is not empty).
         ``per_image`` and the rest group the [SEG]s by image; the states are regrouped so too."""
         order = torch.cat([torch.nonzero(seg_image == image).flatten() for image in range(len(per_image))])
         logits = [m.detach() for m in per_image]
-        labels = torch.cat([t.flatten(1).any(-1) for t in target_by_image if t is not None]).float()
+        labels = torch.cat([present for present in present_by_image if present is not None]).float()
         log_odds = self.presence_log_odds(
             states[order], seg_image[order], features, torch.cat([sam_ops.mask_scores(m) for m in logits]),
             torch.cat(iou_per_image).detach(), torch.cat([area_shares(m) for m in logits]))
