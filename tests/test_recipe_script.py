@@ -27,7 +27,7 @@ def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
     """The recipe's outputs as `train-v2.sh` checks for them, seeds 0 and 1, v2 and v3."""
     (root / "configs/tiny-shapes").mkdir(parents=True)
     for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml",
-                 "4-reason-v6.yaml", "4-presence.yaml"):
+                 "4-reason-v6.yaml", "4-presence.yaml", "4-more-1.yaml", "4-more-2.yaml"):
         shutil.copy(ROOT / "configs/tiny-shapes" / name, root / "configs/tiny-shapes")
     for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
         for split in splits:
@@ -205,3 +205,58 @@ def test_v8_seed_1_trains_only_its_last_stage_on_seed_0s_fitted_head(tmp_path: P
     assert config.seed == 1 and config.run_dir == "runs/lisa-tiny-v8-seed1/4-presence"
     assert config.model.base == "runs/lisa-tiny-v8/4-fitted/model"  # seed 0's
     _assert_v3_rows_linked(tmp_path, "lisa-tiny-v8-seed1", seed=1)
+
+
+ATTACH = "python configs/tiny-shapes/attach_presence_head.py"
+
+
+def test_v9_trains_stage_4_longer_then_puts_on_and_calibrates_the_fitted_head(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a finished v6: the calibration world, the head fitted on v6's model, two runs of stage 4
+    (the second from the first's export, neither with a presence head), the fitted head put on
+    the second's model, then its threshold set on the calibration world into 4-reason."""
+    _finished_v6(tmp_path)
+    calls = _run_recipe(tmp_path, seed=0, recipe="v9")
+    assert calls == [
+        "lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400",
+        (f"{FIT} --model runs/lisa-tiny-v6/4-reason/model --out runs/lisa-tiny-v9/4-fitted/model"
+         " --features runs/lisa-tiny-v9/4-fitted/features.pt"),
+        "lisa train --config configs/tiny-shapes/4-more-1.yaml",
+        "lisa export --run runs/lisa-tiny-v9/4-more-1 --out runs/lisa-tiny-v9/4-more-1/model",
+        "lisa train --config configs/tiny-shapes/4-more-2.yaml",
+        "lisa export --run runs/lisa-tiny-v9/4-more-2 --out runs/lisa-tiny-v9/4-more-2/model",
+        (f"{ATTACH} --head-from runs/lisa-tiny-v9/4-fitted/model --model runs/lisa-tiny-v9/4-more-2/model"
+         " --out runs/lisa-tiny-v9/4-headed/model"),
+        (f"{FIT} --calibrate --model runs/lisa-tiny-v9/4-headed/model --data-dir data/shapes-calib"
+         " --out runs/lisa-tiny-v9/4-reason/model")]
+    monkeypatch.chdir(tmp_path)
+    first, second = (load_train_config(f"configs/tiny-shapes/4-more-{n}.yaml") for n in (1, 2))
+    assert first.model.base == "runs/lisa-tiny-v6/4-reason/model" and first.run_dir == "runs/lisa-tiny-v9/4-more-1"
+    assert second.model.base == "runs/lisa-tiny-v9/4-more-1/model" and second.run_dir == "runs/lisa-tiny-v9/4-more-2"
+    assert first.seed == second.seed == 0 and first.presence_weight == second.presence_weight == 0.0
+    assert (first.optim.lr, second.optim.lr) == (5.0e-4, 2.5e-4)
+    assert first.optim.max_steps == second.optim.max_steps == 1000
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v9", seed=0)
+
+
+def test_v9_seed_1_trains_both_runs_with_its_seed_and_seed_0s_head(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _finished_v6(tmp_path)
+    (tmp_path / "data/shapes-calib/train").mkdir(parents=True)
+    (tmp_path / "runs/lisa-tiny-v9/4-fitted/model").mkdir(parents=True)
+    (tmp_path / "runs/lisa-tiny-v9/4-fitted/model/lisa_config.json").write_text("{}")
+    r, configs = "runs/lisa-tiny-v9-seed1", "runs/lisa-tiny-v9-seed1/configs"
+    assert _run_recipe(tmp_path, seed=1, recipe="v9") == [
+        f"lisa train --config {configs}/4-more-1.yaml",
+        f"lisa export --run {r}/4-more-1 --out {r}/4-more-1/model",
+        f"lisa train --config {configs}/4-more-2.yaml",
+        f"lisa export --run {r}/4-more-2 --out {r}/4-more-2/model",
+        f"{ATTACH} --head-from runs/lisa-tiny-v9/4-fitted/model --model {r}/4-more-2/model --out {r}/4-headed/model",
+        f"{FIT} --calibrate --model {r}/4-headed/model --data-dir data/shapes-calib --out {r}/4-reason/model"]
+    monkeypatch.chdir(tmp_path)
+    first, second = (load_train_config(f"{configs}/4-more-{n}.yaml") for n in (1, 2))
+    assert first.seed == second.seed == 1
+    assert first.run_dir == f"{r}/4-more-1" and second.run_dir == f"{r}/4-more-2"
+    assert first.model.base == "runs/lisa-tiny-v6/4-reason/model"  # seed 0's v6
+    assert second.model.base == f"{r}/4-more-1/model"  # this seed's first run
+    _assert_v3_rows_linked(tmp_path, "lisa-tiny-v9-seed1", seed=1)

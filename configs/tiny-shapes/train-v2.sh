@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), four recipes:
-# - v8 (the shipped lisa-tiny is its seed-0 stage 4, docs/lisa-tiny.md): v6 (below, seed 0), then
+# lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), five recipes:
+# - v9 (the shipped lisa-tiny is its seed-0 last stage, docs/lisa-tiny.md): v6 (below, seed 0),
+#   then v6's stage 4 for 2000 more steps in two runs of 1000 (4-more-1.yaml, then 4-more-2.yaml
+#   at half the learning rate; about 25-40 min each on one thread), then the presence head fitted
+#   on v6's frozen model (as v8's) put on that model (attach_presence_head.py) and its threshold set
+#   on the calibration world (fit_presence_head.py --calibrate). SEED=N trains only the two runs
+#   with seed N (on seed 0's v6 and fitted head).
+# - v8 (shipped until v9): v6 (below, seed 0), then
 #   a presence head fitted on v6's frozen model (fit_presence_head.py, about 35 min), then stage 4
 #   continued 1000 steps with that head trained with the model (4-presence.yaml: absent objects
 #   as "Sure, [SEG]." with an empty target, presence_weight 1; about 26 min on one thread), then
@@ -26,6 +32,7 @@
 #   RECIPE=v2 bash configs/tiny-shapes/train-v2.sh    # v2, into runs/lisa-tiny-v2 (-seedN)
 #   RECIPE=v6 bash configs/tiny-shapes/train-v2.sh    # v6, into runs/lisa-tiny-v6 (-seedN)
 #   RECIPE=v8 bash configs/tiny-shapes/train-v2.sh    # v8, into runs/lisa-tiny-v8 (-seedN)
+#   RECIPE=v9 bash configs/tiny-shapes/train-v2.sh    # v9, into runs/lisa-tiny-v9 (-seedN)
 # Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v6 data/shapes-fresh (a fresh world:
 #   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 set -euo pipefail
@@ -53,29 +60,38 @@ cells_stage() {  # base out steps scenes: the vision tower trained on the cell h
   [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
     --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
 
-if [ "$RECIPE" = v8 ]; then  # v6 of seed 0 (the base) and v3 of this seed (evaluate.sh's other rows) first
+if [ "$RECIPE" = v8 ] || [ "$RECIPE" = v9 ]; then  # v6 of seed 0 (the base) and v3 of this seed (evaluate.sh's other rows) first
   SEED=0 RECIPE=v6 bash "$0"
   [ "$SEED" = 0 ] || RECIPE=v3 bash "$0"
-  R=runs/lisa-tiny-v8
+  R0=runs/lisa-tiny-$RECIPE R=runs/lisa-tiny-$RECIPE
   # The presence head's calibration world: its own seed, never trained on.
   [ -d data/shapes-calib/train ] ||
     run lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400
-  # 4-fitted: the head fitted on v6's frozen seed-0 model (every seed's last stage starts from it).
+  # 4-fitted: the head fitted on v6's frozen seed-0 model (every seed's last stages use it).
   [ -f $R/4-fitted/model/lisa_config.json ] || run python $C/fit_presence_head.py \
     --model runs/lisa-tiny-v6/4-reason/model --out $R/4-fitted/model --features $R/4-fitted/features.pt
-  if [ "$SEED" != 0 ]; then  # only the last stage is seeded
+  if [ "$RECIPE" = v8 ]; then stages=(4-presence); else stages=(4-more-1 4-more-2); fi
+  if [ "$SEED" != 0 ]; then  # only the last stages are seeded, each on this seed's stage before it
     R=$R-seed$SEED
     mkdir -p "$R/configs"
-    sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: runs/lisa-tiny-v8/#run_dir: $R/#" \
-      "$C/4-presence.yaml" > "$R/configs/4-presence.yaml"
+    for stage in "${stages[@]}"; do
+      sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: $R0/#run_dir: $R/#" -e "s#^\(  base: \)$R0/4-more#\1$R/4-more#" \
+        "$C/$stage.yaml" > "$R/configs/$stage.yaml"
+    done
     C=$R/configs
   fi
-  lisa_stage "$R" 4-presence 4-presence.yaml
+  for stage in "${stages[@]}"; do lisa_stage "$R" "$stage" "$stage.yaml"; done
+  trained=$R/${stages[-1]}/model
+  if [ "$RECIPE" = v9 ]; then  # 4-headed: the fitted head put on the trained model
+    [ -f "$R/4-headed/model/lisa_config.json" ] || run python configs/tiny-shapes/attach_presence_head.py \
+      --head-from $R0/4-fitted/model --model "$trained" --out "$R/4-headed/model"
+    trained=$R/4-headed/model
+  fi
   # 4-reason: the same model with the head's threshold set on the calibration world.
   [ -f "$R/4-reason/model/lisa_config.json" ] || run python configs/tiny-shapes/fit_presence_head.py --calibrate \
-    --model "$R/4-presence/model" --data-dir data/shapes-calib --out "$R/4-reason/model"
-  link_v3_rows "$R" runs/lisa-tiny-v8
-  echo "[$(date -u +%H:%M:%S)] lisa-tiny v8: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
+    --model "$trained" --data-dir data/shapes-calib --out "$R/4-reason/model"
+  link_v3_rows "$R" "$R0"
+  echo "[$(date -u +%H:%M:%S)] lisa-tiny $RECIPE: $R/4-reason/model (evaluate before shipping: docs/lisa-tiny-experiments.md)"
   exit 0
 fi
 
@@ -104,7 +120,7 @@ fi
 case "$RECIPE" in
   v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
   v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
-  *) echo "RECIPE must be v2, v3, v6 or v8, got $RECIPE" >&2; exit 1 ;;
+  *) echo "RECIPE must be v2, v3, v6, v8 or v9, got $RECIPE" >&2; exit 1 ;;
 esac
 V2=runs/lisa-tiny-v2
 R=runs/lisa-tiny-$RECIPE  # the recipe's seed-0 folder: every later stage's base is in it
