@@ -167,6 +167,14 @@ def _finished_v6(root: Path) -> None:
     (root / "runs/lisa-tiny-v6/5a-vision-cells/model/lisa_config.json").write_text("{}")
 
 
+def _calibration_world_and_fitted_head(recipe: str) -> list[str]:
+    """The first commands of v8 and v9 on a finished v6: the calibration world, then the head
+    fitted on v6's frozen seed-0 model into the recipe's 4-fitted."""
+    return ["lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400",
+            (f"{FIT} --model runs/lisa-tiny-v6/4-reason/model --out runs/lisa-tiny-{recipe}/4-fitted/model"
+             f" --features runs/lisa-tiny-{recipe}/4-fitted/features.pt")]
+
+
 def test_v8_fits_the_head_trains_it_in_stage_4_then_calibrates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a finished v6: the calibration world, the head fitted on v6's model, stage 4 with the
     head from the fitted model's folder, its export, then the threshold set on the calibration
@@ -174,9 +182,7 @@ def test_v8_fits_the_head_trains_it_in_stage_4_then_calibrates(tmp_path: Path, m
     _finished_v6(tmp_path)
     calls = _run_recipe(tmp_path, seed=0, recipe="v8")
     assert calls == [
-        "lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400",
-        (f"{FIT} --model runs/lisa-tiny-v6/4-reason/model --out runs/lisa-tiny-v8/4-fitted/model"
-         " --features runs/lisa-tiny-v8/4-fitted/features.pt"),
+        *_calibration_world_and_fitted_head("v8"),
         "lisa train --config configs/tiny-shapes/4-presence.yaml",
         "lisa export --run runs/lisa-tiny-v8/4-presence --out runs/lisa-tiny-v8/4-presence/model",
         (f"{FIT} --calibrate --model runs/lisa-tiny-v8/4-presence/model --data-dir data/shapes-calib"
@@ -188,12 +194,18 @@ def test_v8_fits_the_head_trains_it_in_stage_4_then_calibrates(tmp_path: Path, m
     _assert_v3_rows_linked(tmp_path, "lisa-tiny-v8", seed=0)
 
 
+def _finished_seed_0_head(root: Path, recipe: str) -> None:
+    """What a seed-1 run of v8 or v9 starts from: a finished v6, the calibration world and seed
+    0's fitted head."""
+    _finished_v6(root)
+    (root / "data/shapes-calib/train").mkdir(parents=True)
+    (root / f"runs/lisa-tiny-{recipe}/4-fitted/model").mkdir(parents=True)
+    (root / f"runs/lisa-tiny-{recipe}/4-fitted/model/lisa_config.json").write_text("{}")
+
+
 def test_v8_seed_1_trains_only_its_last_stage_on_seed_0s_fitted_head(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    _finished_v6(tmp_path)
-    (tmp_path / "data/shapes-calib/train").mkdir(parents=True)
-    (tmp_path / "runs/lisa-tiny-v8/4-fitted/model").mkdir(parents=True)
-    (tmp_path / "runs/lisa-tiny-v8/4-fitted/model/lisa_config.json").write_text("{}")
+    _finished_seed_0_head(tmp_path, "v8")
     config_path = "runs/lisa-tiny-v8-seed1/configs/4-presence.yaml"
     assert _run_recipe(tmp_path, seed=1, recipe="v8") == [
         f"lisa train --config {config_path}",
@@ -218,9 +230,7 @@ def test_v9_trains_stage_4_longer_then_puts_on_and_calibrates_the_fitted_head(tm
     _finished_v6(tmp_path)
     calls = _run_recipe(tmp_path, seed=0, recipe="v9")
     assert calls == [
-        "lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400",
-        (f"{FIT} --model runs/lisa-tiny-v6/4-reason/model --out runs/lisa-tiny-v9/4-fitted/model"
-         " --features runs/lisa-tiny-v9/4-fitted/features.pt"),
+        *_calibration_world_and_fitted_head("v9"),
         "lisa train --config configs/tiny-shapes/4-more-1.yaml",
         "lisa export --run runs/lisa-tiny-v9/4-more-1 --out runs/lisa-tiny-v9/4-more-1/model",
         "lisa train --config configs/tiny-shapes/4-more-2.yaml",
@@ -241,10 +251,7 @@ def test_v9_trains_stage_4_longer_then_puts_on_and_calibrates_the_fitted_head(tm
 
 def test_v9_seed_1_trains_both_runs_with_its_seed_and_seed_0s_head(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    _finished_v6(tmp_path)
-    (tmp_path / "data/shapes-calib/train").mkdir(parents=True)
-    (tmp_path / "runs/lisa-tiny-v9/4-fitted/model").mkdir(parents=True)
-    (tmp_path / "runs/lisa-tiny-v9/4-fitted/model/lisa_config.json").write_text("{}")
+    _finished_seed_0_head(tmp_path, "v9")
     r, configs = "runs/lisa-tiny-v9-seed1", "runs/lisa-tiny-v9-seed1/configs"
     assert _run_recipe(tmp_path, seed=1, recipe="v9") == [
         f"lisa train --config {configs}/4-more-1.yaml",
