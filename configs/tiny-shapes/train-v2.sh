@@ -74,9 +74,10 @@ if [ "$RECIPE" = v8 ] || [ "$RECIPE" = v9 ]; then  # v6 of seed 0 (the base) and
   if [ "$SEED" != 0 ]; then  # only the last stages are seeded, each on this seed's stage before it
     R=$R-seed$SEED
     mkdir -p "$R/configs"
+    moves=()  # every path to a stage this seed trains again (run_dir, a later stage's base) moves to $R
+    for stage in "${stages[@]}"; do moves+=(-e "s#$R0/$stage\b#$R/$stage#g"); done
     for stage in "${stages[@]}"; do
-      sed -e "s/^seed: 0\b/seed: $SEED/" -e "s#^run_dir: $R0/#run_dir: $R/#" -e "s#^\(  base: \)$R0/4-more#\1$R/4-more#" \
-        "$C/$stage.yaml" > "$R/configs/$stage.yaml"
+      sed -e "s/^seed: 0\b/seed: $SEED/" "${moves[@]}" "$C/$stage.yaml" > "$R/configs/$stage.yaml"
     done
     C=$R/configs
   fi
