@@ -176,6 +176,8 @@ class TrainConfig:
             fail(f"recipe {self.recipe!r} is unknown: must be one of {', '.join(map(repr, RECIPES))}")
         if self.recipe == "lisa_sam_encoder" and self.precompute_sam_embeddings:
             fail("recipe lisa_sam_encoder trains SAM's image encoder: set precompute_sam_embeddings: false")
+        if self.recipe == "lisa_vlm" and self.lora is not None:
+            fail("recipe lisa_vlm trains the whole VLM: set lora: null (LoRA on weights that train anyway adds nothing)")
         if self.recipe == "mask_path" and (self.lora is not None or self.model.full_embeddings):
             fail("recipe mask_path trains no part of the VLM: set lora: null and leave model.full_embeddings false")
 
