@@ -168,3 +168,51 @@ def test_mask_path_recipe_refuses_what_would_train_the_vlm(extra) -> None:
     with pytest.raises(LisaError, match="recipe mask_path trains no part of the VLM"):
         config_from_dict(data)
     assert config_from_dict({**data, "lora": None, "model": {"build": {}}}).recipe == "mask_path"
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_vision_recipe_adds_the_vision_tower_and_projector_to_the_papers_set(tmp_path_factory) -> None:
+    """lisa_vision: the paper's recipe plus Llava's vision tower and projector, and the mask loss's
+    gradient reaches them (a vision side that gets no gradient would train exactly as "lisa")."""
+    import torch
+    from _training import fixed_batch_losses, model_and_training_batch
+
+    model, batch = model_and_training_batch(tmp_path_factory)
+    set_trainable(model, None, "lisa")
+    paper = _trainable(model)
+    set_trainable(model, None, "lisa_vision")
+    vision = {n for n, _ in model.named_parameters()
+              if n.startswith(("vlm.model.vision_tower.", "vlm.model.multi_modal_projector."))}
+    assert vision and _trainable(model) == paper | vision
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if n in vision}
+    fixed_batch_losses(model, batch, steps=1)
+    moved = {n for n, p in model.named_parameters() if n in vision and not torch.equal(p, before[n])}
+    assert any(n.startswith("vlm.model.vision_tower.") for n in moved)
+    assert any(n.startswith("vlm.model.multi_modal_projector.") for n in moved)
+
+
+def test_vision_recipe_refuses_a_vlm_whose_vision_modules_are_unknown(monkeypatch) -> None:
+    model, _, _ = build_model(ModelSize())
+    monkeypatch.setattr(type(model.adapter), "vision_module_names", ())
+    with pytest.raises(LisaError, match="trains the VLM's vision side, but LlavaAdapter names no vision module"):
+        set_trainable(model, None, "lisa_vision")
+
+
+def test_vlm_recipe_with_the_mask_path_trains_the_whole_vlm_and_the_papers_mask_parts() -> None:
+    model, _, _ = build_model(ModelSize())
+    set_trainable(model, None, "lisa")
+    paper = _trainable(model)
+    set_trainable(model, None, "lisa_vlm")
+    vlm = {n for n, _ in model.named_parameters() if n.startswith("vlm.")}
+    assert _trainable(model) == paper | vlm
+    assert not any(n.startswith("sam.vision_encoder.") or n.startswith("sam.prompt_encoder.") for n in _trainable(model))
+
+
+def test_vlm_recipe_with_the_mask_path_refuses_lora() -> None:
+    data = {"run_dir": "r", "model": {"build": {}}, "data": [{"type": "jsonl", "dir": "d"}], "recipe": "lisa_vlm"}
+    with pytest.raises(LisaError, match="recipe lisa_vlm trains the whole VLM: set lora: null"):
+        config_from_dict(data)  # lora defaults to rank 8
+    assert config_from_dict({**data, "lora": None}).recipe == "lisa_vlm"
