@@ -27,7 +27,8 @@ def _finished_tree(root: Path, v2_baselines: tuple[str, ...]) -> None:
     """The recipe's outputs as `train-v2.sh` checks for them, seeds 0 and 1, v2 and v3."""
     (root / "configs/tiny-shapes").mkdir(parents=True)
     for name in ("train-v2.sh", "baseline-v2.yaml", "3a-lisa-few-v3.yaml", "3-lisa-v3.yaml", "4-reason-v3.yaml",
-                 "4-reason-v6.yaml", "4-presence.yaml", "4-more-1.yaml", "4-more-2.yaml"):
+                 "4-reason-v6.yaml", "4-presence.yaml", "4-more-1.yaml", "4-more-2.yaml", "4-vision-1.yaml",
+                 "4-vision-2.yaml"):
         shutil.copy(ROOT / "configs/tiny-shapes" / name, root / "configs/tiny-shapes")
     for world, splits in (("shapes", ("train", "val", "test")), ("shapes-few", ("train",))):
         for split in splits:
@@ -267,3 +268,47 @@ def test_v9_seed_1_trains_both_runs_with_its_seed_and_seed_0s_head(tmp_path: Pat
     assert first.model.base == "runs/lisa-tiny-v6/4-reason/model"  # seed 0's v6
     assert second.model.base == f"{r}/4-more-1/model"  # this seed's first run
     _assert_v3_rows_linked(tmp_path, "lisa-tiny-v9-seed1", seed=1)
+
+
+def _finished_v9(root: Path, seed: int) -> str:
+    """A finished v9 of ``seed`` on seed 0's fitted head (what v9-vision of that seed starts from); its folder."""
+    _finished_seed_0_head(root, "v9")
+    run = "runs/lisa-tiny-v9" + (f"-seed{seed}" if seed else "")
+    for stage in ("4-more-1", "4-more-2", "4-headed", "4-reason"):
+        (root / f"{run}/{stage}/model").mkdir(parents=True)
+        (root / f"{run}/{stage}/model/lisa_config.json").write_text("{}")
+    return run
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v10_trains_v9s_stage_4_on_with_the_vision_tower_then_puts_on_v9s_head(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """On a finished v9 of the same seed: two runs of the lisa_vision recipe, the first from v9's
+    trained model before its head, the second from the first's export, then v9's fitted head (seed
+    0's, fitted on v6) put on and its threshold set on the calibration world into 4-reason."""
+    v9 = _finished_v9(tmp_path, seed)
+    r = "runs/lisa-tiny-v9-vision" + (f"-seed{seed}" if seed else "")
+    configs = f"{r}/configs" if seed else "configs/tiny-shapes"
+    assert _run_recipe(tmp_path, seed=seed, recipe="v9-vision") == [
+        f"lisa train --config {configs}/4-vision-1.yaml",
+        f"lisa export --run {r}/4-vision-1 --out {r}/4-vision-1/model",
+        f"lisa train --config {configs}/4-vision-2.yaml",
+        f"lisa export --run {r}/4-vision-2 --out {r}/4-vision-2/model",
+        f"{ATTACH} --head-from runs/lisa-tiny-v9/4-fitted/model --model {r}/4-vision-2/model --out {r}/4-headed/model",
+        f"{FIT} --calibrate --model {r}/4-headed/model --data-dir data/shapes-calib --out {r}/4-reason/model"]
+    monkeypatch.chdir(tmp_path)
+    first, second = (load_train_config(f"{configs}/4-vision-{n}.yaml") for n in (1, 2))
+    assert first.seed == second.seed == seed
+    assert first.run_dir == f"{r}/4-vision-1" and second.run_dir == f"{r}/4-vision-2"
+    assert first.model.base == f"{v9}/4-more-2/model" and second.model.base == f"{r}/4-vision-1/model"
+    assert first.recipe == second.recipe == "lisa_vision" and first.presence_weight == second.presence_weight == 0.0
+    assert first.optim.lr == second.optim.lr == 2.5e-4 and first.optim.max_steps == second.optim.max_steps == 1000
+    _assert_v3_rows_linked(tmp_path, r.removeprefix("runs/"), seed=seed)
+
+
+def test_v10_trains_v9_first_when_it_is_not_done(tmp_path: Path) -> None:
+    _finished_seed_0_head(tmp_path, "v9")
+    calls = _run_recipe(tmp_path, seed=0, recipe="v9-vision")
+    trains = [c for c in calls if c.startswith("lisa train")]
+    assert trains == [f"lisa train --config configs/tiny-shapes/{s}.yaml"
+                      for s in ("4-more-1", "4-more-2", "4-vision-1", "4-vision-2")]
