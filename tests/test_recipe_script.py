@@ -271,7 +271,7 @@ def test_v9_seed_1_trains_both_runs_with_its_seed_and_seed_0s_head(tmp_path: Pat
 
 
 def _finished_v9(root: Path, seed: int) -> str:
-    """A finished v9 of ``seed`` on seed 0's fitted head (what v9-vision of that seed starts from); its folder."""
+    """A finished v9 of ``seed`` on seed 0's fitted head (what v10 of that seed starts from); its folder."""
     _finished_seed_0_head(root, "v9")
     run = "runs/lisa-tiny-v9" + (f"-seed{seed}" if seed else "")
     for stage in ("4-more-1", "4-more-2", "4-headed", "4-reason"):
@@ -287,9 +287,9 @@ def test_v10_trains_v9s_stage_4_on_with_the_vision_tower_then_puts_on_v9s_head(
     trained model before its head, the second from the first's export, then v9's fitted head (seed
     0's, fitted on v6) put on and its threshold set on the calibration world into 4-reason."""
     v9 = _finished_v9(tmp_path, seed)
-    r = "runs/lisa-tiny-v9-vision" + (f"-seed{seed}" if seed else "")
+    r = "runs/lisa-tiny-v10" + (f"-seed{seed}" if seed else "")
     configs = f"{r}/configs" if seed else "configs/tiny-shapes"
-    assert _run_recipe(tmp_path, seed=seed, recipe="v9-vision") == [
+    assert _run_recipe(tmp_path, seed=seed, recipe="v10") == [
         f"lisa train --config {configs}/4-vision-1.yaml",
         f"lisa export --run {r}/4-vision-1 --out {r}/4-vision-1/model",
         f"lisa train --config {configs}/4-vision-2.yaml",
@@ -308,7 +308,7 @@ def test_v10_trains_v9s_stage_4_on_with_the_vision_tower_then_puts_on_v9s_head(
 
 def test_v10_trains_v9_first_when_it_is_not_done(tmp_path: Path) -> None:
     _finished_seed_0_head(tmp_path, "v9")
-    calls = _run_recipe(tmp_path, seed=0, recipe="v9-vision")
+    calls = _run_recipe(tmp_path, seed=0, recipe="v10")
     trains = [c for c in calls if c.startswith("lisa train")]
     assert trains == [f"lisa train --config configs/tiny-shapes/{s}.yaml"
                       for s in ("4-more-1", "4-more-2", "4-vision-1", "4-vision-2")]

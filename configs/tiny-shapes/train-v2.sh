@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # lisa-tiny from nothing, on a CPU, in resumable stages (re-running resumes), six recipes:
-# - v9-vision (a candidate, not shipped: docs/lisa-tiny-experiments.md section 24, L and N): v9
+# - v10 (the shipped lisa-tiny is its seed-0 last stage, docs/lisa-tiny.md; section 24 of
+#   docs/lisa-tiny-experiments.md, L and N): v9
 #   (below, the same seed), then its stage 4 for 2000 more steps with the VLM's vision tower and
 #   projector trained too (recipe lisa_vision: 4-vision-1.yaml, then 4-vision-2.yaml, 1000 steps
 #   each; about 25-50 min each on one thread), then v9's fitted head put on that model and its
 #   threshold set on the calibration world. SEED=N trains v9 seed N and then the two runs on it.
-# - v9 (the shipped lisa-tiny is its seed-0 last stage, docs/lisa-tiny.md): v6 (below, seed 0),
+# - v9 (shipped until v10): v6 (below, seed 0),
 #   then v6's stage 4 for 2000 more steps in two runs of 1000 (4-more-1.yaml, then 4-more-2.yaml
 #   at half the learning rate; about 25-40 min each on one thread), then the presence head fitted
 #   on v6's frozen model (as v8's) put on that model (attach_presence_head.py) and its threshold set
@@ -38,7 +39,7 @@
 #   RECIPE=v6 bash configs/tiny-shapes/train-v2.sh    # v6, into runs/lisa-tiny-v6 (-seedN)
 #   RECIPE=v8 bash configs/tiny-shapes/train-v2.sh    # v8, into runs/lisa-tiny-v8 (-seedN)
 #   RECIPE=v9 bash configs/tiny-shapes/train-v2.sh    # v9, into runs/lisa-tiny-v9 (-seedN)
-#   RECIPE=v9-vision bash configs/tiny-shapes/train-v2.sh  # into runs/lisa-tiny-v9-vision (-seedN)
+#   RECIPE=v10 bash configs/tiny-shapes/train-v2.sh  # into runs/lisa-tiny-v10 (-seedN)
 # Then: bash configs/tiny-shapes/evaluate.sh runs/lisa-tiny-v6 data/shapes-fresh (a fresh world:
 #   lisa shapes generate --out data/shapes-fresh --split test --seed 20261205).
 set -euo pipefail
@@ -66,12 +67,12 @@ cells_stage() {  # base out steps scenes: the vision tower trained on the cell h
   [ -f "$2/lisa_config.json" ] || run python $C/train_vision_cells.py --model "$1" --out "$2" \
     --steps "$3" --train-scenes "$4" --threads "${THREADS:-2}"; }
 
-if [ "$RECIPE" = v8 ] || [ "$RECIPE" = v9 ] || [ "$RECIPE" = v9-vision ]; then  # v6 of seed 0 (the base) and v3 of this seed (evaluate.sh's other rows) first
+if [ "$RECIPE" = v8 ] || [ "$RECIPE" = v9 ] || [ "$RECIPE" = v10 ]; then  # v6 of seed 0 (the base) and v3 of this seed (evaluate.sh's other rows) first
   SEED=0 RECIPE=v6 bash "$0"
   [ "$SEED" = 0 ] || RECIPE=v3 bash "$0"
-  [ "$RECIPE" != v9-vision ] || RECIPE=v9 bash "$0"  # v9 of this seed: v9-vision goes on from its stage 4, with its fitted head
+  [ "$RECIPE" != v10 ] || RECIPE=v9 bash "$0"  # v9 of this seed: v10 goes on from its stage 4, with its fitted head
   R0=runs/lisa-tiny-$RECIPE R=runs/lisa-tiny-$RECIPE
-  fitted=$R0/4-fitted/model; [ "$RECIPE" != v9-vision ] || fitted=runs/lisa-tiny-v9/4-fitted/model
+  fitted=$R0/4-fitted/model; [ "$RECIPE" != v10 ] || fitted=runs/lisa-tiny-v9/4-fitted/model
   # The presence head's calibration world: its own seed, never trained on.
   [ -d data/shapes-calib/train ] ||
     run lisa shapes generate --out data/shapes-calib --split train --seed 20261207 --n 400
@@ -81,15 +82,15 @@ if [ "$RECIPE" = v8 ] || [ "$RECIPE" = v9 ] || [ "$RECIPE" = v9-vision ]; then  
   case "$RECIPE" in
     v8) stages=(4-presence) ;;
     v9) stages=(4-more-1 4-more-2) ;;
-    v9-vision) stages=(4-vision-1 4-vision-2) ;;
+    v10) stages=(4-vision-1 4-vision-2) ;;
   esac
   if [ "$SEED" != 0 ]; then  # only the last stages are seeded, each on this seed's stage before it
     R=$R-seed$SEED
     mkdir -p "$R/configs"
     moves=()  # every path to a stage this seed trains again (run_dir, a later stage's base) moves to $R
     for stage in "${stages[@]}"; do moves+=(-e "s#$R0/$stage\b#$R/$stage#g"); done
-    # v9-vision starts from this seed's v9
-    [ "$RECIPE" != v9-vision ] || moves+=(-e "s#runs/lisa-tiny-v9/4-more-2\b#runs/lisa-tiny-v9-seed$SEED/4-more-2#g")
+    # v10 starts from this seed's v9
+    [ "$RECIPE" != v10 ] || moves+=(-e "s#runs/lisa-tiny-v9/4-more-2\b#runs/lisa-tiny-v9-seed$SEED/4-more-2#g")
     for stage in "${stages[@]}"; do
       sed -e "s/^seed: 0\b/seed: $SEED/" "${moves[@]}" "$C/$stage.yaml" > "$R/configs/$stage.yaml"
     done
@@ -135,7 +136,7 @@ fi
 case "$RECIPE" in
   v2) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm); own=(3a-lisa-few 3-lisa 4-reason baseline) ;;
   v3) shared_stages=(1-sam 1b-sam-dense 1c-sam-fine 2-vlm 2a-vision-cells 2b-vlm-locate); own=(3a-lisa-few 3-lisa 4-reason) ;;
-  *) echo "RECIPE must be v2, v3, v6, v8, v9 or v9-vision, got $RECIPE" >&2; exit 1 ;;
+  *) echo "RECIPE must be v2, v3, v6, v8, v9 or v10, got $RECIPE" >&2; exit 1 ;;
 esac
 V2=runs/lisa-tiny-v2
 R=runs/lisa-tiny-$RECIPE  # the recipe's seed-0 folder: every later stage's base is in it
