@@ -72,7 +72,7 @@ def test_upload_ask_see_the_overlay_toggle_it_and_ask_again(demo, page) -> None:
     page.wait_for_selector("#image img", timeout=60_000)
     encoded.clear()
     # An explicit query, so that the mask is not empty (a mask judged absent is empty, and its
-    # toggle would not change the overlay; lisa-tiny v8 judged RAIN's umbrella absent).
+    # toggle would not change the overlay; lisa-tiny v8 and v10 give RAIN's umbrella an empty mask).
     _ask(page, "Can you segment the black octagon in this image?", 0)
     page.wait_for_selector("#overlay img", timeout=60_000)
     assert "[SEG]" in page.inner_text("#chat")
