@@ -208,7 +208,7 @@ def test_vlm_recipe_with_the_mask_path_trains_the_whole_vlm_and_the_papers_mask_
     set_trainable(model, None, "lisa_vlm")
     vlm = {n for n, _ in model.named_parameters() if n.startswith("vlm.")}
     assert _trainable(model) == paper | vlm
-    assert not any(n.startswith("sam.vision_encoder.") or n.startswith("sam.prompt_encoder.") for n in _trainable(model))
+    assert not any(n.startswith(("sam.vision_encoder.", "sam.prompt_encoder.")) for n in _trainable(model))
 
 
 def test_vlm_recipe_with_the_mask_path_refuses_lora() -> None:
